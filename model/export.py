@@ -1,0 +1,87 @@
+"""SavedModel export with a tf.Example serving signature and a dense-features signature."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import tensorflow as tf
+
+from model import features
+from model.gmvae import GMVAE
+
+Preprocess = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
+
+
+class _ExportModule(tf.Module):
+    """Holds the model variables, the optional preprocessing trackable and the signatures."""
+
+    def __init__(self, model: GMVAE, feature_names: Sequence[str], preprocess: Preprocess | None) -> None:
+        super().__init__(name="gmvae_export")
+        self._model = model
+        self.model_variables = list(model.variables)
+        self.feature_names = list(feature_names)
+        if preprocess is not None and isinstance(preprocess, tf.__internal__.tracking.Trackable):
+            self.preprocess_layer = preprocess  # tracked: its variables/assets are saved
+        self._preprocess = preprocess or self._default_preprocess
+        self.serve = tf.function(
+            self._serve, input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT_KEY)]
+        )
+        self.predict_features = tf.function(
+            self._predict_features,
+            input_signature=[
+                tf.TensorSpec([None, len(self.feature_names)], tf.float32, name=features.FEATURES_INPUT_KEY)
+            ],
+        )
+
+    def _default_preprocess(self, raw: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Stack raw features in `feature_names` order, then the model's input scaling."""
+        x = tf.stack([tf.cast(raw[name], tf.float32) for name in self.feature_names], axis=1)
+        x = x * self._model.config.input_scale
+        return tf.clip_by_value(x, 0.0, 1.0) if self._model.config.likelihood == "bernoulli" else x
+
+    def _outputs(self, raw: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        x = tf.cast(self._preprocess(dict(raw)), tf.float32)
+        return self._model(x, training=False)
+
+    def _serve(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in self.feature_names}
+        return self._outputs(tf.io.parse_example(examples, spec))
+
+    def _predict_features(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._outputs({name: features[:, i] for i, name in enumerate(self.feature_names)})
+
+
+def export_saved_model(
+    model: GMVAE,
+    export_dir: str,
+    feature_names: Sequence[str],
+    preprocess: Preprocess | None = None,
+) -> str:
+    """Write a SavedModel with the `serving_default` and `predict_features` signatures.
+
+    `serving_default` takes serialized tf.Examples (1-D string tensor, input key
+    `features.SERVING_INPUT_KEY`), each with one float per name in `feature_names`;
+    `predict_features` takes dense floats [B, len(feature_names)] (key `features.FEATURES_INPUT_KEY`).
+    Both map the raw features {name: [B]} through `preprocess` to the model input [B, input_dim]
+    (default: stack in `feature_names` order, multiply by `config.input_scale`, clip to [0, 1]
+    for Bernoulli) and return `cluster` int64 [B], `cluster_probabilities` [B, K],
+    `latent_mean` [B, D] and `elbo` [B]. A trackable `preprocess` (tf.Module, Keras layer such
+    as tf.Transform's TransformFeaturesLayer) is attached so its variables and assets are saved.
+    Loadable with `tf.saved_model.load` and the TF1 `tf.compat.v1.saved_model.loader`.
+    """
+    if len(feature_names) == 0:
+        raise ValueError("feature_names is empty")
+    if preprocess is None and len(feature_names) != model.config.input_dim:
+        raise ValueError(
+            f"{len(feature_names)} feature names for a model with input_dim {model.config.input_dim}"
+        )
+    module = _ExportModule(model, feature_names, preprocess)
+    tf.saved_model.save(
+        module,
+        export_dir,
+        signatures={
+            features.SERVING_SIGNATURE: module.serve.get_concrete_function(),
+            features.FEATURES_SIGNATURE: module.predict_features.get_concrete_function(),
+        },
+    )
+    return export_dir

@@ -1,0 +1,23 @@
+"""Names shared by the model, the pipeline, serving and scoring: the one source of truth."""
+
+ID_KEY = "id"
+LABEL_KEY = "label"
+RESERVED_KEYS = (ID_KEY, LABEL_KEY)
+
+TRANSFORMED_FEATURES_KEY = "features"
+
+SERVING_SIGNATURE = "serving_default"
+FEATURES_SIGNATURE = "predict_features"
+SERVING_INPUT_KEY = "examples"
+FEATURES_INPUT_KEY = "features"
+
+CLUSTER = "cluster"
+CLUSTER_PROBABILITIES = "cluster_probabilities"
+LATENT_MEAN = "latent_mean"
+ELBO = "elbo"
+OUTPUT_KEYS = (CLUSTER, CLUSTER_PROBABILITIES, LATENT_MEAN, ELBO)
+
+
+def is_feature(name: str) -> bool:
+    """True for every input column that is a model feature (not the id or the label)."""
+    return name not in RESERVED_KEYS

@@ -1,0 +1,287 @@
+"""Gaussian-mixture VAE (GMVAE / VaDE) as a Keras 2 model with its own `train_step`.
+
+Generative model: c ~ Categorical(pi), z | c ~ N(mu_c, diag(sigma_c^2)), x | z ~ Bernoulli or
+Gaussian(decoder(z)). The marginal prior p(z) is a `tfd.MixtureSameFamily` whose weights, means
+and scales are trainable variables of `MixturePrior`.
+
+Loss (negative ELBO). KL(q(z|x) || p(z)) to a mixture has no closed form. We use the VaDE
+decomposition (Jiang et al. 2017): with q(c|x) := p(c|z), z ~ q(z|x),
+
+    -ELBO = -E_q[log p(x|z)] + sum_c q(c|x) KL(q(z|x) || p(z|c)) + KL(q(c|x) || p(c)),
+
+where both KL terms are analytic. It is an upper bound on the exact negative ELBO with the
+mixture marginal, but its variance is much lower than that of the single-sample Monte-Carlo
+estimate log q(z|x) - log p(z), and it directly trains the component posterior that defines
+the clusters. The cluster of an example is argmax_c p(c | z = E[z|x]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras as keras
+
+from model import features
+from model.config import GMVAEConfig
+
+tfd = tfp.distributions
+
+
+def _softplus_inverse(x: np.ndarray | float) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.log(np.expm1(x)).astype(np.float32)
+
+
+class MixturePrior(keras.layers.Layer):
+    """Learned Gaussian-mixture prior p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)).
+
+    Scales are `min_scale + softplus(raw)`, so no component can shrink to a point.
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        latent_dim: int,
+        min_scale: float = 0.05,
+        learn_weights: bool = True,
+        seed: int | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.n_components = n_components
+        self.latent_dim = latent_dim
+        self.min_scale = min_scale
+        self.logits = self.add_weight(
+            name="logits", shape=[n_components], initializer="zeros", trainable=learn_weights
+        )
+        self.loc = self.add_weight(
+            name="loc",
+            shape=[n_components, latent_dim],
+            initializer=keras.initializers.RandomNormal(seed=seed),
+        )
+        self.raw_scale = self.add_weight(
+            name="raw_scale",
+            shape=[n_components, latent_dim],
+            initializer=keras.initializers.Constant(_softplus_inverse(max(1.0 - min_scale, 1e-3))),
+        )
+
+    @property
+    def scale(self) -> tf.Tensor:
+        return self.min_scale + tf.nn.softplus(self.raw_scale)
+
+    def distribution(self) -> tfd.MixtureSameFamily:
+        """The prior p(z) as a TFP distribution."""
+        return tfd.MixtureSameFamily(
+            mixture_distribution=tfd.Categorical(logits=self.logits),
+            components_distribution=tfd.MultivariateNormalDiag(loc=self.loc, scale_diag=self.scale),
+        )
+
+    def joint_log_prob(self, z: tf.Tensor) -> tf.Tensor:
+        """log pi_k + log N(z; mu_k, sigma_k) for every component: [B, K]."""
+        prior = self.distribution()
+        log_weights = tf.nn.log_softmax(prior.mixture_distribution.logits_parameter())
+        return log_weights + prior.components_distribution.log_prob(z[..., tf.newaxis, :])
+
+    def log_posterior(self, z: tf.Tensor) -> tf.Tensor:
+        """log p(c = k | z): [B, K]."""
+        return tf.nn.log_softmax(self.joint_log_prob(z), axis=-1)
+
+    def kl_to_components(self, posterior: tfd.Normal) -> tf.Tensor:
+        """KL(q(z|x) || p(z|c=k)) for every component; `posterior` has batch [B, D]: [B, K]."""
+        q = tfd.Normal(posterior.loc[:, tf.newaxis, :], posterior.scale[:, tf.newaxis, :])
+        return tf.reduce_sum(tfd.kl_divergence(q, tfd.Normal(self.loc, self.scale)), axis=-1)
+
+    def set_mixture(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> None:
+        """Set the mixture from (e.g. GMM-fitted) weights [K], means [K, D] and variances [K, D]."""
+        std = np.sqrt(np.asarray(variances, dtype=np.float64))
+        self.logits.assign(np.log(np.maximum(weights, 1e-6)).astype(np.float32))
+        self.loc.assign(np.asarray(means, dtype=np.float32))
+        self.raw_scale.assign(_softplus_inverse(np.maximum(std - self.min_scale, 1e-3)))
+
+
+def _mlp(units: tuple[int, ...], output_dim: int, name: str, seed: int) -> keras.Sequential:
+    layers = [
+        keras.layers.Dense(
+            u, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed + i)
+        )
+        for i, u in enumerate(units)
+    ]
+    layers.append(
+        keras.layers.Dense(output_dim, kernel_initializer=keras.initializers.GlorotUniform(seed + 99))
+    )
+    return keras.Sequential(layers, name=name)
+
+
+def _augmenter(config: GMVAEConfig) -> keras.Sequential:
+    """Random shift / rotation / zoom of flat images (DEC-DA); only active when training=True."""
+    h, w = config.image_shape
+    seed = config.seed
+    return keras.Sequential(
+        [
+            keras.layers.Reshape((h, w, 1)),
+            keras.layers.RandomTranslation(
+                config.max_translation, config.max_translation, fill_mode="constant", seed=seed + 1
+            ),
+            keras.layers.RandomRotation(config.max_rotation, fill_mode="constant", seed=seed + 2),
+            keras.layers.RandomZoom(config.max_zoom, fill_mode="constant", seed=seed + 3),
+            keras.layers.Reshape((h * w,)),
+        ],
+        name="augment",
+    )
+
+
+class GMVAE(keras.Model):
+    """Encoder q(z|x), decoder p(x|z), mixture prior p(z); clusters = p(c|z).
+
+    Two training modes share `train_step`: with `pretraining=True` it trains a plain
+    autoencoder (encoder mean -> decoder) on the reconstruction loss; otherwise it minimises
+    the negative ELBO plus the optional balance and self-training terms of the config.
+    Re-`compile` after switching the mode.
+    """
+
+    def __init__(self, config: GMVAEConfig, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.encoder = _mlp(config.hidden_units, 2 * config.latent_dim, "encoder", config.seed * 1000)
+        self.decoder = _mlp(config.hidden_units[::-1], config.input_dim, "decoder", config.seed * 1000 + 500)
+        self.prior = MixturePrior(
+            config.n_components,
+            config.latent_dim,
+            min_scale=config.min_scale,
+            learn_weights=config.learn_mixture_weights,
+            seed=config.seed,
+            name="prior",
+        )
+        self.log_noise = (
+            self.add_weight(name="log_noise", shape=[config.input_dim], initializer="zeros")
+            if config.likelihood == "gaussian"
+            else None
+        )
+        self.augmenter = _augmenter(config) if config.augmenting else None
+        if self.augmenter is not None:
+            self.augmenter.build((None, config.input_dim))
+        self.kl_weight = tf.Variable(1.0, trainable=False, name="kl_weight")
+        self.pretraining = False
+        self.prior_optimizer: keras.optimizers.Optimizer | None = None
+        self._trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "reconstruction", "kl", "balance", "self_training")
+        }
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self._trackers.values())
+
+    def compile(
+        self,
+        optimizer: keras.optimizers.Optimizer,
+        prior_optimizer: keras.optimizers.Optimizer | None = None,
+        **kwargs: object,
+    ) -> None:
+        """`prior_optimizer` (e.g. a lower learning rate) updates the mixture; default: `optimizer`."""
+        super().compile(optimizer=optimizer, **kwargs)
+        self.prior_optimizer = prior_optimizer or optimizer.__class__.from_config(optimizer.get_config())
+
+    # ---- distributions -------------------------------------------------------------------
+    def encode(self, x: tf.Tensor, training: bool = False) -> tfd.Normal:
+        """q(z|x) as a batch [B, D] of independent normals (a diagonal Gaussian)."""
+        h = self.encoder(x, training=training)
+        loc, raw_scale = tf.split(h, 2, axis=-1)
+        return tfd.Normal(loc=loc, scale=1e-3 + tf.nn.softplus(raw_scale - 2.0))
+
+    def decode(self, z: tf.Tensor, training: bool = False) -> tfd.Distribution:
+        """p(x|z) with event shape [input_dim]."""
+        out = self.decoder(z, training=training)
+        if self.log_noise is None:
+            return tfd.Independent(tfd.Bernoulli(logits=out), reinterpreted_batch_ndims=1)
+        return tfd.Independent(
+            tfd.Normal(out, 1e-3 + tf.nn.softplus(self.log_noise + 0.5413)), reinterpreted_batch_ndims=1
+        )
+
+    def kl_divergence(self, posterior: tfd.Normal, log_gamma: tf.Tensor) -> tf.Tensor:
+        """VaDE KL: sum_k gamma_k KL(q(z|x)||p(z|k)) + KL(gamma||pi), per example [B]."""
+        gamma = tf.exp(log_gamma)
+        kl_z = tf.reduce_sum(gamma * self.prior.kl_to_components(posterior), axis=-1)
+        kl_c = tfd.kl_divergence(
+            tfd.Categorical(logits=log_gamma), self.prior.distribution().mixture_distribution
+        )
+        return kl_z + kl_c
+
+    # ---- inference -----------------------------------------------------------------------
+    def call(self, x: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
+        """The four model outputs for a batch of model inputs [B, input_dim].
+
+        `elbo` is evaluated deterministically at z = E[z|x] (reconstruction term) with the
+        analytic VaDE KL, so it is a reproducible per-example anomaly score.
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+        posterior = self.encode(x, training=training)
+        log_gamma = self.prior.log_posterior(posterior.loc)
+        elbo = self.decode(posterior.loc).log_prob(x) - self.kl_divergence(posterior, log_gamma)
+        return {
+            features.CLUSTER: tf.argmax(log_gamma, axis=-1, output_type=tf.int64),
+            features.CLUSTER_PROBABILITIES: tf.exp(log_gamma),
+            features.LATENT_MEAN: posterior.loc,
+            features.ELBO: elbo,
+        }
+
+    def predict_outputs(self, x: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """`call` over a numpy array in batches, as numpy arrays."""
+        parts = [self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        return {k: np.concatenate([p[k].numpy() for p in parts]) for k in features.OUTPUT_KEYS}
+
+    # ---- training ------------------------------------------------------------------------
+    def network_variables(self) -> list[tf.Variable]:
+        """Encoder, decoder and noise variables (everything but the prior)."""
+        prior_ids = {id(v) for v in self.prior.trainable_variables}
+        return [v for v in self.trainable_variables if id(v) not in prior_ids]
+
+    def loss_terms(self, x: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Per-replica scalar loss (already scaled for cross-replica summation) and terms."""
+        cfg = self.config
+        n_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        x_in = self.augmenter(x, training=True) if self.augmenter is not None else x
+        if self.pretraining:
+            recon = -self.decode(self.encode(x_in, training=True).loc, training=True).log_prob(x_in)
+            return tf.nn.compute_average_loss(recon), {"reconstruction": recon}
+        target = x if cfg.reconstruct_clean else x_in
+        posterior = self.encode(x_in, training=True)
+        z = posterior.sample()
+        log_gamma = self.prior.log_posterior(z)
+        recon = -self.decode(z, training=True).log_prob(target)
+        kl = self.kl_divergence(posterior, log_gamma)
+        per_example = recon + self.kl_weight * kl
+        terms = {"reconstruction": recon, "kl": kl}
+        if cfg.self_training_weight > 0:
+            clean = posterior if self.augmenter is None else self.encode(x, training=True)
+            q = tf.stop_gradient(tf.exp(self.prior.log_posterior(clean.loc)))
+            p = q**2 / tf.reduce_sum(q, axis=0, keepdims=True)
+            p = p / tf.reduce_sum(p, axis=-1, keepdims=True)
+            self_training = -tf.reduce_sum(p * log_gamma, axis=-1)
+            per_example += cfg.self_training_weight * self_training
+            terms["self_training"] = self_training
+        loss = tf.nn.compute_average_loss(per_example)
+        if cfg.balance_weight > 0:
+            mean_gamma = tf.reduce_mean(tf.exp(log_gamma), axis=0)
+            balance = tf.reduce_sum(mean_gamma * tf.math.log(mean_gamma * cfg.n_components + 1e-8))
+            loss += cfg.balance_weight * balance / tf.cast(n_replicas, tf.float32)
+            terms["balance"] = balance
+        return loss, terms
+
+    def train_step(self, data: tf.Tensor | tuple) -> dict[str, tf.Tensor]:
+        x = data[0] if isinstance(data, tuple) else data
+        x = tf.cast(x, tf.float32)
+        network_vars = self.network_variables()
+        prior_vars = [] if self.pretraining else self.prior.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, terms = self.loss_terms(x)
+        grads = tape.gradient(loss, network_vars + prior_vars)
+        self.optimizer.apply_gradients(zip(grads[: len(network_vars)], network_vars, strict=True))
+        if prior_vars:
+            self.prior_optimizer.apply_gradients(zip(grads[len(network_vars) :], prior_vars, strict=True))
+        n_replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
+        self._trackers["loss"].update_state(loss * n_replicas)
+        for name, value in terms.items():
+            self._trackers[name].update_state(tf.reduce_mean(value))
+        return {name: t.result() for name, t in self._trackers.items() if name == "loss" or name in terms}

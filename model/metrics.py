@@ -1,0 +1,70 @@
+"""Clustering metrics: Hungarian-matched accuracy, NMI, ARI, silhouette, cluster occupancy."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+
+
+def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Unsupervised accuracy: the best one-to-one map of clusters to classes (Hungarian).
+
+    Works when the number of clusters differs from the number of classes: clusters left
+    without a class (or classes without a cluster) count as errors.
+    """
+    labels = np.asarray(labels).ravel()
+    clusters = np.asarray(clusters).ravel()
+    if labels.shape != clusters.shape:
+        raise ValueError(f"labels and clusters differ in length: {labels.shape} vs {clusters.shape}")
+    if labels.size == 0:
+        raise ValueError("empty input")
+    _, label_idx = np.unique(labels, return_inverse=True)
+    _, cluster_idx = np.unique(clusters, return_inverse=True)
+    counts = np.zeros((cluster_idx.max() + 1, label_idx.max() + 1), dtype=np.int64)
+    np.add.at(counts, (cluster_idx, label_idx), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / labels.size)
+
+
+def nmi(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Normalised mutual information (arithmetic mean normalisation)."""
+    return float(normalized_mutual_info_score(labels, clusters))
+
+
+def ari(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Adjusted Rand index."""
+    return float(adjusted_rand_score(labels, clusters))
+
+
+def silhouette(latent: np.ndarray, clusters: np.ndarray, sample_size: int = 2000, seed: int = 0) -> float:
+    """Silhouette of the clusters in latent space, on a random sample for speed; NaN if < 2 clusters."""
+    if len(np.unique(clusters)) < 2:
+        return float("nan")
+    size = min(sample_size, len(clusters))
+    return float(silhouette_score(latent, clusters, sample_size=size, random_state=seed))
+
+
+def occupancy(clusters: np.ndarray, n_clusters: int) -> dict[str, float]:
+    """Share of the smallest and largest cluster and the number of empty clusters among n_clusters."""
+    counts = np.bincount(np.asarray(clusters).ravel(), minlength=n_clusters)
+    share = counts / max(counts.sum(), 1)
+    return {
+        "min_share": float(share.min()),
+        "max_share": float(share.max()),
+        "empty": int((counts == 0).sum()),
+    }
+
+
+def clustering_report(
+    labels: np.ndarray | None, clusters: np.ndarray, n_clusters: int, latent: np.ndarray | None = None
+) -> dict[str, float]:
+    """All metrics at once; supervised ones only when labels are given."""
+    report: dict[str, float] = dict(occupancy(clusters, n_clusters))
+    if labels is not None:
+        report.update(
+            acc=cluster_accuracy(labels, clusters), nmi=nmi(labels, clusters), ari=ari(labels, clusters)
+        )
+    if latent is not None:
+        report["silhouette"] = silhouette(latent, clusters)
+    return report
