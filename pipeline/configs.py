@@ -1,0 +1,43 @@
+"""Pipeline values in one place: names, paths under the output root, module paths and defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+PIPELINE_NAME = "gmvae-clustering"
+DEFAULT_OUTPUT_ROOT = "outputs"
+
+PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"
+
+# Schema curated for the bundled default data (scikit-learn digits); user data gets an inferred schema.
+DIGITS_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "digits", "schema.pbtxt")
+
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Everything a run writes lives under one output root."""
+
+    root: str
+
+    @property
+    def staging(self) -> str:
+        return os.path.join(self.root, "data")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.root, "pipeline")
+
+    @property
+    def metadata(self) -> str:
+        return os.path.join(self.root, "metadata.sqlite")
+
+    @property
+    def serving(self) -> str:
+        return os.path.join(self.root, "serving")
+
+
+def output_paths(root: str) -> OutputPaths:
+    return OutputPaths(os.path.abspath(root))

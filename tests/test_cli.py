@@ -1,0 +1,51 @@
+"""The local CLI: help for every option, one clear sentence and a non-zero exit on bad input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for action in run.build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help, f"option {action.option_strings} has no help"
+
+
+def test_missing_data_path_fails_with_one_sentence(tmp_path, capsys):
+    missing = tmp_path / "missing.csv"
+    assert run.main(["--data", str(missing), "--output-root", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: input '{missing}' does not exist."
+
+
+def test_csv_without_numeric_columns_fails_with_one_sentence(tmp_path, capsys):
+    src = tmp_path / "words.csv"
+    src.write_text("name,colour\nada,red\nbob,blue\n")
+    assert run.main(["--data", str(src), "--output-root", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {src} has no numeric feature columns (columns: name, colour)."
+
+
+def test_missing_schema_fails_before_anything_runs(tmp_path, capsys):
+    assert run.main(["--schema", str(tmp_path / "none.pbtxt"), "--output-root", str(tmp_path / "out")]) == 2
+    assert "schema file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_module_entry_point_exits_non_zero(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.run", "--data", str(tmp_path / "nothing")],
+        capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr.splitlines()[-1]

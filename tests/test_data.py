@@ -1,0 +1,107 @@
+"""Staging of every supported input source into ExampleGen's layout, and the clear errors on bad input."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from pipeline import data
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_pixel_names_sort_in_pixel_order():
+    names = data.pixel_names(784)
+    assert names[0] == "px_000" and names[-1] == "px_783"
+    assert sorted(names) == names == sorted(names, key=data.natural_key)
+    assert sorted(["px_10", "px_2", "px_1"], key=data.natural_key) == ["px_1", "px_2", "px_10"]
+
+
+def test_stage_default_digits(tmp_path):
+    staged = data.stage("digits", str(tmp_path))
+    rows = _read_csv(tmp_path / "data.csv")
+    assert rows[0][:3] == ["id", "label", "px_00"] and len(rows[0]) == 66
+    assert len(rows) - 1 == staged.num_rows == 1797
+    assert staged.image_shape == (8, 8) and staged.has_label and staged.format == data.CSV
+    assert staged.feature_names == tuple(data.pixel_names(64))
+    pixels = np.array(rows[1][2:], dtype=float)
+    assert pixels.min() >= 0 and pixels.max() <= 16
+
+
+def test_restaging_unchanged_data_keeps_the_file(tmp_path):
+    data.stage("digits", str(tmp_path))
+    before = os.stat(tmp_path / "data.csv").st_mtime_ns
+    data.stage("digits", str(tmp_path))
+    assert os.stat(tmp_path / "data.csv").st_mtime_ns == before
+
+
+def test_stage_npz_with_and_without_labels(tmp_path):
+    images = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+    np.savez(tmp_path / "a.npz", images=images, labels=np.array([1, 2, 3], np.uint8))
+    staged = data.stage(str(tmp_path / "a.npz"), str(tmp_path / "out_a"))
+    rows = _read_csv(tmp_path / "out_a" / "data.csv")
+    assert staged.image_shape == (4, 4) and staged.has_label
+    assert rows[2][:3] == ["1", "2", "16"]
+    np.savez(tmp_path / "b.npz", images=images)
+    staged = data.stage(str(tmp_path / "b.npz"), str(tmp_path / "out_b"))
+    assert not staged.has_label
+    assert _read_csv(tmp_path / "out_b" / "data.csv")[0][:2] == ["id", "px_00"]
+
+
+def test_stage_csv_finds_numeric_features(tmp_path):
+    src = tmp_path / "table.csv"
+    src.write_text("id,name,b,a,label\n1,x,0.5,2,0\n2,y,1.5,3,1\n")
+    staged = data.stage(str(src), str(tmp_path / "staged"))
+    assert staged.feature_names == ("a", "b")
+    assert staged.has_label and staged.image_shape is None
+    assert (tmp_path / "staged" / "table.csv").read_text() == src.read_text()
+
+
+def test_stage_tfrecord(tmp_path):
+    import tensorflow as tf
+
+    path = str(tmp_path / "part.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(3):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "x1": tf.train.Feature(float_list=tf.train.FloatList(value=[i])),
+                "x0": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+                "note": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"n"])),
+            }))
+            writer.write(example.SerializeToString())
+    staged = data.stage(path, str(tmp_path / "staged"))
+    assert staged.format == data.TFRECORD and staged.feature_names == ("x0", "x1") and not staged.has_label
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("id,name\n1,x\n", "has no numeric feature columns (columns: id, name)"),
+        ("a,b\n", "has a header but no data rows"),
+        ("a,b\n1\n", "the first data row has 1 fields but the header has 2"),
+    ],
+)
+def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
+    src = tmp_path / "bad.csv"
+    src.write_text(content)
+    with pytest.raises(data.DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        data.stage(str(src), str(tmp_path / "staged"))
+
+
+def test_missing_input_is_refused(tmp_path):
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.stage(str(tmp_path / "nope.csv"), str(tmp_path / "staged"))
+
+
+def test_bad_npz_is_refused(tmp_path):
+    np.savez(tmp_path / "x.npz", pictures=np.zeros((2, 2, 2)))
+    with pytest.raises(data.DataError, match="has no 'images' array"):
+        data.stage(str(tmp_path / "x.npz"), str(tmp_path / "staged"))
+    (tmp_path / "y.npz").write_bytes(b"not a zip")
+    with pytest.raises(data.DataError, match="is not a readable .npz file"):
+        data.stage(str(tmp_path / "y.npz"), str(tmp_path / "staged"))
