@@ -15,11 +15,18 @@ Preprocess = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 class _ExportModule(tf.Module):
     """Holds the model variables, the optional preprocessing trackable and the signatures."""
 
-    def __init__(self, model: GMVAE, feature_names: Sequence[str], preprocess: Preprocess | None) -> None:
+    def __init__(
+        self,
+        model: GMVAE,
+        feature_names: Sequence[str],
+        preprocess: Preprocess | None,
+        feature_spec: Mapping[str, tf.io.FixedLenFeature] | None,
+    ) -> None:
         super().__init__(name="gmvae_export")
         self._model = model
         self.model_variables = list(model.variables)
         self.feature_names = list(feature_names)
+        self._spec = dict(feature_spec or {name: tf.io.FixedLenFeature([], tf.float32) for name in feature_names})
         if preprocess is not None and isinstance(preprocess, tf.__internal__.tracking.Trackable):
             self.preprocess_layer = preprocess  # tracked: its variables/assets are saved
         self._preprocess = preprocess or self._default_preprocess
@@ -35,7 +42,7 @@ class _ExportModule(tf.Module):
 
     def _default_preprocess(self, raw: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Stack raw features in `feature_names` order, then the model's input scaling."""
-        x = tf.stack([tf.cast(raw[name], tf.float32) for name in self.feature_names], axis=1)
+        x = tf.stack([tf.reshape(tf.cast(raw[name], tf.float32), [-1]) for name in self.feature_names], axis=1)
         x = x * self._model.config.input_scale
         return tf.clip_by_value(x, 0.0, 1.0) if self._model.config.likelihood == "bernoulli" else x
 
@@ -44,11 +51,15 @@ class _ExportModule(tf.Module):
         return self._model(x, training=False)
 
     def _serve(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
-        spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in self.feature_names}
-        return self._outputs(tf.io.parse_example(examples, spec))
+        return self._outputs(tf.io.parse_example(examples, self._spec))
 
     def _predict_features(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self._outputs({name: features[:, i] for i, name in enumerate(self.feature_names)})
+        """Split dense columns into raw features with the dtype and shape parsing would give them."""
+        raw = {}
+        for i, name in enumerate(self.feature_names):
+            spec = self._spec[name]
+            raw[name] = tf.reshape(tf.cast(features[:, i], spec.dtype), [-1, *spec.shape])
+        return self._outputs(raw)
 
 
 def export_saved_model(
@@ -56,6 +67,7 @@ def export_saved_model(
     export_dir: str,
     feature_names: Sequence[str],
     preprocess: Preprocess | None = None,
+    feature_spec: Mapping[str, tf.io.FixedLenFeature] | None = None,
 ) -> str:
     """Write a SavedModel with the `serving_default` and `predict_features` signatures.
 
@@ -65,7 +77,9 @@ def export_saved_model(
     Both map the raw features {name: [B]} through `preprocess` to the model input [B, input_dim]
     (default: stack in `feature_names` order, multiply by `config.input_scale`, clip to [0, 1]
     for Bernoulli) and return `cluster` int64 [B], `cluster_probabilities` [B, K],
-    `latent_mean` [B, D] and `elbo` [B]. A trackable `preprocess` (tf.Module, Keras layer such
+    `latent_mean` [B, D] and `elbo` [B]. `feature_spec` (default: one float32 scalar per name) is how
+    tf.Examples are parsed, e.g. tf.Transform's raw feature spec (int64 [1] columns stay int64 [1]);
+    dense inputs are cast and reshaped to the same spec. A trackable `preprocess` (tf.Module, Keras layer such
     as tf.Transform's TransformFeaturesLayer) is attached so its variables and assets are saved.
     Loadable with `tf.saved_model.load` and the TF1 `tf.compat.v1.saved_model.loader`.
     """
@@ -75,7 +89,10 @@ def export_saved_model(
         raise ValueError(
             f"{len(feature_names)} feature names for a model with input_dim {model.config.input_dim}"
         )
-    module = _ExportModule(model, feature_names, preprocess)
+    missing = set(feature_spec or ()) ^ set(feature_names) if feature_spec else set()
+    if missing:
+        raise ValueError(f"feature_spec and feature_names differ on {sorted(missing)}")
+    module = _ExportModule(model, feature_names, preprocess, feature_spec)
     tf.saved_model.save(
         module,
         export_dir,
