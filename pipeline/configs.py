@@ -41,3 +41,26 @@ class OutputPaths:
 
 def output_paths(root: str) -> OutputPaths:
     return OutputPaths(os.path.abspath(root))
+
+RUN_FN = "pipeline.trainer.run_fn"
+
+# Model presets by input image shape (see model/config.py); anything else uses the generic defaults.
+MODEL_PRESETS = {(8, 8): "digits", (28, 28): "mnist"}
+
+# A candidate is blessed only if it meets every threshold (metrics without labels always apply; acc/nmi only
+# when the data has a label column) ...
+THRESHOLDS = {
+    "min_smallest_cluster_share": 0.02,
+    "max_empty_clusters": 0,
+    "min_silhouette": 0.0,
+}
+# ... and does not fall behind the baseline (the last blessed model) by more than these tolerances.
+REGRESSION_TOLERANCES = {
+    "mean_elbo": 0.05,
+    "nmi": 0.02,
+    "acc": 0.03,
+}
+
+
+def model_preset(image_shape: tuple[int, int] | None) -> str:
+    return MODEL_PRESETS.get(tuple(image_shape) if image_shape else None, "default")

@@ -1,0 +1,105 @@
+"""VersionedPusher executor: integer versions that appear atomically, a champion record, blessing honoured."""
+
+import json
+import os
+
+import pytest
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.versioned_pusher import executor as pusher
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _model(tmp_path, model_id: int, content: str):
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / f"model{model_id}")
+    model.id = model_id
+    serving = os.path.join(model.uri, "Format-Serving")
+    os.makedirs(os.path.join(serving, "variables"))
+    with open(os.path.join(serving, "saved_model.pb"), "w") as f:
+        f.write(content)
+    with open(os.path.join(serving, "variables", "variables.index"), "w") as f:
+        f.write(content)
+    return model
+
+
+def _blessing(tmp_path, blessed: int, metrics: dict):
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / f"blessing{len(os.listdir(tmp_path))}")
+    os.makedirs(blessing.uri)
+    with open(os.path.join(blessing.uri, pusher.METRICS_FILE), "w") as f:
+        json.dump(metrics, f)
+    blessing.set_int_custom_property("blessed", blessed)
+    return blessing
+
+
+def _push(tmp_path, model, blessing, serving_dir):
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / f"pushed{len(os.listdir(tmp_path))}")
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
+    pusher.Executor().Do(
+        {standard_component_specs.MODEL_KEY: [model], standard_component_specs.MODEL_BLESSING_KEY: [blessing]},
+        {standard_component_specs.PUSHED_MODEL_KEY: [pushed]},
+        {standard_component_specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination)},
+    )
+    return pushed
+
+
+def test_blessed_models_get_increasing_versions_and_a_champion_record(tmp_path):
+    serving = str(tmp_path / "serving")
+    first = _push(tmp_path, _model(tmp_path, 3, "one"), _blessing(tmp_path, 1, {"nmi": 0.7}), serving)
+    second = _push(tmp_path, _model(tmp_path, 9, "two"), _blessing(tmp_path, 1, {"nmi": 0.8}), serving)
+    assert sorted(os.listdir(serving)) == ["1", "2", pusher.CHAMPION_FILE]
+    assert _read(os.path.join(serving, "1", "saved_model.pb")) == "one"
+    assert _read(os.path.join(serving, "2", "saved_model.pb")) == "two"
+    assert first.get_int_custom_property("pushed") == 1
+    assert second.get_string_custom_property("pushed_version") == "2"
+    champion = pusher.read_champion(serving)
+    assert champion["version"] == 2 and champion["model_id"] == 9
+    assert champion["serving_path"] == os.path.join(serving, "2")
+    assert champion["metrics"] == {"nmi": 0.8}
+
+
+def test_not_blessed_pushes_nothing(tmp_path):
+    serving = str(tmp_path / "serving")
+    pushed = _push(tmp_path, _model(tmp_path, 1, "x"), _blessing(tmp_path, 0, {}), serving)
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert not os.path.exists(serving)
+
+
+def test_the_serving_model_is_not_copied_again(tmp_path):
+    serving = str(tmp_path / "serving")
+    model = _model(tmp_path, 4, "same")
+    _push(tmp_path, model, _blessing(tmp_path, 1, {}), serving)
+    again = _push(tmp_path, model, _blessing(tmp_path, 1, {}), serving)
+    assert pusher.versions(serving) == [1]
+    assert again.get_string_custom_property("pushed_version") == "1"
+
+
+def test_interrupted_push_leaves_only_complete_versions(tmp_path, monkeypatch):
+    serving = str(tmp_path / "serving")
+    _push(tmp_path, _model(tmp_path, 1, "good"), _blessing(tmp_path, 1, {}), serving)
+    real_copy = pusher.io_utils.copy_dir
+
+    def copy_then_die(src, dst, *args, **kwargs):
+        os.makedirs(dst)
+        with open(os.path.join(dst, "saved_model.pb"), "w") as f:
+            f.write("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pusher.io_utils, "copy_dir", copy_then_die)
+    with pytest.raises(OSError, match="disk full"):
+        _push(tmp_path, _model(tmp_path, 2, "new"), _blessing(tmp_path, 1, {}), serving)
+    assert pusher.versions(serving) == [1]
+    assert pusher.read_champion(serving)["model_id"] == 1
+    monkeypatch.setattr(pusher.io_utils, "copy_dir", real_copy)
+    _push(tmp_path, _model(tmp_path, 5, "next"), _blessing(tmp_path, 1, {}), serving)
+    assert sorted(os.listdir(serving)) == ["1", "2", pusher.CHAMPION_FILE]
+    assert _read(os.path.join(serving, "2", "saved_model.pb")) == "next"
