@@ -1,0 +1,1 @@
+"""Run the pipeline on Kubeflow Pipelines: compile, schedule, image and serving manifests."""

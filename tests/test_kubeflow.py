@@ -1,0 +1,251 @@
+"""Kubeflow side: the compiled spec, the multi-worker Trainer option, the schedule dry run, image pins, secrets."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import re
+import shutil
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from kubeflow import config, runner, schedule, secrets_scan
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+IMAGE = "registry.example.com/gmvae/gmvae-pipeline:test"
+BEAM_ARGS = ["--beam-arg=--runner=DirectRunner", "--beam-arg=--direct_num_workers=1"]
+
+
+def read(*parts: str) -> str:
+    with open(os.path.join(*parts)) as f:
+        return f.read()
+
+
+def compile_args(output: str, *extra: str) -> list[str]:
+    return ["--output", output, "--image", IMAGE, "--pipeline-root", "gs://test-bucket/root",
+            "--data-root", "gs://test-bucket/data", "--serving-dir", "gs://test-bucket/serving/gmvae",
+            *BEAM_ARGS, *extra]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, argparse.Namespace]:
+    path = str(tmp_path_factory.mktemp("kfp") / "pipeline.json")
+    argv = compile_args(path)
+    assert runner.main(argv) == 0
+    with open(path) as f:
+        return json.load(f), runner.build_parser().parse_args(argv)
+
+
+def test_compiled_spec_has_every_component_in_the_configured_image(compiled: tuple[dict, argparse.Namespace]) -> None:
+    from pipeline.pipeline import create_pipeline
+
+    job, args = compiled
+    expected = {c.id for c in create_pipeline(**runner.pipeline_kwargs(args)).components}
+    spec = job["pipelineSpec"]
+    assert set(spec["root"]["dag"]["tasks"]) == expected
+    executors = spec["deploymentSpec"]["executors"]
+    assert {name.removesuffix("_executor") for name in executors} == expected
+    assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://test-bucket/root"
+    assert "--runner=DirectRunner" in json.dumps(executors["StatisticsGen_executor"])
+
+
+def test_yaml_output_is_the_bare_ir_the_kfp_client_reads(tmp_path) -> None:
+    path = str(tmp_path / "pipeline.yaml")
+    assert runner.main(compile_args(path)) == 0
+    ir, root = schedule.load_spec(path)
+    assert ir["pipelineInfo"]["name"] == "gmvae-clustering" and root is None
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--output", "spec.txt"], "must end in .json"),
+    (["--train-workers", "0"], "at least 1"),
+    (["--train-workers", "3"], "needs --gcp-project"),
+    (["--pipeline-root", "relative/root"], "--pipeline-root 'relative/root' must be"),
+])
+def test_bad_arguments_fail_with_one_sentence(extra: list[str], message: str, capsys, tmp_path) -> None:
+    assert runner.main(compile_args(str(tmp_path / "p.json")) + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0 and err.endswith(".")
+
+
+@pytest.mark.parametrize("parser", [runner.build_parser(), schedule.build_parser()])
+def test_every_cli_option_is_explained(parser: argparse.ArgumentParser) -> None:
+    options = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert options and all(a.help and len(a.help) > 15 for a in options)
+
+
+def test_vertex_training_config_asks_for_one_chief_and_n_minus_one_workers() -> None:
+    from tfx.v1.extensions import google_cloud_ai_platform as gcai
+
+    cfg = runner.vertex_training_config(4, IMAGE, "proj", "europe-west4", "n1-standard-4")
+    assert cfg[gcai.ENABLE_VERTEX_KEY] is True and cfg[gcai.VERTEX_REGION_KEY] == "europe-west4"
+    args = cfg[gcai.TRAINING_ARGS_KEY]
+    pools = args["job_spec"]["worker_pool_specs"]
+    assert args["project"] == "proj"
+    assert [p["replica_count"] for p in pools] == [1, 3]
+    assert {p["container_spec"]["image_uri"] for p in pools} == {IMAGE}
+
+
+def test_multi_worker_trainer_compiles_on_kubeflow_v2(tmp_path) -> None:
+    """With create_pipeline's trainer_component hook, --train-workers compiles the real pipeline; until the hook
+    lands the runner refuses clearly, and a minimal pipeline shows the Vertex Trainer's worker pools compile."""
+    from tfx import v1 as tfx
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2
+    from tfx.v1.extensions import google_cloud_ai_platform as gcai
+
+    from pipeline.pipeline import create_pipeline
+
+    out = str(tmp_path / "mw.json")
+    argv = compile_args(out, "--train-workers", "3", "--gcp-project", "proj")
+    if "trainer_component" in inspect.signature(create_pipeline).parameters:
+        assert runner.main(argv) == 0
+    else:
+        with pytest.raises(runner.CompileError, match="trainer_component"):
+            runner.pipeline_kwargs(runner.build_parser().parse_args(argv))
+        example_gen = tfx.components.ImportExampleGen(input_base="gs://test-bucket/data")
+        trainer = gcai.Trainer(examples=example_gen.outputs["examples"], run_fn="pipeline.trainer.run_fn",
+                               custom_config=runner.vertex_training_config(3, IMAGE, "proj", "us-central1", "n1"))
+        pipeline = tfx.dsl.Pipeline(pipeline_name="mw", pipeline_root="gs://test-bucket/root",
+                                    components=[example_gen, trainer])
+        kfv2.KubeflowV2DagRunner(config=kfv2.KubeflowV2DagRunnerConfig(default_image=IMAGE),
+                                 output_dir=str(tmp_path), output_filename="mw.json").run(pipeline)
+    text = read(out)
+    assert "google_cloud_ai_platform.trainer.executor.GenericExecutor" in text
+    assert '\\"replica_count\\": 2' in text and "worker_pool_specs" in text
+
+
+@pytest.fixture
+def spec_file(compiled: tuple[dict, argparse.Namespace], tmp_path) -> str:
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(compiled[0]))
+    return str(path)
+
+
+def test_schedule_dry_run_prints_the_submission_and_contacts_nothing(spec_file: str, capsys, monkeypatch) -> None:
+    import kfp
+
+    monkeypatch.setattr(kfp, "Client", lambda *a, **k: pytest.fail("dry run must not create a kfp client"))
+    assert schedule.main(["--spec", spec_file, "--dry-run", "--cron", "0 15 3 * * *", "--host", "http://kfp:80"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    run = plan["recurring_run"]
+    assert run["cron_expression"] == "0 15 3 * * *"
+    assert run["max_concurrency"] == 1 and run["no_catchup"] is True and run["enabled"] is True
+    assert run["pipeline_root"] == "gs://test-bucket/root"
+    assert plan["experiment"] == config.EXPERIMENT and plan["pipeline"]["name"] == "gmvae-clustering"
+    assert re.fullmatch(r"gmvae-clustering-[0-9a-f]{12}", plan["pipeline"]["version"])
+
+
+def test_schedule_rejects_unix_five_field_cron(spec_file: str, capsys) -> None:
+    assert schedule.main(["--spec", spec_file, "--dry-run", "--cron", "0 2 * * *"]) == 2
+    assert "KFP needs 6 with seconds first, e.g. '0 0 2 * * *'." in capsys.readouterr().err
+
+
+class FakeClient:
+    """Records kfp.Client calls; one recurring run named ``existing`` is already there."""
+
+    def __init__(self, existing: str | None = None) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.existing = existing
+
+    def _record(self, call: str, **kwargs) -> None:
+        self.calls.append((call, kwargs))
+
+    def create_experiment(self, name, namespace=None):
+        self._record("create_experiment", name=name)
+        return SimpleNamespace(experiment_id="exp-1")
+
+    def list_recurring_runs(self, **kwargs):
+        runs = [SimpleNamespace(display_name=self.existing, recurring_run_id="old")] if self.existing else []
+        return SimpleNamespace(recurring_runs=runs, next_page_token="")
+
+    def delete_recurring_run(self, recurring_run_id):
+        self._record("delete_recurring_run", recurring_run_id=recurring_run_id)
+
+    def get_pipeline_id(self, name):
+        return None
+
+    def upload_pipeline(self, package, pipeline_name=None, namespace=None):
+        with open(package) as f:
+            self._record("upload_pipeline", package=package, ir=yaml.safe_load(f), name=pipeline_name)
+        return SimpleNamespace(pipeline_id="pl-1")
+
+    def upload_pipeline_version(self, package, pipeline_version_name, pipeline_id):
+        self._record("upload_pipeline_version", name=pipeline_version_name)
+        return SimpleNamespace(pipeline_version_id="v-1")
+
+    def create_recurring_run(self, **kwargs):
+        self._record("create_recurring_run", **kwargs)
+        return SimpleNamespace(recurring_run_id="rr-1")
+
+
+def test_submit_uploads_the_ir_and_creates_a_single_concurrency_schedule(spec_file: str) -> None:
+    plan = schedule.build_plan(schedule.build_parser().parse_args(["--spec", spec_file]))
+    client = FakeClient()
+    assert schedule.submit(plan, client) == "rr-1"
+    calls = dict(client.calls)
+    assert calls["upload_pipeline"]["package"].endswith(".yaml")
+    assert calls["upload_pipeline"]["ir"]["pipelineInfo"]["name"] == "gmvae-clustering"
+    run = calls["create_recurring_run"]
+    assert run["experiment_id"] == "exp-1" and run["pipeline_id"] == "pl-1" and run["version_id"] == "v-1"
+    assert run["cron_expression"] == config.SCHEDULE_CRON and run["max_concurrency"] == 1 and run["no_catchup"]
+
+
+def test_submit_refuses_to_duplicate_a_schedule_unless_replacing(spec_file: str) -> None:
+    args = schedule.build_parser().parse_args(["--spec", spec_file])
+    with pytest.raises(schedule.ScheduleError, match="already exists"):
+        schedule.submit(schedule.build_plan(args), FakeClient(existing=config.RECURRING_RUN_NAME))
+    args.replace = True
+    client = FakeClient(existing=config.RECURRING_RUN_NAME)
+    schedule.submit(schedule.build_plan(args), client)
+    assert [name for name, _ in client.calls][1:3] == ["delete_recurring_run", "upload_pipeline"]
+
+
+def test_image_pins_match_the_lock_and_dockerfile_keeps_the_stack() -> None:
+    lock = dict(line.split("==") for line in read(ROOT, "requirements.lock").splitlines()
+                if "==" in line and not line.startswith("#"))
+    lock = {re.sub(r"[-_.]+", "-", k).lower(): v.strip() for k, v in lock.items()}
+    pins = [line.strip().split("==") for line in read(ROOT, "kubeflow", "requirements-image.txt").splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert pins and all(lock[name] == version for name, version in pins)
+    dockerfile = read(ROOT, "kubeflow", "Dockerfile")
+    assert re.search(r"^FROM gcr\.io/tfx-oss-public/tfx:1\.16\.0$", dockerfile, re.M)
+    assert re.search(r"^ENV TF_USE_LEGACY_KERAS=1", dockerfile, re.M)
+    assert all("--no-deps" in line for line in dockerfile.splitlines() if "pip install" in line)
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"
+    for path in ("model/", "components/", "pipeline/", "kubeflow/", "pyproject.toml", "requirements.lock"):
+        assert path in dockerfile
+
+
+PLANTED = {
+    "private key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY-----",
+    "AWS access key id": "AKIAIOSFODNN7EXAMPLE",
+    "Google OAuth access token": "ya29.a0AfH6SMBx3kq9TZ1lPZQ8example_token_value",
+    "GCP service-account key": '{"type": "service_account", "private_key_id": "abc"}',
+    "GitHub token": "ghp_" + "a1B2c3D4e5" * 4,
+    "JSON web token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "credentials in URL": "https://admin:s3cretPass@kfp.example.com/pipeline",
+    "credential assignment": "db_password: Hunter2Hunter2",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PLANTED))
+def test_secret_scanner_catches_a_planted_secret(kind: str, compiled: tuple[dict, argparse.Namespace],
+                                                 tmp_path) -> None:
+    job = json.loads(json.dumps(compiled[0]))
+    job["labels"]["planted"] = PLANTED[kind]
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(job, indent=2))
+    assert kind in {f.kind for f in secrets_scan.scan_paths([str(path)])}
+
+
+def test_compiled_spec_and_kubeflow_files_have_no_secrets(spec_file: str, tmp_path) -> None:
+    shipped = tmp_path / "shipped"
+    shutil.copytree(os.path.join(ROOT, "kubeflow"), shipped, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    assert secrets_scan.scan_paths([spec_file, str(shipped)]) == []
+    assert secrets_scan.scan_text("password: ${KFP_PASSWORD}\ntoken = <your token>") == []
