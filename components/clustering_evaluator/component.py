@@ -1,0 +1,86 @@
+"""ClusteringEvaluator: a Beam TFX component that blesses a GMVAE model on clustering metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from components.clustering_evaluator import executor
+from components.clustering_evaluator.decision import parse_thresholds, parse_tolerances
+from model import features
+
+
+class ClusteringEvaluatorSpec(types.ComponentSpec):
+    """Inputs, outputs and execution parameters of ClusteringEvaluator (JSON strings for the dicts)."""
+
+    PARAMETERS = {
+        executor.EVAL_SPLIT_KEY: ExecutionParameter(type=str, optional=True),
+        executor.THRESHOLDS_KEY: ExecutionParameter(type=str, optional=True),
+        executor.REGRESSION_TOLERANCES_KEY: ExecutionParameter(type=str, optional=True),
+        executor.CHAMPION_PATH_KEY: ExecutionParameter(type=str, optional=True),
+        executor.LABEL_KEY_KEY: ExecutionParameter(type=str, optional=True),
+        executor.IMAGE_SHAPE_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        executor.BASELINE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+    }
+    OUTPUTS = {
+        executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+    }
+
+
+def _as_json(value: Mapping[str, float] | str | None) -> str | None:
+    return value if value is None or isinstance(value, str) else json.dumps(dict(value))
+
+
+class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
+    """Scores the raw eval split with the candidate GMVAE and blesses it on clustering metrics.
+
+    Blessed iff every absolute threshold holds and no metric regresses beyond its tolerance against the
+    baseline: `baseline_model` (a LatestBlessedModelStrategy Resolver output) if given, else the model of the
+    champion record at `champion_path` if it exists and loads, else none. See `decision.py` for the keys.
+    The blessing carries `blessed`, `current_model_id` and `current_model` as the stock Evaluator does.
+    """
+
+    SPEC_CLASS = ClusteringEvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        model: types.BaseChannel,
+        baseline_model: types.BaseChannel | None = None,
+        eval_split: str = executor.DEFAULT_EVAL_SPLIT,
+        thresholds: Mapping[str, float] | str | None = None,
+        regression_tolerances: Mapping[str, float] | str | None = None,
+        champion_path: str | None = None,
+        label_key: str = features.LABEL_KEY,
+        image_shape: Sequence[int] | None = None,
+    ) -> None:
+        """`thresholds`/`regression_tolerances`: dicts or JSON strings; None uses the defaults in `decision.py`."""
+        thresholds_json = _as_json(thresholds)
+        tolerances_json = _as_json(regression_tolerances)
+        parse_thresholds(thresholds_json)
+        parse_tolerances(tolerances_json)
+        spec = ClusteringEvaluatorSpec(
+            examples=examples,
+            model=model,
+            baseline_model=baseline_model,
+            eval_split=eval_split,
+            thresholds=thresholds_json,
+            regression_tolerances=tolerances_json,
+            champion_path=champion_path,
+            label_key=label_key,
+            image_shape=None if image_shape is None else json.dumps([int(d) for d in image_shape]),
+            evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+        )
+        super().__init__(spec=spec)

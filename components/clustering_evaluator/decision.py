@@ -1,0 +1,203 @@
+"""The bless/reject rule: absolute thresholds on the candidate, then no regression against a baseline.
+
+Metrics (keys of the metric dicts) and which direction is better:
+
+==============  =====================================================  ======
+metric          meaning                                                better
+==============  =====================================================  ======
+``mean_elbo``   mean per-example ELBO on the eval split (nats)         higher
+``min_share``   share of examples in the smallest cluster              higher
+``max_share``   share of examples in the largest cluster               lower
+``empty``       number of clusters without any example                 lower
+``silhouette``  silhouette of the clusters in latent-mean space        higher
+``acc``         Hungarian-matched accuracy (needs labels)              higher
+``nmi``         normalised mutual information (needs labels)           higher
+``ari``         adjusted Rand index (needs labels)                     higher
+==============  =====================================================  ======
+
+Thresholds (JSON object, every key optional): ``min_smallest_cluster_share``, ``max_largest_cluster_share``,
+``max_empty_clusters``, ``min_silhouette``, ``min_acc``, ``min_nmi``, ``min_ari``, ``min_mean_elbo``. A threshold
+whose metric is missing or NaN (e.g. ``min_acc`` without labels) fails.
+
+Regression tolerances (JSON object ``{metric: allowed worsening}``, metrics from the table): the candidate is rejected
+when it is worse than the baseline by more than the tolerance. Tolerances are absolute, except for ``mean_elbo`` where
+the tolerance is relative to ``|baseline|`` (0.05 = 5%). Metrics missing or NaN in the baseline are not compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricInfo:
+    """How a metric is named in messages, formatted and compared."""
+
+    label: str
+    higher_is_better: bool
+    kind: str = "score"  # "score", "share" (shown as %) or "count"
+
+    def format(self, value: float) -> str:
+        if self.kind == "share":
+            return f"{value:.1%}"
+        if self.kind == "count":
+            return str(int(value))
+        return f"{value:.4g}"
+
+
+METRICS: dict[str, MetricInfo] = {
+    "mean_elbo": MetricInfo("mean ELBO", True),
+    "min_share": MetricInfo("smallest cluster", True, "share"),
+    "max_share": MetricInfo("largest cluster", False, "share"),
+    "empty": MetricInfo("empty clusters", False, "count"),
+    "silhouette": MetricInfo("silhouette", True),
+    "acc": MetricInfo("acc", True),
+    "nmi": MetricInfo("nmi", True),
+    "ari": MetricInfo("ari", True),
+}
+
+# Threshold key -> (metric, True for a lower bound / False for an upper bound).
+THRESHOLD_KEYS: dict[str, tuple[str, bool]] = {
+    "min_smallest_cluster_share": ("min_share", True),
+    "max_largest_cluster_share": ("max_share", False),
+    "max_empty_clusters": ("empty", False),
+    "min_silhouette": ("silhouette", True),
+    "min_acc": ("acc", True),
+    "min_nmi": ("nmi", True),
+    "min_ari": ("ari", True),
+    "min_mean_elbo": ("mean_elbo", True),
+}
+RELATIVE_TOLERANCE_METRICS = frozenset({"mean_elbo"})
+
+DEFAULT_THRESHOLDS: dict[str, float] = {"min_smallest_cluster_share": 0.02, "max_empty_clusters": 0}
+DEFAULT_TOLERANCES: dict[str, float] = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
+
+
+def _parse_number_map(
+    text: str | None, allowed: Mapping[str, object], default: Mapping[str, float], what: str
+) -> dict[str, float]:
+    if text is None or not text.strip():
+        return dict(default)
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{what} must be a JSON object, got {text!r}")
+    unknown = sorted(set(parsed) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {unknown}; allowed: {sorted(allowed)}")
+    for key, value in parsed.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{what} {key!r} must be a finite number, got {value!r}")
+    return {key: float(value) for key, value in parsed.items()}
+
+
+def parse_thresholds(text: str | None) -> dict[str, float]:
+    """Thresholds from JSON; None or empty gives `DEFAULT_THRESHOLDS`, "{}" means no absolute threshold."""
+    return _parse_number_map(text, THRESHOLD_KEYS, DEFAULT_THRESHOLDS, "threshold")
+
+
+def parse_tolerances(text: str | None) -> dict[str, float]:
+    """Regression tolerances from JSON; None or empty gives `DEFAULT_TOLERANCES`, "{}" disables the comparison."""
+    tolerances = _parse_number_map(text, METRICS, DEFAULT_TOLERANCES, "regression tolerance")
+    negative = [key for key, value in tolerances.items() if value < 0]
+    if negative:
+        raise ValueError(f"regression tolerances must be >= 0: {negative}")
+    return tolerances
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The verdict with every check as a sentence: failures (`reasons`), met thresholds, passed comparisons."""
+
+    blessed: bool
+    reasons: tuple[str, ...]
+    passed: tuple[str, ...]
+    comparisons: tuple[str, ...]
+    n_thresholds: int
+    has_baseline: bool
+
+    @property
+    def summary(self) -> str:
+        if not self.blessed:
+            return "not blessed: " + "; ".join(self.reasons)
+        parts = [f"all {self.n_thresholds} thresholds met", *self.comparisons]
+        if not self.has_baseline:
+            parts.append("no baseline (first run)")
+        return "blessed: " + "; ".join(parts)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "blessed": self.blessed,
+            "summary": self.summary,
+            "reasons": list(self.reasons),
+            "passed": list(self.passed),
+            "comparisons": list(self.comparisons),
+            "has_baseline": self.has_baseline,
+        }
+
+
+def _value(metrics: Mapping[str, float | None] | None, key: str) -> float | None:
+    value = None if metrics is None else metrics.get(key)
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _check_threshold(key: str, bound: float, candidate: Mapping[str, float | None]) -> tuple[bool, str]:
+    metric, is_lower_bound = THRESHOLD_KEYS[key]
+    info = METRICS[metric]
+    value = _value(candidate, metric)
+    op_ok, op_fail = (">=", "<") if is_lower_bound else ("<=", ">")
+    if value is None:
+        return False, f"{info.label} unavailable, cannot check {op_ok} {info.format(bound)} ({key})"
+    ok = value >= bound if is_lower_bound else value <= bound
+    return ok, f"{info.label} {info.format(value)} {op_ok if ok else op_fail} {info.format(bound)}"
+
+
+def _check_regression(
+    metric: str, tolerance: float, candidate: Mapping[str, float | None], baseline: Mapping[str, float | None]
+) -> tuple[bool, str] | None:
+    info = METRICS[metric]
+    base = _value(baseline, metric)
+    if base is None:
+        return None
+    relative = metric in RELATIVE_TOLERANCE_METRICS
+    allowed = tolerance * abs(base) if relative else tolerance
+    shown_tol = f"{tolerance:.0%} = {info.format(allowed)}" if relative else info.format(tolerance)
+    value = _value(candidate, metric)
+    if value is None:
+        return False, f"{info.label} unavailable vs baseline {info.format(base)}"
+    worse_by = base - value if info.higher_is_better else value - base
+    if worse_by > allowed:
+        sign = "-" if info.higher_is_better else "+"
+        op = "<" if info.higher_is_better else ">"
+        return False, f"{info.label} {info.format(value)} {op} baseline {info.format(base)} {sign} {shown_tol}"
+    return True, f"{info.label} {info.format(value)} vs baseline {info.format(base)} (tolerance {shown_tol})"
+
+
+def decide(
+    candidate: Mapping[str, float | None],
+    thresholds: Mapping[str, float],
+    tolerances: Mapping[str, float],
+    baseline: Mapping[str, float | None] | None = None,
+) -> Decision:
+    """Blessed iff every absolute threshold holds and, with a baseline, no metric regresses beyond its tolerance."""
+    reasons: list[str] = []
+    passed: list[str] = []
+    comparisons: list[str] = []
+    for key, bound in thresholds.items():
+        ok, message = _check_threshold(key, bound, candidate)
+        (passed if ok else reasons).append(message)
+    if baseline is not None:
+        for metric, tolerance in tolerances.items():
+            result = _check_regression(metric, tolerance, candidate, baseline)
+            if result is not None:
+                (comparisons if result[0] else reasons).append(result[1])
+    return Decision(
+        blessed=not reasons,
+        reasons=tuple(reasons),
+        passed=tuple(passed),
+        comparisons=tuple(comparisons),
+        n_thresholds=len(thresholds),
+        has_baseline=baseline is not None,
+    )

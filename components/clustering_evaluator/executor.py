@@ -1,0 +1,253 @@
+"""ClusteringEvaluator executor: score the eval split with the candidate (and a baseline), decide, write outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.evaluator import constants
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import path_utils
+
+from components.clustering_evaluator import report, scoring
+from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
+from model import features
+
+EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
+MODEL_KEY = standard_component_specs.MODEL_KEY
+BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
+EVALUATION_KEY = standard_component_specs.EVALUATION_KEY
+BLESSING_KEY = standard_component_specs.BLESSING_KEY
+EVAL_SPLIT_KEY = "eval_split"
+THRESHOLDS_KEY = "thresholds"
+REGRESSION_TOLERANCES_KEY = "regression_tolerances"
+CHAMPION_PATH_KEY = "champion_path"
+LABEL_KEY_KEY = "label_key"
+IMAGE_SHAPE_KEY = "image_shape"
+
+DEFAULT_EVAL_SPLIT = "eval"
+METRICS_FILE = "metrics.json"
+SCORES_DIR = "scores"
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """The model the candidate is compared with, and where it came from ("resolver" or "champion")."""
+
+    source: str
+    model_path: str
+    model_uri: str
+    model_id: int | None
+    description: str
+
+
+def parse_image_shape(text: str | None) -> tuple[int, ...] | None:
+    """`"[8, 8]"` -> (8, 8); None or empty -> None."""
+    if text is None or not text.strip():
+        return None
+    shape = json.loads(text)
+    if not isinstance(shape, list) or len(shape) not in (2, 3) or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ValueError(f"image_shape must be a JSON list of 2 or 3 positive ints, got {text!r}")
+    return tuple(shape)
+
+
+def _loadable(model_path: str) -> bool:
+    try:
+        tf.saved_model.load(model_path).signatures[features.SERVING_SIGNATURE]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+        logging.warning("Baseline model at %s does not load: %s", model_path, error)
+        return False
+    return True
+
+
+def read_champion(champion_path: str) -> tuple[Baseline | None, str]:
+    """The baseline named by a champion record ({"version", "serving_path", "model_uri", "model_id", "metrics"}).
+
+    A relative `serving_path` is taken relative to the record's directory. Returns (None, why) when the record
+    is missing or unreadable, or its model does not load.
+    """
+    if not fileio.exists(champion_path):
+        return None, f"none (no champion record at {champion_path}; absolute thresholds only)"
+    with fileio.open(champion_path, "r") as f:
+        try:
+            record = json.loads(f.read())
+        except json.JSONDecodeError as error:
+            return None, f"none (champion record {champion_path} is not JSON: {error})"
+    serving_path = record.get("serving_path") if isinstance(record, dict) else None
+    if not serving_path:
+        return None, f"none (champion record {champion_path} has no serving_path)"
+    if "://" not in serving_path and not os.path.isabs(serving_path):
+        serving_path = os.path.join(os.path.dirname(champion_path), serving_path)
+    if not _loadable(serving_path):
+        return None, f"none (champion model {serving_path} does not load)"
+    model_id = record.get("model_id")
+    return (
+        Baseline(
+            source="champion",
+            model_path=serving_path,
+            model_uri=str(record.get("model_uri") or serving_path),
+            model_id=model_id if isinstance(model_id, int) else None,
+            description=f"champion version {record.get('version')} at {serving_path} (record {champion_path})",
+        ),
+        "",
+    )
+
+
+def find_baseline(baseline_models: list[types.Artifact], champion_path: str | None) -> tuple[Baseline | None, str]:
+    """The Resolver's baseline model if given, else the champion record's model, else none (first run)."""
+    if baseline_models:
+        artifact = artifact_utils.get_single_instance(baseline_models)
+        return (
+            Baseline(
+                source="resolver",
+                model_path=path_utils.serving_model_path(artifact.uri),
+                model_uri=artifact.uri,
+                model_id=artifact.id,
+                description=f"latest blessed model {artifact.uri} (id {artifact.id}, from the Resolver)",
+            ),
+            "",
+        )
+    if champion_path:
+        baseline, why_not = read_champion(champion_path)
+        if baseline is not None:
+            return baseline, baseline.description
+        return None, why_not
+    return None, "none (first run: absolute thresholds only)"
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None and numpy scalars -> Python, so the JSON is standard."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(path: str, content: Any) -> None:
+    with fileio.open(path, "w") as f:
+        f.write(json.dumps(_json_safe(content), indent=2, sort_keys=True))
+
+
+class Executor(evaluator_executor.Executor):
+    """Scores the eval split with the candidate (and baseline) model, blesses or rejects, writes the report.
+
+    Subclasses the stock Evaluator executor only so that the Kubeflow V2 entrypoint rewrites the blessing's
+    model ids the way LatestBlessedModelStrategy expects there; `Do` is entirely its own.
+    """
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+        split = exec_properties.get(EVAL_SPLIT_KEY) or DEFAULT_EVAL_SPLIT
+        label_key = exec_properties.get(LABEL_KEY_KEY) or features.LABEL_KEY
+        thresholds = parse_thresholds(exec_properties.get(THRESHOLDS_KEY))
+        tolerances = parse_tolerances(exec_properties.get(REGRESSION_TOLERANCES_KEY))
+        image_shape = parse_image_shape(exec_properties.get(IMAGE_SHAPE_KEY))
+        split_uri = artifact_utils.get_split_uri([examples], split)
+
+        baseline, baseline_description = find_baseline(
+            input_dict.get(BASELINE_MODEL_KEY) or [], exec_properties.get(CHAMPION_PATH_KEY)
+        )
+        logging.info("ClusteringEvaluator baseline: %s", baseline_description)
+        model_paths = {CANDIDATE: path_utils.serving_model_path(model.uri)}
+        if baseline is not None:
+            model_paths[BASELINE] = baseline.model_path
+        notes: list[str] = []
+        input_names: dict[str, list[str]] = {}
+        if image_shape is not None:
+            names = scoring.numeric_feature_names(split_uri, label_key)
+            if len(names) == int(np.prod(image_shape)):
+                input_names[CANDIDATE] = names
+            else:
+                notes.append(f"no prototypes: {len(names)} numeric features do not fill image_shape {image_shape}")
+
+        fileio.makedirs(evaluation.uri)
+        with self._make_beam_pipeline() as pipeline:
+            prefixes = scoring.score(
+                pipeline, split_uri, model_paths, os.path.join(evaluation.uri, SCORES_DIR), label_key, input_names
+            )
+        scores = {name: scoring.read_scores(prefix) for name, prefix in prefixes.items()}
+        metrics = {name: scoring.metrics_from_scores(s) for name, s in scores.items()}
+        if "acc" not in metrics[CANDIDATE]:
+            notes.append(f"not every example has '{label_key}': acc, nmi and ari not computed")
+        verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE))
+        logging.info("ClusteringEvaluator decision for %s: %s", model.uri, verdict.summary)
+
+        _write_json(
+            os.path.join(evaluation.uri, METRICS_FILE),
+            {
+                "eval_split": split,
+                "candidate": {"model_uri": model.uri, "model_id": model.id, "metrics": metrics[CANDIDATE]},
+                "baseline": None
+                if baseline is None
+                else {**dataclasses.asdict(baseline), "metrics": metrics[BASELINE]},
+                "baseline_description": baseline_description,
+                "thresholds": thresholds,
+                "regression_tolerances": tolerances,
+                "decision": verdict.to_json(),
+                "notes": notes,
+            },
+        )
+        candidate = scores[CANDIDATE]
+        counts = {
+            name: np.bincount(s[features.CLUSTER], minlength=int(metrics[name]["n_clusters"]))
+            for name, s in scores.items()
+        }
+        plots = report.write_plots(
+            evaluation.uri,
+            counts,
+            candidate[features.LATENT_MEAN],
+            candidate[features.CLUSTER],
+            (candidate[scoring.INPUTS], image_shape) if scoring.INPUTS in candidate else None,
+        )
+        report.write_markdown(
+            os.path.join(evaluation.uri, report.REPORT_MD),
+            verdict,
+            metrics[CANDIDATE],
+            metrics.get(BASELINE),
+            baseline_description,
+            thresholds,
+            tolerances,
+            plots,
+            notes,
+        )
+
+        fileio.makedirs(blessing.uri)
+        blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
+        blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+        if baseline is not None and baseline.source == "resolver":
+            blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline.model_uri)
+            blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, baseline.model_id)
+        blessing.set_string_custom_property(constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, verdict.summary)
+        blessing.set_int_custom_property(
+            constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+            constants.BLESSED_VALUE if verdict.blessed else constants.NOT_BLESSED_VALUE,
+        )
+        marker = constants.BLESSED_FILE_NAME if verdict.blessed else constants.NOT_BLESSED_FILE_NAME
+        with fileio.open(os.path.join(blessing.uri, marker), "w") as f:
+            f.write("")
+        _write_json(os.path.join(blessing.uri, METRICS_FILE), metrics[CANDIDATE])

@@ -1,0 +1,155 @@
+"""Human-readable evaluation report: PNG plots and a markdown page that links them."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from tfx.dsl.io import fileio
+
+from components.clustering_evaluator.decision import METRICS, Decision
+
+OCCUPANCY_PNG = "occupancy.png"
+LATENT_PNG = "latent_pca.png"
+PROTOTYPES_PNG = "prototypes.png"
+REPORT_MD = "report.md"
+MAX_SCATTER_POINTS = 5000
+
+
+def _save(fig: Figure, path: str) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    with fileio.open(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def plot_occupancy(cluster_counts: Mapping[str, np.ndarray], path: str) -> None:
+    """Grouped bar chart of the share of examples per cluster, one group member per model."""
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.add_subplot()
+    width = 0.8 / len(cluster_counts)
+    for i, (name, counts) in enumerate(cluster_counts.items()):
+        share = counts / max(counts.sum(), 1)
+        ax.bar(np.arange(len(counts)) + (i - (len(cluster_counts) - 1) / 2) * width, share, width, label=name)
+    ax.set(xlabel="cluster", ylabel="share of examples", title="Cluster occupancy")
+    ax.set_xticks(np.arange(max(len(c) for c in cluster_counts.values())))
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_latent_pca(latent: np.ndarray, clusters: np.ndarray, path: str, seed: int = 0) -> None:
+    """2-D PCA projection of the latent means (a random sample), coloured by cluster."""
+    if len(latent) > MAX_SCATTER_POINTS:
+        keep = np.random.default_rng(seed).choice(len(latent), MAX_SCATTER_POINTS, replace=False)
+        latent, clusters = latent[keep], clusters[keep]
+    n_components = min(2, latent.shape[1], len(latent))
+    projected = PCA(n_components=n_components).fit_transform(latent)
+    if n_components < 2:
+        projected = np.column_stack([projected[:, 0], np.zeros(len(projected))])
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
+    points = ax.scatter(projected[:, 0], projected[:, 1], c=clusters, cmap="tab20", s=6, alpha=0.7)
+    fig.colorbar(points, ax=ax, label="cluster")
+    ax.set(xlabel="PC 1", ylabel="PC 2", title="Latent means (PCA), coloured by cluster")
+    _save(fig, path)
+
+
+def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, n_clusters: int, shape: Sequence[int], path: str) -> None:
+    """The mean input image of each cluster's members (blank for an empty cluster)."""
+    cols = min(n_clusters, 10)
+    rows = math.ceil(n_clusters / cols)
+    fig = Figure(figsize=(1.2 * cols, 1.4 * rows))
+    for k in range(n_clusters):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        members = inputs[clusters == k]
+        if len(members):
+            ax.imshow(np.nanmean(members, axis=0).reshape(shape), cmap="gray_r")
+        ax.set_title(f"{k} (n={len(members)})", fontsize=8)
+        ax.axis("off")
+    fig.suptitle("Cluster prototypes (mean input of the members)")
+    _save(fig, path)
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    info = METRICS.get(metric)
+    if info is not None:
+        return info.format(value)
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _bullets(items: Iterable[str]) -> list[str]:
+    return [f"- {item}" for item in items] or ["- none"]
+
+
+def write_markdown(
+    path: str,
+    decision: Decision,
+    candidate: Mapping[str, float | None],
+    baseline: Mapping[str, float | None] | None,
+    baseline_description: str,
+    thresholds: Mapping[str, float],
+    tolerances: Mapping[str, float],
+    plots: Sequence[tuple[str, str]],
+    notes: Sequence[str] = (),
+) -> None:
+    """The report page: decision and its reasons, metric table, thresholds, tolerances, notes and plots."""
+    lines = [
+        "# Clustering evaluation",
+        "",
+        f"**{decision.summary}**",
+        "",
+        f"Baseline: {baseline_description}",
+        "",
+    ]
+    if decision.reasons:
+        lines += ["## Reasons for rejection", "", *_bullets(decision.reasons), ""]
+    lines += ["## Checks passed", "", *_bullets([*decision.passed, *decision.comparisons]), ""]
+    header = "| metric | better | candidate |" + (" baseline |" if baseline is not None else "")
+    lines += ["## Metrics", "", header, "|" + "---|" * (header.count("|") - 1)]
+    for metric in (*METRICS, "n_examples"):
+        if metric not in candidate:
+            continue
+        better = "" if metric not in METRICS else "higher" if METRICS[metric].higher_is_better else "lower"
+        row = f"| {metric} | {better} | {_fmt(metric, candidate.get(metric))} |"
+        if baseline is not None:
+            row += f" {_fmt(metric, baseline.get(metric))} |"
+        lines.append(row)
+    lines += ["", "## Thresholds", "", *_bullets(f"`{k}`: {v:g}" for k, v in thresholds.items()), ""]
+    lines += [
+        "## Regression tolerances (allowed worsening vs baseline; `mean_elbo` relative)",
+        "",
+        *_bullets(f"`{k}`: {v:g}" for k, v in tolerances.items()),
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", *_bullets(notes), ""]
+    for title, filename in plots:
+        lines += [f"## {title}", "", f"![{title}]({filename})", ""]
+    with fileio.open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def write_plots(
+    output_dir: str,
+    cluster_counts: Mapping[str, np.ndarray],
+    latent: np.ndarray,
+    clusters: np.ndarray,
+    prototypes: tuple[np.ndarray, Sequence[int]] | None,
+) -> list[tuple[str, str]]:
+    """Writes the PNGs into `output_dir`; returns [(title, file name)] for the markdown page."""
+    plot_occupancy(cluster_counts, os.path.join(output_dir, OCCUPANCY_PNG))
+    plot_latent_pca(latent, clusters, os.path.join(output_dir, LATENT_PNG))
+    plots = [("Cluster occupancy", OCCUPANCY_PNG), ("Latent space", LATENT_PNG)]
+    if prototypes is not None:
+        inputs, shape = prototypes
+        n_clusters = len(next(iter(cluster_counts.values())))
+        plot_prototypes(inputs, clusters, n_clusters, shape, os.path.join(output_dir, PROTOTYPES_PNG))
+        plots.append(("Cluster prototypes", PROTOTYPES_PNG))
+    return plots

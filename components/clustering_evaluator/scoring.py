@@ -1,0 +1,153 @@
+"""Beam scoring of serialized tf.Examples with a SavedModel's serving signature, and the metrics of the scores.
+
+Each scored batch is written as one record (an ``.npz`` of the model outputs plus the parsed label, and the raw
+input features when asked) to gzip TFRecords, so the per-example scores stay in the evaluation artifact.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.io import fileio
+
+from model import features
+from model.metrics import clustering_report
+
+LABEL = "label"
+HAS_LABEL = "has_label"
+INPUTS = "inputs"
+MAX_BATCH_SIZE = 256
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key that orders ``px_2`` before ``px_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _first_number(feature: tf.train.Feature | None) -> float:
+    if feature is not None:
+        for values in (feature.float_list.value, feature.int64_list.value):
+            if values:
+                return float(values[0])
+    return float("nan")
+
+
+def _label_text(feature: tf.train.Feature | None) -> str | None:
+    """The label as text (labels are categories), or None when the example has none."""
+    if feature is None:
+        return None
+    for values in (feature.int64_list.value, feature.bytes_list.value, feature.float_list.value):
+        if values:
+            value = values[0]
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return None
+
+
+def example_files(split_uri: str) -> list[str]:
+    """The TFRecord files of one split directory."""
+    files = sorted(fileio.glob(os.path.join(split_uri, "*")))
+    if not files:
+        raise ValueError(f"no example files in {split_uri}")
+    return files
+
+
+def numeric_feature_names(split_uri: str, label_key: str) -> list[str]:
+    """The numeric feature columns (not id or label) of the first example of a split, in natural order."""
+    dataset = tf.data.TFRecordDataset(example_files(split_uri), compression_type="GZIP").take(1)
+    for record in dataset:
+        example = tf.train.Example.FromString(record.numpy())
+        names = [
+            name
+            for name, feature in example.features.feature.items()
+            if features.is_feature(name) and name != label_key and feature.WhichOneof("kind") != "bytes_list"
+        ]
+        return sorted(names, key=natural_key)
+    raise ValueError(f"no examples in {split_uri}")
+
+
+class ScoreBatches(beam.DoFn):
+    """Scores batches of serialized tf.Examples with the `serving_default` signature of one SavedModel."""
+
+    def __init__(self, model_path: str, label_key: str, input_names: Sequence[str] = ()) -> None:
+        self._model_path = model_path
+        self._label_key = label_key
+        self._input_names = list(input_names)
+
+    def setup(self) -> None:
+        self._predict = tf.saved_model.load(self._model_path).signatures[features.SERVING_SIGNATURE]
+
+    def process(self, batch: list[bytes]) -> Iterator[bytes]:
+        outputs = self._predict(**{features.SERVING_INPUT_KEY: tf.constant(batch)})
+        arrays = {key: outputs[key].numpy() for key in features.OUTPUT_KEYS}
+        examples = [tf.train.Example.FromString(record).features.feature for record in batch]
+        labels = [_label_text(example.get(self._label_key)) for example in examples]
+        arrays[HAS_LABEL] = np.array([label is not None for label in labels])
+        arrays[LABEL] = np.array([label or "" for label in labels], dtype=str)
+        if self._input_names:
+            arrays[INPUTS] = np.array(
+                [[_first_number(example.get(name)) for name in self._input_names] for example in examples],
+                dtype=np.float32,
+            )
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        yield buffer.getvalue()
+
+
+def score(
+    pipeline: beam.Pipeline,
+    split_uri: str,
+    model_paths: Mapping[str, str],
+    output_dir: str,
+    label_key: str,
+    input_names: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, str]:
+    """Adds to `pipeline` the scoring of one split by every model of `model_paths` ({name: SavedModel dir}).
+
+    The examples are read once; `input_names[name]` are raw features kept for that model's report.
+    Returns {name: file prefix of its scores} (run the pipeline, then `read_scores`).
+    """
+    batches = (
+        pipeline
+        | "ReadExamples" >> beam.io.ReadFromTFRecord(os.path.join(split_uri, "*"), coder=beam.coders.BytesCoder())
+        | "Batch" >> beam.BatchElements(max_batch_size=MAX_BATCH_SIZE)
+    )
+    prefixes = {}
+    for name, path in model_paths.items():
+        prefixes[name] = os.path.join(output_dir, name)
+        _ = (
+            batches
+            | f"Score[{name}]" >> beam.ParDo(ScoreBatches(path, label_key, (input_names or {}).get(name, ())))
+            | f"Write[{name}]" >> beam.io.WriteToTFRecord(prefixes[name], file_name_suffix=".tfrecord.gz")
+        )
+    return prefixes
+
+
+def read_scores(prefix: str) -> dict[str, np.ndarray]:
+    """All per-example arrays written under `prefix`, concatenated."""
+    files = sorted(fileio.glob(prefix + "*"))
+    parts: dict[str, list[np.ndarray]] = {}
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        with np.load(io.BytesIO(record.numpy())) as batch:
+            for key in batch.files:
+                parts.setdefault(key, []).append(batch[key])
+    if not parts:
+        raise ValueError(f"no scored examples under {prefix}")
+    return {key: np.concatenate(arrays) for key, arrays in parts.items()}
+
+
+def metrics_from_scores(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Mean ELBO, occupancy and silhouette; acc, NMI and ARI only when every example has a label."""
+    clusters = scores[features.CLUSTER]
+    n_clusters = int(scores[features.CLUSTER_PROBABILITIES].shape[1])
+    labels = scores[LABEL] if bool(np.all(scores[HAS_LABEL])) else None
+    metrics = clustering_report(labels, clusters, n_clusters, latent=scores[features.LATENT_MEAN])
+    metrics.update(
+        mean_elbo=float(np.mean(scores[features.ELBO])), n_examples=int(clusters.size), n_clusters=n_clusters
+    )
+    return metrics
