@@ -113,6 +113,10 @@ def test_parse_thresholds_and_tolerances() -> None:
     for bad in ('{"nmi": -0.1}', '{"purity": 0.1}'):
         with pytest.raises(ValueError):
             parse_tolerances(bad)
+    assert ce_executor.parse_image_shape("[8, 8]") == (8, 8)
+    assert ce_executor.parse_image_shape("") is None
+    with pytest.raises(ValueError):
+        ce_executor.parse_image_shape("[8]")
 
 
 def test_component_spec_wiring() -> None:

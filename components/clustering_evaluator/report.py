@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
@@ -30,7 +31,7 @@ def _save(fig: Figure, path: str) -> None:
 
 def plot_occupancy(cluster_counts: Mapping[str, np.ndarray], path: str) -> None:
     """Grouped bar chart of the share of examples per cluster, one group member per model."""
-    fig = Figure(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(cluster_counts)
     for i, (name, counts) in enumerate(cluster_counts.items()):
@@ -51,10 +52,14 @@ def plot_latent_pca(latent: np.ndarray, clusters: np.ndarray, path: str, seed: i
     projected = PCA(n_components=n_components).fit_transform(latent)
     if n_components < 2:
         projected = np.column_stack([projected[:, 0], np.zeros(len(projected))])
-    fig = Figure(figsize=(5.5, 5))
+    fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.add_subplot()
-    points = ax.scatter(projected[:, 0], projected[:, 1], c=clusters, cmap="tab20", s=6, alpha=0.7)
-    fig.colorbar(points, ax=ax, label="cluster")
+    colours = matplotlib.colormaps["tab20"]
+    for k in np.unique(clusters):
+        members = clusters == k
+        ax.scatter(projected[members, 0], projected[members, 1], color=colours(int(k) % 20), s=6, alpha=0.7, label=k)
+    if len(np.unique(clusters)) <= 20:
+        ax.legend(title="cluster", loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=2)
     ax.set(xlabel="PC 1", ylabel="PC 2", title="Latent means (PCA), coloured by cluster")
     _save(fig, path)
 
@@ -63,7 +68,7 @@ def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, n_clusters: int, s
     """The mean input image of each cluster's members (blank for an empty cluster)."""
     cols = min(n_clusters, 10)
     rows = math.ceil(n_clusters / cols)
-    fig = Figure(figsize=(1.2 * cols, 1.4 * rows))
+    fig = Figure(figsize=(max(1.2 * cols, 4.0), 1.4 * rows + 0.5), layout="constrained")
     for k in range(n_clusters):
         ax = fig.add_subplot(rows, cols, k + 1)
         members = inputs[clusters == k]
