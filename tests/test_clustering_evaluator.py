@@ -253,6 +253,7 @@ def test_resolver_baseline_scored_on_same_data_and_rejected_model_not_pushed(ass
     assert blessing.get_int_custom_property("baseline_model_id") == 3
     assert blessing.get_string_custom_property("baseline_model") == str(assets["root"] / "old_model")
     assert record["baseline"]["source"] == "resolver"
+    assert record["baseline_description"].startswith("latest blessed model ")
     assert record["baseline"]["metrics"] == record["candidate"]["metrics"]
     assert [c.split(" ")[0] for c in record["decision"]["comparisons"]] == ["nmi", "acc"]
     assert all("vs baseline" in c for c in record["decision"]["comparisons"])

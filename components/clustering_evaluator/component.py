@@ -65,7 +65,20 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
         label_key: str = features.LABEL_KEY,
         image_shape: Sequence[int] | None = None,
     ) -> None:
-        """`thresholds`/`regression_tolerances`: dicts or JSON strings; None uses the defaults in `decision.py`."""
+        """Builds the component.
+
+        Args:
+          examples: raw ExampleGen output (gzip tf.Example TFRecords per split).
+          model: candidate Model; its `Format-Serving` SavedModel must have a `serving_default` signature.
+          baseline_model: optional Model from a LatestBlessedModelStrategy Resolver (may resolve to nothing).
+          eval_split: split of `examples` to score.
+          thresholds: absolute thresholds, dict or JSON (keys in `decision.THRESHOLD_KEYS`); None: defaults.
+          regression_tolerances: allowed worsening per metric vs the baseline, dict or JSON; None: defaults.
+          champion_path: JSON champion record written by the pusher; its model is the baseline when
+            `baseline_model` is empty.
+          label_key: label column; label metrics only when every eval example has it.
+          image_shape: (height, width) of the flat pixel features, for the cluster-prototype plot.
+        """
         thresholds_json = _as_json(thresholds)
         tolerances_json = _as_json(regression_tolerances)
         parse_thresholds(thresholds_json)

@@ -74,8 +74,8 @@ def _loadable(model_path: str) -> bool:
 def read_champion(champion_path: str) -> tuple[Baseline | None, str]:
     """The baseline named by a champion record ({"version", "serving_path", "model_uri", "model_id", "metrics"}).
 
-    A relative `serving_path` is taken relative to the record's directory. Returns (None, why) when the record
-    is missing or unreadable, or its model does not load.
+    A relative `serving_path` is taken relative to the record's directory. Returns (baseline, description), or
+    (None, why) when the record is missing or unreadable, or its model does not load.
     """
     if not fileio.exists(champion_path):
         return None, f"none (no champion record at {champion_path}; absolute thresholds only)"
@@ -92,37 +92,33 @@ def read_champion(champion_path: str) -> tuple[Baseline | None, str]:
     if not _loadable(serving_path):
         return None, f"none (champion model {serving_path} does not load)"
     model_id = record.get("model_id")
-    return (
-        Baseline(
-            source="champion",
-            model_path=serving_path,
-            model_uri=str(record.get("model_uri") or serving_path),
-            model_id=model_id if isinstance(model_id, int) else None,
-            description=f"champion version {record.get('version')} at {serving_path} (record {champion_path})",
-        ),
-        "",
+    baseline = Baseline(
+        source="champion",
+        model_path=serving_path,
+        model_uri=str(record.get("model_uri") or serving_path),
+        model_id=model_id if isinstance(model_id, int) else None,
+        description=f"champion version {record.get('version')} at {serving_path} (record {champion_path})",
     )
+    return baseline, baseline.description
 
 
 def find_baseline(baseline_models: list[types.Artifact], champion_path: str | None) -> tuple[Baseline | None, str]:
-    """The Resolver's baseline model if given, else the champion record's model, else none (first run)."""
+    """The Resolver's baseline model if given, else the champion record's model, else none (first run).
+
+    Returns (baseline or None, a sentence saying which baseline is used or why there is none).
+    """
     if baseline_models:
         artifact = artifact_utils.get_single_instance(baseline_models)
-        return (
-            Baseline(
-                source="resolver",
-                model_path=path_utils.serving_model_path(artifact.uri),
-                model_uri=artifact.uri,
-                model_id=artifact.id,
-                description=f"latest blessed model {artifact.uri} (id {artifact.id}, from the Resolver)",
-            ),
-            "",
+        baseline = Baseline(
+            source="resolver",
+            model_path=path_utils.serving_model_path(artifact.uri),
+            model_uri=artifact.uri,
+            model_id=artifact.id,
+            description=f"latest blessed model {artifact.uri} (id {artifact.id}, from the Resolver)",
         )
+        return baseline, baseline.description
     if champion_path:
-        baseline, why_not = read_champion(champion_path)
-        if baseline is not None:
-            return baseline, baseline.description
-        return None, why_not
+        return read_champion(champion_path)
     return None, "none (first run: absolute thresholds only)"
 
 
