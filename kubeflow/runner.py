@@ -15,7 +15,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -25,8 +24,6 @@ from kubeflow import config
 from pipeline import configs
 from pipeline.data import CSV, TFRECORD
 from pipeline.preprocessing import SCALINGS
-
-MODEL_PRESETS = (*dict.fromkeys(configs.MODEL_PRESETS.values()), "default")
 
 
 class CompileError(ValueError):
@@ -60,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{config.IMAGE_PROJECT_DIR}/pipeline/schema/digits/schema.pbtxt); default: inferred")
     parser.add_argument("--image-shape", type=image_shape, default=None, metavar="HxW",
                         help="height x width of image data (pixel columns px_###), e.g. 28x28; omit for tabular data")
-    parser.add_argument("--model-preset", choices=("auto", *MODEL_PRESETS), default="auto",
+    parser.add_argument("--model-preset", choices=("auto", *configs.PRESET_NAMES), default="auto",
                         help="GMVAE hyper-parameter preset (model/config.py); auto picks it from --image-shape")
     parser.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
                         help="JSON object of preset overrides, e.g. '{\"epochs\": 50, \"seed\": 1}'")
@@ -141,9 +138,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for ``create_pipeline``; arguments it does not declare yet are left out with a note."""
-    from pipeline.pipeline import create_pipeline
-
+    """Keyword arguments for ``create_pipeline``."""
     kwargs: dict[str, Any] = {
         "pipeline_name": args.pipeline_name,
         "pipeline_root": args.pipeline_root,
@@ -156,33 +151,22 @@ def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "enable_cache": not args.no_cache,
     }
     preset = configs.model_preset(args.image_shape) if args.model_preset == "auto" else args.model_preset
-    optional: dict[str, Any] = {
-        "run_fn": configs.RUN_FN,
-        "serving_model_dir": args.serving_dir,
-        "model_config": {"preset": preset, "overrides": args.model_overrides},
-        "thresholds": args.thresholds,
-        "regression_tolerances": args.tolerances,
-        "image_shape": args.image_shape,
+    kwargs.update(
+        run_fn=configs.RUN_FN,
+        serving_model_dir=args.serving_dir,
+        model_config={"preset": preset, "overrides": args.model_overrides},
+        thresholds=args.thresholds,
+        regression_tolerances=args.tolerances,
+        image_shape=args.image_shape,
         # The open-source KFP v2 backend cannot run Resolver nodes; the evaluator reads a champion record instead.
-        "use_resolver": False,
-    }
-    accepted = inspect.signature(create_pipeline).parameters
+        use_resolver=False,
+    )
     if args.train_workers > 1:
-        if "trainer_component" not in accepted or "trainer_custom_config" not in accepted:
-            raise CompileError("--train-workers above 1 needs create_pipeline(trainer_component=, "
-                               "trainer_custom_config=), which this version of pipeline/pipeline.py lacks.")
         from tfx.v1.extensions import google_cloud_ai_platform as gcai
 
-        optional["trainer_component"] = gcai.Trainer
-        optional["trainer_custom_config"] = vertex_training_config(
+        kwargs["trainer_component"] = gcai.Trainer
+        kwargs["trainer_custom_config"] = vertex_training_config(
             args.train_workers, args.image, args.gcp_project, args.gcp_region, args.train_machine_type)
-    for name, value in optional.items():
-        if value is None:
-            continue
-        if name in accepted:
-            kwargs[name] = value
-        else:
-            print(f"note: create_pipeline has no {name!r} argument yet; compiled without it", file=sys.stderr)
     return kwargs
 
 

@@ -46,6 +46,7 @@ RUN_FN = "pipeline.trainer.run_fn"
 
 # Model presets by input image shape (see model/config.py); anything else uses the generic defaults.
 MODEL_PRESETS = {(8, 8): "digits", (28, 28): "mnist"}
+PRESET_NAMES = ("digits", "mnist", "default")
 
 # A candidate is blessed only if it meets every threshold (metrics without labels always apply; acc/nmi only
 # when the data has a label column) ...

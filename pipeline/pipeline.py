@@ -1,10 +1,21 @@
-"""The one pipeline definition every runner uses: ingest, validate, transform (then train, evaluate, push)."""
+"""The one pipeline definition every runner uses.
+
+ingest -> statistics -> schema -> validate (stop on anomalies) -> transform -> train
+       -> evaluate (bless or reject) -> push -> score
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components.anomaly_gate import AnomalyGate
+from components.clustering_evaluator import ClusteringEvaluator
+from components.versioned_pusher import VersionedPusher
+from components.versioned_pusher.executor import champion_path
+from model.features import OUTPUT_KEYS, SERVING_SIGNATURE
 from pipeline.data import CSV
 
 
@@ -14,19 +25,36 @@ def create_pipeline(
     data_root: str,
     data_format: str,
     preprocessing_fn: str,
+    run_fn: str,
     scaling: str,
+    serving_model_dir: str,
+    model_config: dict[str, Any],
+    thresholds: dict[str, float],
+    regression_tolerances: dict[str, float],
+    image_shape: tuple[int, int] | None = None,
     schema_path: str | None = None,
+    use_resolver: bool = True,
+    trainer_component: type = tfx.components.Trainer,
+    trainer_custom_config: dict[str, Any] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = True,
 ) -> tfx.dsl.Pipeline:
-    """Assemble the pipeline; every setting is an argument so runners only choose where it runs."""
+    """Assemble the pipeline; every setting is an argument so runners only choose where it runs.
+
+    ``use_resolver`` adds a LatestBlessedModelStrategy Resolver as the evaluator's baseline (local runner,
+    Vertex AI); the open-source Kubeflow Pipelines v2 backend cannot run Resolver nodes, so there the
+    evaluator compares against the champion record our pusher keeps beside ``serving_model_dir``.
+    ``trainer_component`` / ``trainer_custom_config`` swap in another Trainer, e.g. the Vertex AI Training one for
+    multi-worker training (``kubeflow.runner --train-workers``).
+    """
     if data_format == CSV:
         example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     else:
         example_gen = tfx.components.ImportExampleGen(input_base=data_root)
+    examples = example_gen.outputs["examples"]
 
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
     if schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     else:
@@ -34,14 +62,57 @@ def create_pipeline(
                                               infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"], schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=preprocessing_fn,
         custom_config={"scaling": scaling},
     )
+    transform.add_upstream_node(anomaly_gate)
+    trainer = trainer_component(
+        run_fn=run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        custom_config={**model_config, "image_shape": list(image_shape) if image_shape else None,
+                       **(trainer_custom_config or {})},
+    )
+    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform, trainer]
 
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform]
+    baseline_model = None
+    if use_resolver:
+        resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model_resolver")
+        components.append(resolver)
+        baseline_model = resolver.outputs["model"]
+
+    evaluator = ClusteringEvaluator(
+        examples=examples,
+        model=trainer.outputs["model"],
+        baseline_model=baseline_model,
+        thresholds=thresholds,
+        regression_tolerances=regression_tolerances,
+        champion_path=champion_path(serving_model_dir),
+        image_shape=image_shape,
+    )
+    pusher = VersionedPusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"], serving_dir=serving_model_dir)
+    bulk_inferrer = tfx.components.BulkInferrer(
+        examples=examples,
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[SERVING_SIGNATURE]),
+        output_example_spec=tfx.proto.OutputExampleSpec(output_columns_spec=[
+            tfx.proto.OutputColumnsSpec(predict_output=tfx.proto.PredictOutput(output_columns=[
+                tfx.proto.PredictOutputCol(output_key=key, output_column=key) for key in OUTPUT_KEYS
+            ]))
+        ]),
+    )
+    components += [evaluator, pusher, bulk_inferrer]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -39,6 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scaling", choices=("auto",) + SCALINGS, default="auto",
                         help="feature scaling in tf.Transform: global_minmax for images, zscore per column "
                         "for tabular data; auto picks global_minmax for px_### image columns")
+    parser.add_argument("--model-preset", choices=("auto", *configs.PRESET_NAMES), default="auto",
+                        help="GMVAE hyper-parameter preset; auto picks 'digits' for 8x8 images, 'mnist' for 28x28 "
+                        "images and 'default' otherwise (see model/config.py)")
+    parser.add_argument("--epochs", type=positive_int, default=None,
+                        help="fine-tuning epochs of the GMVAE (default: the preset's)")
+    parser.add_argument("--pretrain-epochs", type=positive_int, default=None,
+                        help="autoencoder pre-training epochs (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's, 0)")
+    parser.add_argument("--thresholds", type=json_object, default=configs.THRESHOLDS,
+                        help="JSON object of absolute bless thresholds (min_smallest_cluster_share, "
+                        "max_empty_clusters, min_silhouette, min_acc, min_nmi, min_mean_elbo)")
+    parser.add_argument("--tolerances", type=json_object, default=configs.REGRESSION_TOLERANCES,
+                        help="JSON object of the largest allowed regressions against the last blessed model")
+    parser.add_argument("--no-resolver", action="store_true",
+                        help="find the baseline only through the champion record beside the serving directory "
+                        "(as on open-source Kubeflow), not through an ML Metadata Resolver")
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME,
                         help="name under which runs are recorded in ML Metadata")
     parser.add_argument("--beam-arg", action="append", default=None, metavar="ARG",
@@ -47,6 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true",
                         help="re-run every component even when its inputs are unchanged")
     return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object such as '{\"min_nmi\": 0.5}'")
+    return value
+
+
+def model_config(args: argparse.Namespace, staged: StagedData) -> dict:
+    """The Trainer's custom_config: preset plus explicit overrides from the command line."""
+    preset = configs.model_preset(staged.image_shape) if args.model_preset == "auto" else args.model_preset
+    overrides = {key: value for key, value in (
+        ("epochs", args.epochs), ("pretrain_epochs", args.pretrain_epochs), ("seed", args.seed)) if value is not None}
+    return {"preset": preset, "overrides": overrides}
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -87,8 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         data_root=staged.input_dir,
         data_format=staged.format,
         preprocessing_fn=configs.PREPROCESSING_FN,
+        run_fn=configs.RUN_FN,
         scaling=scaling,
+        serving_model_dir=paths.serving,
+        model_config=model_config(args, staged),
+        thresholds=args.thresholds,
+        regression_tolerances=args.tolerances,
+        image_shape=staged.image_shape,
         schema_path=schema,
+        use_resolver=not args.no_resolver,
         metadata_connection_config=local_runner.sqlite_config(paths.metadata),
         beam_pipeline_args=list(args.beam_arg or configs.DEFAULT_BEAM_ARGS),
         enable_cache=not args.no_cache,

@@ -49,3 +49,10 @@ def test_module_entry_point_exits_non_zero(tmp_path):
         capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 2
     assert "does not exist" in result.stderr.splitlines()[-1]
+
+
+def test_every_model_preset_name_has_a_config():
+    from pipeline import configs, trainer
+
+    assert set(trainer.PRESETS) == set(configs.PRESET_NAMES)
+    assert set(configs.MODEL_PRESETS.values()) <= set(configs.PRESET_NAMES)
