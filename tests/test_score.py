@@ -1,0 +1,177 @@
+"""Batch scoring (pipeline.score): good rows scored like the in-memory model, bad rows dead-lettered, idempotent."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import features
+from model.config import GMVAEConfig
+from model.export import export_saved_model
+from model.training import build_model, latent_means
+from pipeline import score
+from pipeline.data import pixel_names, write_images_csv
+
+SIDE = 4  # 4x4 "images": 16 int pixel features, fast to export and score
+NAMES = pixel_names(SIDE * SIDE)
+
+
+def small_model(n: int = 0):
+    """A real, untrained, deterministic GMVAE whose mixture means sit on some data points (varied clusters)."""
+    config = GMVAEConfig(input_dim=SIDE * SIDE, image_shape=None, hidden_units=(16,), latent_dim=3, n_components=4,
+                         input_scale=1 / 255)
+    model = build_model(config)
+    images = np.random.default_rng(n).integers(0, 256, size=(60, SIDE, SIDE)).astype(np.uint8)
+    z = latent_means(model, images.reshape(len(images), -1) / 255.0)
+    model.prior.set_mixture(np.full(4, 0.25), z[:4], np.full((4, 3), 0.05))
+    return model, images
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A TF Serving base dir with versions 1 and 2 (2 is int64-parsed like pushed models) and the data."""
+    model, images = small_model()
+    base = tmp_path_factory.mktemp("serving")
+    spec = {name: tf.io.FixedLenFeature([1], tf.int64) for name in NAMES}
+    export_saved_model(model, str(base / "2"), NAMES, feature_spec=spec)
+    (base / "1").mkdir()  # an older (here: empty) version is ignored
+    return model, images, str(base)
+
+
+def _csv_with_bad_rows(images, path) -> tuple[list[int], int]:
+    write_images_csv(images, np.arange(len(images)) % 10, str(path))
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, data = rows[0], rows[1:]
+    bad = {3: "abc", 7: None, 11: "nan", 12: "inf", 20: "1.5"}  # non-numeric, missing field, NaN, inf, non-integer
+    for i, value in bad.items():
+        if value is None:
+            data[i] = data[i][:-1]
+        else:
+            data[i][5] = value
+    data[15][3] = ""  # empty value
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *data])
+    good = [i for i in range(len(data)) if i not in bad and i != 15]
+    return good, len(data) - len(good)
+
+
+def _read_scores(output) -> list[dict]:
+    files = sorted(f for f in os.listdir(output) if f.startswith("scores-"))
+    rows = []
+    for name in files:
+        with open(os.path.join(output, name), newline="") as f:
+            rows.extend(csv.DictReader(f))
+    return rows
+
+
+@pytest.mark.parametrize("engine", score.ENGINES)
+def test_scores_good_rows_and_dead_letters_bad_ones(served, tmp_path, engine, capsys) -> None:
+    model, images, base = served
+    good, n_bad = _csv_with_bad_rows(images, tmp_path / "in.csv")
+    out = tmp_path / "out"
+    assert score.main(["--model", base, "--input", str(tmp_path / "in.csv"), "--output", str(out),
+                       "--engine", engine, "--batch-size", "16", "--num-shards", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"read {len(images)}, scored {len(good)}, dead-lettered {n_bad}" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["read"], summary["scored"], summary["dead_lettered"]) == (len(images), len(good), n_bad)
+    assert summary["model"].endswith("/2")
+
+    rows = _read_scores(out)
+    by_id = {r["id"]: r for r in rows}
+    assert sorted(by_id) == sorted(str(i) for i in good)
+    assert len(by_id) == len(rows) == len(good)
+    expected = model.predict_outputs(images.reshape(len(images), -1)[good] / 255.0)
+    assert len(np.unique(expected[features.CLUSTER])) > 1
+    got_clusters = np.array([int(by_id[str(i)][features.CLUSTER]) for i in good])
+    np.testing.assert_array_equal(got_clusters, expected[features.CLUSTER])
+    got_probs = np.array([[float(by_id[str(i)][f"{features.CLUSTER_PROBABILITIES}_{k}"]) for k in range(4)]
+                          for i in good])
+    np.testing.assert_allclose(got_probs, expected[features.CLUSTER_PROBABILITIES], atol=1e-5)
+    got_elbo = np.array([float(by_id[str(i)][features.ELBO]) for i in good])
+    np.testing.assert_allclose(got_elbo, expected[features.ELBO], rtol=1e-4)
+    assert {f"{features.LATENT_MEAN}_{j}" for j in range(3)} <= set(rows[0])
+
+    dead = [json.loads(line) for line in (out / "dead_letter-00000-of-00001.jsonl").read_text().splitlines()]
+    assert len(dead) == n_bad
+    reasons = {d["id"]: d["reason"] for d in dead}
+    assert "non-numeric" in reasons["3"] and "fields but the header has" in reasons["7"]
+    assert "finite" in reasons["11"] and "finite" in reasons["12"] and "integer" in reasons["20"]
+    assert "empty" in reasons["15"]
+    assert all(d["raw"].startswith(d["id"] + ",") for d in dead)
+
+
+def test_rerun_is_idempotent_and_ids_default_to_file_and_line(served, tmp_path) -> None:
+    _, images, base = served
+    path = tmp_path / "no_id.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(NAMES)
+        writer.writerows(images.reshape(len(images), -1)[:10].tolist())
+        writer.writerow(["x"] * len(NAMES))
+    out = tmp_path / "out"
+    args = ["--model", base, "--input", str(path), "--output", str(out), "--engine", "dofn", "--num-shards", "3"]
+    assert score.main(args) == 0
+    first = {name: (out / name).read_bytes() for name in os.listdir(out) if name != "summary.json"}
+    (out / "scores-00007-of-00009.csv").write_text("stale\n")  # a stale shard of an earlier run with other shards
+    assert score.main(args) == 0
+    second = {name: (out / name).read_bytes() for name in os.listdir(out) if name != "summary.json"}
+    assert first == second
+    assert sorted(first) == ["dead_letter-00000-of-00001.jsonl"] + [f"scores-0000{i}-of-00003.csv" for i in range(3)]
+    ids = [r["id"] for r in _read_scores(out)]
+    assert sorted(ids) == sorted(f"no_id.csv:{line}" for line in range(2, 12))
+    assert json.loads(first["dead_letter-00000-of-00001.jsonl"])["id"] == "no_id.csv:12"
+
+
+def test_tfrecord_and_parquet_inputs(served, tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model, images, base = served
+    flat = images.reshape(len(images), -1)[:8]
+    expected = model.predict_outputs(flat / 255.0)[features.CLUSTER]
+    with tf.io.TFRecordWriter(str(tmp_path / "in.tfrecord")) as writer:
+        for i, row in enumerate(flat):  # float-valued features: converted to the model's int64 spec
+            feats = {n: tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+                     for n, v in zip(NAMES, row, strict=True)}
+            feats["id"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"r{i}".encode()]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+        writer.write(b"not an example \xff\xff")
+    out = tmp_path / "tfr"
+    summary = score.score(base, [str(tmp_path / "*.tfrecord")], str(out), engine="dofn")
+    assert (summary["scored"], summary["dead_lettered"]) == (8, 1)
+    rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
+    assert [rows[f"r{i}"] for i in range(8)] == expected.tolist()
+
+    table = pa.table({name: flat[:, j].astype(np.int64) for j, name in enumerate(NAMES)})
+    pq.write_table(table, str(tmp_path / "in.parquet"))
+    out = tmp_path / "pq"
+    summary = score.score(base, [str(tmp_path / "in.parquet")], str(out), engine="dofn")
+    assert (summary["scored"], summary["dead_lettered"]) == (8, 0)
+    rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
+    assert [rows[f"in.parquet:{i}"] for i in range(8)] == expected.tolist()
+
+
+def test_missing_model_or_input_is_one_clear_sentence(served, tmp_path, capsys) -> None:
+    _, images, base = served
+    assert score.main(["--model", str(tmp_path / "nope"), "--input", "x.csv", "--output", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert score.main(["--model", base, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "o")]) == 2
+    assert "matches no files" in capsys.readouterr().err
+    (tmp_path / "wrong.csv").write_text("id,a,b\n1,2,3\n")
+    assert score.main(["--model", base, "--input", str(tmp_path / "wrong.csv"), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lacks 16 of the model's 16 feature columns" in err[0]
+
+
+def test_help_explains_every_option(capsys) -> None:
+    with pytest.raises(SystemExit):
+        score.main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--model", "--input", "--output", "--format", "--batch-size", "--num-shards", "--engine",
+                   "--beam-arg"):
+        assert option in text
