@@ -23,7 +23,6 @@ from typing import Any
 from kubeflow import config
 from pipeline import configs
 from pipeline.data import CSV, TFRECORD
-from pipeline.preprocessing import SCALINGS
 
 
 class CompileError(ValueError):
@@ -50,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "pipeline.data")
     parser.add_argument("--data-format", choices=(CSV, TFRECORD), default=CSV,
                         help="format of the files in --data-root")
-    parser.add_argument("--scaling", choices=SCALINGS, default=SCALINGS[0],
+    parser.add_argument("--scaling", choices=configs.SCALINGS, default=configs.SCALINGS[0],
                         help="feature scaling in tf.Transform (global_minmax for images, zscore for tabular data)")
     parser.add_argument("--schema", default=None,
                         help="schema.pbtxt as the pods see it (gs://... or a path in the image, e.g. "

@@ -11,11 +11,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from model.features import TRANSFORMED_FEATURES_KEY, is_feature
+from pipeline.configs import GLOBAL_MINMAX, SCALINGS
 from pipeline.data import natural_key
-
-GLOBAL_MINMAX = "global_minmax"
-ZSCORE = "zscore"
-SCALINGS = (GLOBAL_MINMAX, ZSCORE)
 
 
 def _dense(tensor) -> tf.Tensor:

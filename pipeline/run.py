@@ -16,7 +16,6 @@ import time
 
 from pipeline import configs
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, stage
-from pipeline.preprocessing import GLOBAL_MINMAX, SCALINGS, ZSCORE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schema", default=None,
                         help="schema.pbtxt to validate against (default: the curated schema for 'digits', "
                         "a schema inferred from the data's statistics otherwise)")
-    parser.add_argument("--scaling", choices=("auto",) + SCALINGS, default="auto",
+    parser.add_argument("--scaling", choices=("auto",) + configs.SCALINGS, default="auto",
                         help="feature scaling in tf.Transform: global_minmax for images, zscore per column "
                         "for tabular data; auto picks global_minmax for px_### image columns")
     parser.add_argument("--model-preset", choices=("auto", *configs.PRESET_NAMES), default="auto",
@@ -102,7 +101,7 @@ def check_args(args: argparse.Namespace) -> None:
 def choose_scaling(requested: str, staged: StagedData) -> str:
     if requested != "auto":
         return requested
-    return GLOBAL_MINMAX if staged.image_shape else ZSCORE
+    return configs.GLOBAL_MINMAX if staged.image_shape else configs.ZSCORE
 
 
 def main(argv: list[str] | None = None) -> int:
