@@ -32,17 +32,21 @@ class GMVAEConfig:
     # Stage 1: autoencoder pre-training (deterministic encoder, reconstruction loss only).
     pretrain_epochs: int = 200
     pretrain_learning_rate: float = 1e-3
-    # Stage 2: mixture initialisation from a diagonal GMM fitted on the latent codes.
-    gmm_n_init: int = 10
+    # Stage 2: mixture initialisation from diagonal GMMs fitted on the latent codes (restarts,
+    # one kept by "balance" = most even cluster sizes, or by "likelihood").
+    gmm_n_init: int = 20
+    init_selection: Literal["balance", "likelihood"] = "balance"
     # Stage 3: fine-tuning of the whole GMVAE on the negative ELBO (+ optional terms).
-    epochs: int = 100
+    epochs: int = 40
     learning_rate: float = 2e-4
     prior_learning_rate: float = 2e-4
     kl_warmup_epochs: int = 10
     batch_size: int = 256
     min_scale: float = 0.05  # lower clamp of every component (and posterior) std
-    balance_weight: float = 0.0  # weight of KL(batch-mean posterior || uniform)
-    self_training_weight: float = 0.0  # weight of the sharpened (DEC) self-training target
+    balance_weight: float = 50.0  # weight of KL(batch-mean posterior || uniform), per batch
+    # weight of DEC self-training: sharpened Student-t assignment of the clean input as the target
+    # of the augmented input's assignment (DEC-DA)
+    self_training_weight: float = 20.0
     learn_mixture_weights: bool = True
     reconstruct_clean: bool = True  # fine-tuning reconstructs the clean input from the augmented one
     seed: int = 0

@@ -231,6 +231,11 @@ class GMVAE(keras.Model):
         parts = [self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return {k: np.concatenate([p[k].numpy() for p in parts]) for k in features.OUTPUT_KEYS}
 
+    def soft_assignment(self, z: tf.Tensor) -> tf.Tensor:
+        """DEC's Student-t similarity of codes to the component means, normalised: [B, K]."""
+        q = 1.0 / (1.0 + tf.reduce_sum(tf.square(z[:, tf.newaxis, :] - self.prior.loc), axis=-1))
+        return q / tf.reduce_sum(q, axis=-1, keepdims=True)
+
     # ---- training ------------------------------------------------------------------------
     def network_variables(self) -> list[tf.Variable]:
         """Encoder, decoder and noise variables (everything but the prior)."""
@@ -255,10 +260,10 @@ class GMVAE(keras.Model):
         terms = {"reconstruction": recon, "kl": kl}
         if cfg.self_training_weight > 0:
             clean = posterior if self.augmenter is None else self.encode(x, training=True)
-            q = tf.stop_gradient(tf.exp(self.prior.log_posterior(clean.loc)))
+            q = tf.stop_gradient(self.soft_assignment(clean.loc))
             p = q**2 / tf.reduce_sum(q, axis=0, keepdims=True)
             p = p / tf.reduce_sum(p, axis=-1, keepdims=True)
-            self_training = -tf.reduce_sum(p * log_gamma, axis=-1)
+            self_training = -tf.reduce_sum(p * tf.math.log(self.soft_assignment(posterior.loc) + 1e-8), axis=-1)
             per_example += cfg.self_training_weight * self_training
             terms["self_training"] = self_training
         loss = tf.nn.compute_average_loss(per_example)

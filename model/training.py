@@ -66,13 +66,27 @@ def pretrain(
 
 
 def init_mixture(model: GMVAE, x: np.ndarray) -> GaussianMixture:
-    """Stage 2: fit a diagonal GMM on E[z|x] (best of `gmm_n_init` restarts by likelihood) into the prior."""
+    """Stage 2: fit diagonal GMMs on E[z|x] from `gmm_n_init` random starts and copy one into the prior.
+
+    With `init_selection="balance"` the restart whose hard assignments have the most even cluster
+    sizes (highest occupancy entropy; ties broken by likelihood) is kept; on mnist10k that entropy
+    correlated 0.91 with ACC over 20 restarts while the likelihood correlated 0.44 (bench/RESULTS.md),
+    because low-entropy solutions are the ones that merge two classes. "likelihood" keeps the best fit.
+    """
     cfg = model.config
-    gmm = GaussianMixture(
-        cfg.n_components, covariance_type="diag", n_init=cfg.gmm_n_init, random_state=cfg.seed, reg_covar=1e-4
-    ).fit(latent_means(model, x))
-    model.prior.set_mixture(gmm.weights_, gmm.means_, gmm.covariances_)
-    return gmm
+    z = latent_means(model, x)
+    best, best_key = None, None
+    for i in range(max(cfg.gmm_n_init, 1)):
+        gmm = GaussianMixture(
+            cfg.n_components, covariance_type="diag", random_state=cfg.seed * 1000 + i, reg_covar=1e-4
+        ).fit(z)
+        share = np.bincount(gmm.predict(z), minlength=cfg.n_components) / len(z)
+        entropy = float(-(share * np.log(np.maximum(share, 1e-12))).sum())
+        key = (round(entropy, 3), gmm.score(z)) if cfg.init_selection == "balance" else (gmm.score(z),)
+        if best_key is None or key > best_key:
+            best, best_key = gmm, key
+    model.prior.set_mixture(best.weights_, best.means_, best.covariances_)
+    return best
 
 
 def fine_tune(
