@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -128,32 +129,86 @@ def _csv_files(source: str) -> list[str]:
     return [source]
 
 
+def _number(value: str) -> float | None:
+    """The finite float in a CSV field, or None."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def inspect_csv(path: str) -> tuple[list[str], bool]:
-    """Numeric feature columns of a CSV (from its header and first data row) and whether it has a label."""
+    """Numeric feature columns of a CSV (decided by the first data row) and whether it has a label column."""
     try:
         with open(path, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             first = next(reader, None)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path} is not a text CSV file ({err.reason}).") from err
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"{path} is not a text CSV file ({err}).") from err
     if not header:
         raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row.")
+    if len(set(header)) != len(header):
+        duplicates = sorted({name for name in header if header.count(name) > 1})
+        raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")
     if first is None:
         raise DataError(f"{path} has a header but no data rows.")
     if len(first) != len(header):
         raise DataError(f"{path}: the first data row has {len(first)} fields but the header has {len(header)}.")
-    numeric = []
-    for name, value in zip(header, first, strict=True):
-        try:
-            float(value)
-        except ValueError:
-            continue
-        if is_feature(name):
-            numeric.append(name)
+    numeric = [name for name, value in zip(header, first, strict=True)
+               if is_feature(name) and _number(value) is not None]
     if not numeric:
         raise DataError(f"{path} has no numeric feature columns (columns: {', '.join(header)}).")
     return sorted(numeric, key=natural_key), LABEL_KEY in header
+
+
+def copy_checked_csv(source: str, target: str, names: list[str], has_label: bool, first_id: int = 0) -> int:
+    """Copy the id, label and feature columns of ``source`` to ``target``, checking every row; returns the row count.
+
+    Every feature value must be a finite number and every row must have the header's field count: an invalid row
+    stops staging with its line number instead of reaching training. Rows without an ``id`` column are numbered
+    from ``first_id``. Other columns (free text, say) are left out: the model reads numeric features only.
+    """
+    kept = [ID_KEY] + ([LABEL_KEY] if has_label else []) + names
+    rows = 0
+
+    def write(f) -> None:
+        nonlocal rows
+        with open(source, newline="") as src:
+            reader = csv.reader(src)
+            header = next(reader)
+            index = {name: i for i, name in enumerate(header)}
+            writer = csv.writer(f)
+            writer.writerow(kept)
+            for row in reader:
+                if not row:
+                    continue
+                line = reader.line_num
+                if len(row) != len(header):
+                    raise DataError(f"{source}, line {line}: {len(row)} fields but the header has {len(header)}.")
+                values = [row[index[ID_KEY]] if ID_KEY in index else str(first_id + rows)]
+                if has_label:
+                    if _number(row[index[LABEL_KEY]]) is None:
+                        raise DataError(f"{source}, line {line}: label {row[index[LABEL_KEY]]!r} is not a number.")
+                    values.append(row[index[LABEL_KEY]])
+                for name in names:
+                    if _number(row[index[name]]) is None:
+                        raise DataError(f"{source}, line {line}, column {name}: {row[index[name]]!r} is not a finite "
+                                        "number.")
+                    values.append(row[index[name]])
+                writer.writerow(values)
+                rows += 1
+
+    try:
+        _write_if_changed(target, write)
+    except (UnicodeDecodeError, csv.Error) as err:
+        os.remove(f"{target}.tmp")
+        raise DataError(f"{source} is not a text CSV file ({err}).") from err
+    except DataError:
+        os.remove(f"{target}.tmp")
+        raise
+    return rows
 
 
 def _image_shape_for(names: list[str]) -> tuple[int, int] | None:
@@ -183,9 +238,12 @@ def stage(source: str, staging_dir: str) -> StagedData:
     for extra in files[1:]:
         if inspect_csv(extra) != (names, has_label):
             raise DataError(f"{extra} has different columns from {files[0]}; all CSV files must share one header.")
-    _copy_if_changed(files, staging_dir)
-    _clear_except(staging_dir, {os.path.basename(p) for p in files})
-    return StagedData(staging_dir, CSV, tuple(names), _image_shape_for(names), has_label, None)
+    staged = [f"{i:05d}-{os.path.basename(path)}" for i, path in enumerate(files)]
+    rows = 0
+    for path, name in zip(files, staged, strict=True):
+        rows += copy_checked_csv(path, os.path.join(staging_dir, name), names, has_label, first_id=rows)
+    _clear_except(staging_dir, set(staged))
+    return StagedData(staging_dir, CSV, tuple(names), _image_shape_for(names), has_label, rows)
 
 
 def _stage_images(images: np.ndarray, labels: np.ndarray | None, staging_dir: str) -> StagedData:

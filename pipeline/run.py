@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ingest, validate, transform (and train, evaluate, push) a GMVAE clustering model with TFX "
         "on this machine (LocalDagRunner, Beam DirectRunner, ML Metadata in SQLite).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not "
+        "match its schema (each anomaly listed, nothing trained or pushed).",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    from components.anomaly_gate.executor import DataAnomaliesError
     from pipeline import local_runner
     from pipeline.pipeline import create_pipeline
 
@@ -142,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         enable_cache=not args.no_cache,
     )
     start = time.monotonic()
-    local_runner.run(pipeline)
+    try:
+        local_runner.run(pipeline)
+    except DataAnomaliesError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     print(f"\npipeline {args.pipeline_name} finished in {time.monotonic() - start:.1f} s; outputs:")
     for component, kind, state, uri in local_runner.latest_run_artifacts(paths.metadata, args.pipeline_name):
         print(f"  {component:<22} {kind:<22} {state:<9} {uri}")

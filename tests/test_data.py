@@ -58,7 +58,19 @@ def test_stage_csv_finds_numeric_features(tmp_path):
     staged = data.stage(str(src), str(tmp_path / "staged"))
     assert staged.feature_names == ("a", "b")
     assert staged.has_label and staged.image_shape is None
-    assert (tmp_path / "staged" / "table.csv").read_text() == src.read_text()
+    assert _read_csv(tmp_path / "staged" / "00000-table.csv") == [
+        ["id", "label", "a", "b"], ["1", "0", "2", "0.5"], ["2", "1", "3", "1.5"]]
+    assert staged.num_rows == 2
+
+
+def test_csv_without_ids_gets_running_ids_across_files(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("x,y\n1,2\n3,4\n")
+    (tmp_path / "in" / "b.csv").write_text("x,y\n5,6\n")
+    staged = data.stage(str(tmp_path / "in"), str(tmp_path / "staged"))
+    staged_files = sorted(os.listdir(tmp_path / "staged"))
+    ids = [row[0] for name in staged_files for row in _read_csv(tmp_path / "staged" / name)[1:]]
+    assert ids == ["0", "1", "2"] and staged.num_rows == 3
 
 
 def test_stage_tfrecord(tmp_path):
@@ -90,6 +102,39 @@ def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
     src = tmp_path / "bad.csv"
     src.write_text(content)
     with pytest.raises(data.DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        data.stage(str(src), str(tmp_path / "staged"))
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("1,2\n3,abc\n", "line 3, column b: 'abc' is not a finite number"),
+        ("1,2\n3,nan\n", "line 3, column b: 'nan' is not a finite number"),
+        ("1,2\n-inf,4\n", "line 3, column a: '-inf' is not a finite number"),
+        ("1,2\n3,\n", "line 3, column b: '' is not a finite number"),
+        ("1,2\n3,4,5\n", "line 3: 3 fields but the header has 2"),
+    ],
+    ids=["text", "nan", "inf", "missing", "extra-field"],
+)
+def test_an_invalid_later_row_stops_staging_with_its_line(tmp_path, rows, message):
+    src = tmp_path / "t.csv"
+    src.write_text("a,b\n" + rows)
+    with pytest.raises(data.DataError, match=message):
+        data.stage(str(src), str(tmp_path / "staged"))
+    assert os.listdir(tmp_path / "staged") == [], "nothing half-written is left for ExampleGen"
+
+
+def test_a_file_that_is_not_csv_at_all_is_refused(tmp_path):
+    src = tmp_path / "picture.csv"
+    src.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(data.DataError, match="is not a text CSV file"):
+        data.stage(str(src), str(tmp_path / "staged"))
+
+
+def test_repeated_column_names_are_refused(tmp_path):
+    src = tmp_path / "t.csv"
+    src.write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(data.DataError, match="repeats the column names a"):
         data.stage(str(src), str(tmp_path / "staged"))
 
 
