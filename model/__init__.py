@@ -1,9 +1,7 @@
-"""Gaussian-mixture VAE clustering model (no TFX imports here)."""
+"""Gaussian-mixture VAE clustering model: pure Keras 2 (tf_keras) + TensorFlow Probability, no TFX imports.
 
-from model.config import GMVAEConfig
-from model.distribute import get_strategy
-from model.export import export_saved_model
-from model.gmvae import GMVAE, MixturePrior
-from model.training import fit_gmvae
-
-__all__ = ["GMVAE", "GMVAEConfig", "MixturePrior", "export_saved_model", "fit_gmvae", "get_strategy"]
+Modules: ``config`` (GMVAEConfig and presets), ``gmvae`` (the model and its mixture prior), ``training``
+(``fit_gmvae``: the full recipe), ``export`` (SavedModel signatures), ``metrics``, ``distribute`` (strategy
+factory) and ``features`` (the names shared with the pipeline and serving). Nothing is imported here, so that
+``model.features`` stays light for command-line tools that must start without TensorFlow.
+"""
