@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 
 ARGS ?=
 
-.PHONY: setup run test test-unit test-e2e lint bench
+.PHONY: setup run test test-unit test-e2e lint bench score kubeflow-compile kubeflow-schedule-dry-run
 
 setup:
 	@bash scripts/setup_env.sh
@@ -29,3 +29,12 @@ test: lint test-unit test-e2e
 
 bench: setup
 	$(PY) -m bench.clustering --data ../shared/data/mnist10k.npz --seeds 3 --json bench/out/mnist10k.json
+
+score: setup
+	$(PY) -m pipeline.score $(ARGS)
+
+kubeflow-compile: setup
+	$(PY) -m kubeflow.runner $(ARGS)
+
+kubeflow-schedule-dry-run: setup
+	$(PY) -m kubeflow.schedule --dry-run $(ARGS)
