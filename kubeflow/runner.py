@@ -15,13 +15,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
 from kubeflow import config
 from pipeline import configs
+from pipeline.cli import json_object
 from pipeline.data import CSV, TFRECORD
 
 
@@ -91,17 +91,6 @@ def image_shape(text: str) -> tuple[int, int]:
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 28x28, got {text!r}") from err
     return height, width
-
-
-def json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg})") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object such as '{\"min_nmi\": 0.5}'")
-    return value
-
 
 def vertex_training_config(workers: int, image: str, project: str, region: str, machine_type: str) -> dict[str, Any]:
     """Trainer ``custom_config`` entries that run training as a Vertex AI CustomJob with ``workers`` replicas.

@@ -9,12 +9,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 from pipeline import configs
+from pipeline.cli import json_object, positive_int
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, stage
 
 
@@ -65,25 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true",
                         help="re-run every component even when its inputs are unchanged")
     return parser
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg})") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object such as '{\"min_nmi\": 0.5}'")
-    return value
-
-
 def model_config(args: argparse.Namespace, staged: StagedData) -> dict:
     """The Trainer's custom_config: preset plus explicit overrides from the command line."""
     preset = configs.model_preset(staged.image_shape) if args.model_preset == "auto" else args.model_preset
