@@ -56,3 +56,15 @@ def test_digits_preset_clusters_well(digits) -> None:
     assert report["nmi"] >= 0.7, report
     assert report["empty"] == 0, report
     assert np.isfinite(history["loss"]).all()
+
+
+def test_same_seed_same_result_with_augmentation() -> None:
+    x = np.random.default_rng(0).random((200, 784)).astype("float32")
+    config = GMVAEConfig.for_mnist(hidden_units=(16,), pretrain_epochs=1, epochs=1, gmm_n_init=1, batch_size=100)
+    assert config.augmenting
+    runs = [fit_gmvae(x, config, verbose=0) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0][1]["pretrain_loss"], runs[1][1]["pretrain_loss"])
+    np.testing.assert_array_equal(runs[0][1]["loss"], runs[1][1]["loss"])
+    np.testing.assert_array_equal(
+        runs[0][0].predict_outputs(x)[features.ELBO], runs[1][0].predict_outputs(x)[features.ELBO]
+    )
