@@ -42,9 +42,7 @@ def report(model, x: np.ndarray, y: np.ndarray, tag: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="../shared/data/mnist10k.npz")
-    parser.add_argument(
-        "--pretrained", help="weights file: loaded if it exists, else written after pretraining"
-    )
+    parser.add_argument("--pretrained", help="weights file: loaded if it exists, else written after pretraining")
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("overrides", nargs="*", help="GMVAEConfig field=value")
     args = parser.parse_args()

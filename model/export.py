@@ -86,9 +86,7 @@ def export_saved_model(
     if len(feature_names) == 0:
         raise ValueError("feature_names is empty")
     if preprocess is None and len(feature_names) != model.config.input_dim:
-        raise ValueError(
-            f"{len(feature_names)} feature names for a model with input_dim {model.config.input_dim}"
-        )
+        raise ValueError(f"{len(feature_names)} feature names for a model with input_dim {model.config.input_dim}")
     missing = set(feature_spec or ()) ^ set(feature_names) if feature_spec else set()
     if missing:
         raise ValueError(f"feature_spec and feature_names differ on {sorted(missing)}")

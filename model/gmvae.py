@@ -52,9 +52,7 @@ class MixturePrior(keras.layers.Layer):
         self.n_components = n_components
         self.latent_dim = latent_dim
         self.min_scale = min_scale
-        self.logits = self.add_weight(
-            name="logits", shape=[n_components], initializer="zeros", trainable=learn_weights
-        )
+        self.logits = self.add_weight(name="logits", shape=[n_components], initializer="zeros", trainable=learn_weights)
         self.loc = self.add_weight(
             name="loc",
             shape=[n_components, latent_dim],
@@ -102,14 +100,10 @@ class MixturePrior(keras.layers.Layer):
 
 def _mlp(units: tuple[int, ...], output_dim: int, name: str, seed: int) -> keras.Sequential:
     layers = [
-        keras.layers.Dense(
-            u, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed + i)
-        )
+        keras.layers.Dense(u, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed + i))
         for i, u in enumerate(units)
     ]
-    layers.append(
-        keras.layers.Dense(output_dim, kernel_initializer=keras.initializers.GlorotUniform(seed + 99))
-    )
+    layers.append(keras.layers.Dense(output_dim, kernel_initializer=keras.initializers.GlorotUniform(seed + 99)))
     return keras.Sequential(layers, name=name)
 
 
@@ -165,8 +159,7 @@ class GMVAE(keras.Model):
         self.pretraining = False
         self.prior_optimizer: keras.optimizers.Optimizer | None = None
         self._trackers = {
-            name: keras.metrics.Mean(name=name)
-            for name in ("loss", "reconstruction", "kl", "balance", "self_training")
+            name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "balance", "self_training")
         }
 
     @property
@@ -196,16 +189,16 @@ class GMVAE(keras.Model):
         if self.log_noise is None:
             return tfd.Independent(tfd.Bernoulli(logits=out), reinterpreted_batch_ndims=1)
         return tfd.Independent(
-            tfd.Normal(out, 1e-3 + tf.nn.softplus(self.log_noise + 0.5413)), reinterpreted_batch_ndims=1
+            # 0.5413 = softplus^-1(1): the noise std starts at 1
+            tfd.Normal(out, 1e-3 + tf.nn.softplus(self.log_noise + 0.5413)),
+            reinterpreted_batch_ndims=1,
         )
 
     def kl_divergence(self, posterior: tfd.Normal, log_gamma: tf.Tensor) -> tf.Tensor:
         """VaDE KL: sum_k gamma_k KL(q(z|x)||p(z|k)) + KL(gamma||pi), per example [B]."""
         gamma = tf.exp(log_gamma)
         kl_z = tf.reduce_sum(gamma * self.prior.kl_to_components(posterior), axis=-1)
-        kl_c = tfd.kl_divergence(
-            tfd.Categorical(logits=log_gamma), self.prior.distribution().mixture_distribution
-        )
+        kl_c = tfd.kl_divergence(tfd.Categorical(logits=log_gamma), self.prior.distribution().mixture_distribution)
         return kl_z + kl_c
 
     # ---- inference -----------------------------------------------------------------------

@@ -62,9 +62,7 @@ def clustering_report(
     """All metrics at once; supervised ones only when labels are given."""
     report: dict[str, float] = dict(occupancy(clusters, n_clusters))
     if labels is not None:
-        report.update(
-            acc=cluster_accuracy(labels, clusters), nmi=nmi(labels, clusters), ari=ari(labels, clusters)
-        )
+        report.update(acc=cluster_accuracy(labels, clusters), nmi=nmi(labels, clusters), ari=ari(labels, clusters))
     if latent is not None:
         report["silhouette"] = silhouette(latent, clusters)
     return report

@@ -37,14 +37,10 @@ def _progress(verbose: int, desc: str) -> tuple[list[keras.callbacks.Callback], 
 
 def latent_means(model: GMVAE, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """E[z|x] for every row of x."""
-    return np.concatenate(
-        [model.encode(x[i : i + batch_size]).loc.numpy() for i in range(0, len(x), batch_size)]
-    )
+    return np.concatenate([model.encode(x[i : i + batch_size]).loc.numpy() for i in range(0, len(x), batch_size)])
 
 
-def pretrain(
-    model: GMVAE, x: np.ndarray, strategy: tf.distribute.Strategy, verbose: int = 1
-) -> dict[str, list]:
+def pretrain(model: GMVAE, x: np.ndarray, strategy: tf.distribute.Strategy, verbose: int = 1) -> dict[str, list]:
     """Stage 1: train encoder mean + decoder as an autoencoder (augmented input if configured)."""
     cfg = model.config
     if cfg.pretrain_epochs <= 0:
@@ -104,9 +100,7 @@ def fine_tune(
     with strategy.scope():
         model.pretraining = False
         model.compile(
-            keras.optimizers.Adam(
-                keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=0.1)
-            ),
+            keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps, alpha=0.1)),
             prior_optimizer=keras.optimizers.Adam(
                 keras.optimizers.schedules.CosineDecay(cfg.prior_learning_rate, steps, alpha=0.1)
             ),
