@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,7 +41,31 @@ def latent_means(model: GMVAE, x: np.ndarray, batch_size: int = 2048) -> np.ndar
     return np.concatenate([model.encode(x[i : i + batch_size]).loc.numpy() for i in range(0, len(x), batch_size)])
 
 
-def pretrain(model: GMVAE, x: np.ndarray, strategy: tf.distribute.Strategy, verbose: int = 1) -> dict[str, list]:
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite; training stopped and nothing should be exported."""
+
+
+def _finite_history(history: dict[str, list], stage: str) -> dict[str, list]:
+    """``history`` unchanged, or ``TrainingDivergedError`` naming the first non-finite loss and its epoch."""
+    for name, values in history.items():
+        for epoch, value in enumerate(values, start=1):
+            if not np.isfinite(value):
+                raise TrainingDivergedError(
+                    f"{stage}: {name} became {value} in epoch {epoch}, so training was stopped and no model is "
+                    "exported; lower the learning rate or check the inputs.")
+    return history
+
+
+def _backup(checkpoint_dir: str | None, stage: str) -> list[keras.callbacks.Callback]:
+    """Per-epoch BackupAndRestore for one stage: a restarted fit continues after its last finished epoch."""
+    if checkpoint_dir is None:
+        return []
+    return [keras.callbacks.BackupAndRestore(os.path.join(checkpoint_dir, f"{stage}-backup"))]
+
+
+def pretrain(
+    model: GMVAE, x: np.ndarray, strategy: tf.distribute.Strategy, verbose: int = 1, checkpoint_dir: str | None = None
+) -> dict[str, list]:
     """Stage 1: train encoder mean + decoder as an autoencoder (augmented input if configured)."""
     cfg = model.config
     if cfg.pretrain_epochs <= 0:
@@ -55,10 +80,10 @@ def pretrain(model: GMVAE, x: np.ndarray, strategy: tf.distribute.Strategy, verb
         epochs=cfg.pretrain_epochs,
         shuffle=True,
         verbose=keras_verbose,
-        callbacks=progress,
+        callbacks=[*_backup(checkpoint_dir, "pretrain"), keras.callbacks.TerminateOnNaN(), *progress],
     )
     model.pretraining = False
-    return {"pretrain_" + k: v for k, v in hist.history.items()}
+    return _finite_history({"pretrain_" + k: v for k, v in hist.history.items()}, "pre-training")
 
 
 def init_mixture(model: GMVAE, x: np.ndarray) -> GaussianMixture:
@@ -91,6 +116,7 @@ def fine_tune(
     strategy: tf.distribute.Strategy,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 1,
+    checkpoint_dir: str | None = None,
 ) -> dict[str, list]:
     """Stage 3: minimise the negative ELBO (+ configured terms) with KL warm-up and cosine LR decay."""
     cfg = model.config
@@ -112,9 +138,15 @@ def fine_tune(
         epochs=cfg.epochs,
         shuffle=True,
         verbose=keras_verbose,
-        callbacks=[KLWarmup(cfg.kl_warmup_epochs), *callbacks, *progress],
+        callbacks=[
+            *_backup(checkpoint_dir, "fine_tune"),
+            KLWarmup(cfg.kl_warmup_epochs),
+            keras.callbacks.TerminateOnNaN(),
+            *callbacks,
+            *progress,
+        ],
     )
-    return dict(hist.history)
+    return _finite_history(dict(hist.history), "fine-tuning")
 
 
 def build_model(config: GMVAEConfig, strategy: tf.distribute.Strategy | None = None) -> GMVAE:
@@ -126,18 +158,38 @@ def build_model(config: GMVAEConfig, strategy: tf.distribute.Strategy | None = N
     return model
 
 
+def _stage_done(checkpoint_dir: str | None, stage: str) -> str | None:
+    """The weights saved at the end of ``stage``, if a previous attempt got that far."""
+    if checkpoint_dir is None:
+        return None
+    weights = os.path.join(checkpoint_dir, stage, "weights")
+    return weights if tf.io.gfile.exists(os.path.join(checkpoint_dir, stage, "DONE")) else None
+
+
+def _mark_done(model: GMVAE, checkpoint_dir: str | None, stage: str) -> None:
+    if checkpoint_dir is None:
+        return
+    model.save_weights(os.path.join(checkpoint_dir, stage, "weights"))
+    with tf.io.gfile.GFile(os.path.join(checkpoint_dir, stage, "DONE"), "w") as f:
+        f.write(stage)
+
+
 def fit_gmvae(
     x: np.ndarray,
     config: GMVAEConfig,
     strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 1,
+    checkpoint_dir: str | None = None,
 ) -> tuple[GMVAE, dict[str, Any]]:
     """Train a GMVAE on x [N, input_dim] (floats in [0, 1] for Bernoulli) with the full recipe.
 
     Deterministic given `config.seed` (seeds Python/NumPy/TF and turns on TF op determinism).
-    `callbacks` (TensorBoard, BackupAndRestore, ...) are passed to the fine-tuning fit.
-    Returns the model and a history dict (per-epoch losses of both stages, stage seconds).
+    `callbacks` (TensorBoard, ...) are passed to the fine-tuning fit. With `checkpoint_dir`, an interrupted
+    training resumes when called again with the same directory: finished stages are reloaded (their weights are
+    saved at the end of each stage) and the interrupted stage continues after its last finished epoch
+    (Keras BackupAndRestore). A NaN or infinite loss stops training with `TrainingDivergedError`.
+    Returns the model and a history dict (per-epoch losses of the stages run, stage seconds, `resumed_stages`).
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != config.input_dim:
@@ -148,14 +200,22 @@ def fit_gmvae(
     tf.config.experimental.enable_op_determinism()
     strategy = strategy or tf.distribute.get_strategy()
     model = build_model(config, strategy)
-    history: dict[str, Any] = {}
+    history: dict[str, Any] = {"resumed_stages": []}
+    initialised, pretrained = _stage_done(checkpoint_dir, "init"), _stage_done(checkpoint_dir, "pretrain")
     start = time.perf_counter()
-    history.update(pretrain(model, x, strategy, verbose))
+    if initialised or pretrained:
+        model.load_weights(initialised or pretrained)
+        history["resumed_stages"] += ["pretrain", "init"] if initialised else ["pretrain"]
+    else:
+        history.update(pretrain(model, x, strategy, verbose, checkpoint_dir))
+        _mark_done(model, checkpoint_dir, "pretrain")
     history["pretrain_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    init_mixture(model, x)
+    if not initialised:
+        init_mixture(model, x)
+        _mark_done(model, checkpoint_dir, "init")
     history["init_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    history.update(fine_tune(model, x, strategy, callbacks, verbose))
+    history.update(fine_tune(model, x, strategy, callbacks, verbose, checkpoint_dir))
     history["fine_tune_seconds"] = time.perf_counter() - start
     return model, history

@@ -47,6 +47,8 @@ def output_paths(root: str) -> OutputPaths:
     return OutputPaths(os.path.abspath(root))
 
 RUN_FN = "pipeline.trainer.run_fn"
+# Trainer custom_config key of the directory under which a retried training finds the checkpoints of a killed one.
+CHECKPOINT_ROOT_KEY = "checkpoint_root"
 
 # Model presets by input image shape (see model/config.py); anything else uses the generic defaults.
 MODEL_PRESETS = {(8, 8): "digits", (28, 28): "mnist"}

@@ -16,6 +16,7 @@ from components.clustering_evaluator import ClusteringEvaluator
 from components.versioned_pusher import VersionedPusher
 from components.versioned_pusher.executor import champion_path
 from model.features import OUTPUT_KEYS, SERVING_SIGNATURE
+from pipeline.configs import CHECKPOINT_ROOT_KEY
 from pipeline.data import CSV
 
 
@@ -36,6 +37,7 @@ def create_pipeline(
     use_resolver: bool = True,
     trainer_component: type = tfx.components.Trainer,
     trainer_custom_config: dict[str, Any] | None = None,
+    checkpoint_root: str | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = True,
@@ -46,7 +48,8 @@ def create_pipeline(
     Vertex AI); the open-source Kubeflow Pipelines v2 backend cannot run Resolver nodes, so there the
     evaluator compares against the champion record our pusher keeps beside ``serving_model_dir``.
     ``trainer_component`` / ``trainer_custom_config`` swap in another Trainer, e.g. the Vertex AI Training one for
-    multi-worker training (``kubeflow.runner --train-workers``).
+    multi-worker training (``kubeflow.runner --train-workers``). Training checkpoints go under ``checkpoint_root``
+    (default ``<pipeline_root>/training-checkpoints``), so a retried Trainer resumes where a killed one stopped.
     """
     if data_format == CSV:
         example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -75,8 +78,12 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        custom_config={**model_config, "image_shape": list(image_shape) if image_shape else None,
-                       **(trainer_custom_config or {})},
+        custom_config={
+            **model_config,
+            "image_shape": list(image_shape) if image_shape else None,
+            CHECKPOINT_ROOT_KEY: checkpoint_root or f"{pipeline_root}/training-checkpoints",
+            **(trainer_custom_config or {}),
+        },
     )
     components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform, trainer]
 

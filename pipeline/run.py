@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "on this machine (LocalDagRunner, Beam DirectRunner, ML Metadata in SQLite).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not "
-        "match its schema (each anomaly listed, nothing trained or pushed).",
+        "match its schema (each anomaly listed, nothing trained or pushed); 4 training diverged (NaN/inf loss, nothing "
+        "exported or pushed).",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from components.anomaly_gate.executor import DataAnomaliesError
+    from model.training import TrainingDivergedError
     from pipeline import local_runner
     from pipeline.pipeline import create_pipeline
 
@@ -128,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         local_runner.run(pipeline)
-    except DataAnomaliesError as err:
+    except (DataAnomaliesError, TrainingDivergedError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 3
+        return 3 if isinstance(err, DataAnomaliesError) else 4
     print(f"\npipeline {args.pipeline_name} finished in {time.monotonic() - start:.1f} s; outputs:")
     for component, kind, state, uri in local_runner.latest_run_artifacts(paths.metadata, args.pipeline_name):
         print(f"  {component:<22} {kind:<22} {state:<9} {uri}")

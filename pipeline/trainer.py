@@ -6,6 +6,7 @@ applies the same tf.Transform graph as training, then the model: no training/ser
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -21,6 +22,7 @@ from model.distribute import get_strategy
 from model.export import export_saved_model
 from model.features import TRANSFORMED_FEATURES_KEY, is_feature
 from model.training import fit_gmvae
+from pipeline import configs
 from pipeline.data import natural_key
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
@@ -72,6 +74,21 @@ class _TransformedInput(tf.Module):
         return self.tft_layer(raw)[TRANSFORMED_FEATURES_KEY]
 
 
+def checkpoint_dir_for(fn_args: tfx.components.FnArgs) -> str | None:
+    """A directory that stays the same when the same training is retried: keyed by its data and config.
+
+    A Trainer that was killed (preempted node, OOM, Ctrl-C) gets a new execution with new output directories on
+    the next run; keying the checkpoints by what is trained lets that execution resume instead of starting over.
+    """
+    custom_config = dict(fn_args.custom_config or {})
+    root = custom_config.pop(configs.CHECKPOINT_ROOT_KEY, None)
+    if not root:
+        return None
+    key = json.dumps({"config": custom_config, "train": sorted(fn_args.train_files),
+                      "transform": fn_args.transform_output}, sort_keys=True)
+    return os.path.join(root, hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Train under the strategy the machine offers, log to TensorBoard, export the serving model."""
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -81,7 +98,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     strategy = get_strategy()
     callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))]
-    model, history = fit_gmvae(x_train, config, strategy=strategy, callbacks=callbacks, verbose=2)
+    checkpoint_dir = checkpoint_dir_for(fn_args)
+    logging.info("Training checkpoints (a re-run after a crash resumes from them): %s", checkpoint_dir)
+    model, history = fit_gmvae(
+        x_train, config, strategy=strategy, callbacks=callbacks, verbose=2, checkpoint_dir=checkpoint_dir)
 
     raw_spec = tf_transform_output.raw_feature_spec()
     feature_names = sorted((name for name in raw_spec if is_feature(name)), key=natural_key)
@@ -94,3 +114,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, default=float)
+    if checkpoint_dir and tf.io.gfile.exists(checkpoint_dir):
+        tf.io.gfile.rmtree(checkpoint_dir)
