@@ -22,8 +22,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from components.clustering_evaluator.executor import METRICS_FILE  # the blessing's metrics, our evaluator writes it
+
 CHAMPION_FILE = "champion.json"
-METRICS_FILE = "metrics.json"
 _TMP_PREFIX = ".tmp-"
 
 
