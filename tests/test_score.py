@@ -4,9 +4,12 @@ import csv
 import json
 import os
 
+import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model import features
 from model.config import GMVAEConfig
@@ -14,6 +17,15 @@ from model.export import export_saved_model
 from model.training import build_model, latent_means
 from pipeline import score
 from pipeline.data import pixel_names, write_images_csv
+from pipeline.serving_request import (
+    FLOAT32,
+    INT64,
+    RawFeature,
+    RequestError,
+    build_example,
+    read_feature_spec,
+    resolve_model_dir,
+)
 
 SIDE = 4  # 4x4 "images": 16 int pixel features, fast to export and score
 NAMES = pixel_names(SIDE * SIDE)
@@ -114,8 +126,9 @@ def test_rerun_is_idempotent_and_ids_default_to_file_and_line(served, tmp_path) 
         writer.writerows(images.reshape(len(images), -1)[:10].tolist())
         writer.writerow(["x"] * len(NAMES))
     out = tmp_path / "out"
-    args = ["--model", base, "--input", str(path), "--output", str(out), "--engine", "dofn", "--num-shards", "3"]
+    args = ["--model", base, "--input", str(path), "--output", str(out), "--num-shards", "3"]  # default engine
     assert score.main(args) == 0
+    assert json.loads((out / "summary.json").read_text())["engine"] == "dofn"
     first = {name: (out / name).read_bytes() for name in os.listdir(out) if name != "summary.json"}
     (out / "scores-00007-of-00009.csv").write_text("stale\n")  # a stale shard of an earlier run with other shards
     assert score.main(args) == 0
@@ -142,16 +155,20 @@ def test_tfrecord_and_parquet_inputs(served, tmp_path) -> None:
             writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
         writer.write(b"not an example \xff\xff")
     out = tmp_path / "tfr"
+    summary = score.score(base, [str(tmp_path / "*.tfrecord")], str(out))  # auto: RunInference for tf.Examples
+    assert (summary["engine"], summary["scored"], summary["dead_lettered"]) == ("runinference", 8, 1)
+    rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
+    assert [rows[f"r{i}"] for i in range(8)] == expected.tolist()
     summary = score.score(base, [str(tmp_path / "*.tfrecord")], str(out), engine="dofn")
-    assert (summary["scored"], summary["dead_lettered"]) == (8, 1)
+    assert (summary["engine"], summary["scored"], summary["dead_lettered"]) == ("dofn", 8, 1)
     rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
     assert [rows[f"r{i}"] for i in range(8)] == expected.tolist()
 
     table = pa.table({name: flat[:, j].astype(np.int64) for j, name in enumerate(NAMES)})
     pq.write_table(table, str(tmp_path / "in.parquet"))
     out = tmp_path / "pq"
-    summary = score.score(base, [str(tmp_path / "in.parquet")], str(out), engine="dofn")
-    assert (summary["scored"], summary["dead_lettered"]) == (8, 0)
+    summary = score.score(base, [str(tmp_path / "in.parquet")], str(out))
+    assert (summary["engine"], summary["scored"], summary["dead_lettered"]) == ("dofn", 8, 0)
     rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
     assert [rows[f"in.parquet:{i}"] for i in range(8)] == expected.tolist()
 
@@ -175,3 +192,97 @@ def test_help_explains_every_option(capsys) -> None:
     for option in ("--model", "--input", "--output", "--format", "--batch-size", "--num-shards", "--engine",
                    "--beam-arg"):
         assert option in text
+
+
+# ---- the vectorised reader checks rows exactly as the per-row tf.Example builder does --------------------------------
+
+MIXED_SPEC = {"a": RawFeature("a", INT64, (1,)), "b": RawFeature("b", FLOAT32, ())}
+TOKENS = ["0", "7", " 7", "7 ", "+3", "-0", "7.0", "7.5", "1e1", "1E+1", ".5", "5.", "1_0", "0x10", "1,5", "", " ",
+          "nan", "NaN", "inf", "-Infinity", "abc", "1-2", "1e", "e5", "--1", "16777216", "16777217", "-99999999999",
+          "1e400", "3.5e38", "9223372036854775808", "１", "²"]
+cells = st.one_of(st.sampled_from(TOKENS), st.text(alphabet="0123456789.eE+-_ naifx,", max_size=6),
+                  st.integers(-2**65, 2**65).map(str), st.floats(width=32).map(repr))
+
+
+def _reference(values: dict, spec: dict):
+    """The old per-row path: the parsed tf.Example's values, or the RequestError sentence."""
+    try:
+        example = tf.train.Example.FromString(build_example(values, spec))
+    except RequestError as err:
+        return str(err)
+    feats = example.features.feature
+    return [(feats[n].int64_list.value or feats[n].float_list.value)[0] for n in spec]
+
+
+def _read_directly(path, fmt, spec, batch_size):
+    """ReadRows without Beam: {position: (id, values)} and {position: dead-letter record}, and the read count."""
+    rows, dead, read = {}, {}, None
+    for item in score.ReadRows(fmt, spec, batch_size).process(str(path)):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            if item.tag == "dead":
+                dead[item.value[0][1]] = item.value[1]
+            else:
+                read = item.value[1]
+            continue
+        keys, ids, inputs = item
+        for i, (key, row_id) in enumerate(zip(keys, ids, strict=True)):
+            if isinstance(inputs, np.ndarray):
+                rows[key[1]] = (row_id, "dense", inputs[i].tolist())
+            else:
+                feats = tf.train.Example.FromString(inputs[i]).features.feature
+                rows[key[1]] = (row_id, "example",
+                                [(feats[n].int64_list.value or feats[n].float_list.value)[0] for n in spec])
+    return rows, dead, read
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(cells, cells), min_size=1, max_size=12), st.integers(1, 5))
+def test_csv_reader_agrees_with_per_row_examples(tmp_path_factory, table, batch_size) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "in.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "a", "b"])
+        writer.writerows([[f"r{i}", a, b] for i, (a, b) in enumerate(table)])
+    rows, dead, read = _read_directly(path, score.CSV, MIXED_SPEC, batch_size)
+    assert read == len(table) == len(rows) + len(dead)
+    for i, (a, b) in enumerate(table):
+        want = _reference({"a": a, "b": b}, MIXED_SPEC)
+        line = i + 2
+        if isinstance(want, str):
+            assert dead[line]["reason"] == want and dead[line]["id"] == f"r{i}"
+            continue
+        row_id, kind, got = rows[line]
+        assert row_id == f"r{i}"
+        assert got == [want[0], float(np.float32(want[1]))]  # int64 exact, float32 as the tf.Example holds it
+        assert kind == ("example" if abs(want[0]) > 2**24 else "dense")
+
+
+def test_parquet_reader_nulls_bools_and_big_ints(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": pa.array([1, None, 3, 2**40, 5], pa.int64()),
+                             "b": pa.array([0.5, 1.5, float("nan"), 2.5, 3.5], pa.float64())}), str(tmp_path / "a.pq"))
+    rows, dead, read = _read_directly(tmp_path / "a.pq", score.PARQUET, MIXED_SPEC, 2)
+    assert read == 5 and sorted(rows) == [0, 3, 4] and sorted(dead) == [1, 2]
+    assert rows[0] == ("a.pq:0", "dense", [1.0, 0.5]) and rows[3] == ("a.pq:3", "example", [2**40, 2.5])
+    assert dead[1]["reason"] == "feature 'a' is missing." and "finite" in dead[2]["reason"]
+    pq.write_table(pa.table({"a": pa.array([True, False]), "b": pa.array([1.0, 2.0])}), str(tmp_path / "b.pq"))
+    rows, dead, read = _read_directly(tmp_path / "b.pq", score.PARQUET, MIXED_SPEC, 8)
+    assert read == 2 and not rows and all("non-numeric" in d["reason"] for d in dead.values())
+
+
+def test_dense_batches_score_like_serving_default(served) -> None:
+    """predict_features on raw values == serving_default on the tf.Examples built per row or by the C++ encoder."""
+    _, images, base = served
+    model_dir = resolve_model_dir(base)
+    spec = read_feature_spec(model_dir)
+    signatures = tf.saved_model.load(model_dir).signatures
+    x = images.reshape(len(images), -1)[:16].astype(np.float32)
+    dense = signatures[features.FEATURES_SIGNATURE](features=tf.constant(x))
+    encoded = signatures[features.SERVING_SIGNATURE](examples=tf.constant(score.dense_to_examples(x, spec)))
+    per_row = signatures[features.SERVING_SIGNATURE](examples=tf.constant(
+        [build_example(dict(zip(spec, row.tolist(), strict=True)), spec) for row in x]))
+    for name in features.OUTPUT_KEYS:
+        np.testing.assert_array_equal(dense[name].numpy(), per_row[name].numpy())
+        np.testing.assert_array_equal(encoded[name].numpy(), per_row[name].numpy())
