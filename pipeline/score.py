@@ -818,5 +818,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main: DoFns defined in __main__ are pickled by reference to __main__, which a
+    # separate worker process (multi_processing DirectRunner, Dataflow, Flink, Spark) does not have (NameError).
+    from pipeline import score as _module
+
+    sys.exit(_module.main())
 

@@ -286,3 +286,24 @@ def test_dense_batches_score_like_serving_default(served) -> None:
     for name in features.OUTPUT_KEYS:
         np.testing.assert_array_equal(dense[name].numpy(), per_row[name].numpy())
         np.testing.assert_array_equal(encoded[name].numpy(), per_row[name].numpy())
+
+
+@pytest.mark.e2e
+def test_cli_in_separate_worker_processes(served, tmp_path) -> None:
+    """`python -m pipeline.score` with workers in other processes (as on Dataflow/Flink/Spark): DoFns must unpickle."""
+    import subprocess
+    import sys
+
+    _, images, base = served
+    good, n_bad = _csv_with_bad_rows(images, tmp_path / "in.csv")
+    out = tmp_path / "out"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "TF_USE_LEGACY_KERAS": "1"}
+    done = subprocess.run([sys.executable, "-m", "pipeline.score", "--model", base, "--input", str(tmp_path / "in.csv"),
+                           "--output", str(out), "--beam-arg=--direct_running_mode=multi_processing",
+                           "--beam-arg=--direct_num_workers=2"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["read"], summary["scored"], summary["dead_lettered"]) == (len(images), len(good), n_bad)
+    assert sorted(r["id"] for r in _read_scores(out)) == sorted(str(i) for i in good)
