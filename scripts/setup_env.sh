@@ -26,7 +26,12 @@ find_python() {
 }
 
 python="$(find_python)"
-if [[ -z "$python" ]] || ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then
+if [[ -n "${PYTHON:-}" ]] && ! "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then
+  echo "setup: PYTHON=$PYTHON is not a Python 3.10 interpreter, which TFX 1.16 requires; point PYTHON at one" \
+    "or unset it to search PATH and ~/.pyenv." >&2
+  exit 1
+fi
+if [[ -z "$python" ]]; then
   echo "setup: Python 3.10 is required (TFX 1.16 supports only Python <3.11) and none was found;" \
     "install it (e.g. 'pyenv install 3.10.13' or 'apt-get install python3.10 python3.10-venv')" \
     "or point PYTHON=/path/to/python3.10 at one." >&2
