@@ -150,3 +150,17 @@ def test_bad_npz_is_refused(tmp_path):
     (tmp_path / "y.npz").write_bytes(b"not a zip")
     with pytest.raises(data.DataError, match="is not a readable .npz file"):
         data.stage(str(tmp_path / "y.npz"), str(tmp_path / "staged"))
+
+
+def test_a_file_named_tfrecord_that_is_not_one_is_refused(tmp_path):
+    src = tmp_path / "part.tfrecord"
+    src.write_bytes(b"this is not a TFRecord file at all" * 10)
+    with pytest.raises(data.DataError, match=r"part.tfrecord is not a readable TFRecord file \("):
+        data.stage(str(src), str(tmp_path / "staged"))
+
+
+def test_an_empty_tfrecord_file_is_refused(tmp_path):
+    src = tmp_path / "part.tfrecord"
+    src.write_bytes(b"")
+    with pytest.raises(data.DataError, match="part.tfrecord holds no records"):
+        data.stage(str(src), str(tmp_path / "staged"))
