@@ -1,5 +1,7 @@
 """Names shared by the model, the pipeline, serving and scoring: the one source of truth."""
 
+import re
+
 ID_KEY = "id"
 LABEL_KEY = "label"
 RESERVED_KEYS = (ID_KEY, LABEL_KEY)
@@ -21,3 +23,8 @@ OUTPUT_KEYS = (CLUSTER, CLUSTER_PROBABILITIES, LATENT_MEAN, ELBO)
 def is_feature(name: str) -> bool:
     """True for every input column that is a model feature (not the id or the label)."""
     return name not in RESERVED_KEYS
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key that orders ``px_2`` before ``px_10``: the feature order of the model input and of dense requests."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]

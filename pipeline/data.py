@@ -14,13 +14,12 @@ import glob
 import hashlib
 import math
 import os
-import re
 import shutil
 from dataclasses import dataclass
 
 import numpy as np
 
-from model.features import ID_KEY, LABEL_KEY, is_feature
+from model.features import ID_KEY, LABEL_KEY, is_feature, natural_key
 
 DEFAULT_SOURCE = "digits"
 CSV = "csv"
@@ -48,11 +47,6 @@ def pixel_names(num_pixels: int) -> list[str]:
     """Feature names for flattened image pixels, zero-padded so they sort in pixel order."""
     width = len(str(num_pixels - 1))
     return [f"px_{i:0{width}d}" for i in range(num_pixels)]
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders ``px_2`` before ``px_10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from model.features import TRANSFORMED_FEATURES_KEY, is_feature
+from model.features import TRANSFORMED_FEATURES_KEY, is_feature, natural_key
 from pipeline.configs import GLOBAL_MINMAX, SCALINGS
-from pipeline.data import natural_key
 
 
 def _dense(tensor) -> tf.Tensor:

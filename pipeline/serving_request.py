@@ -47,8 +47,8 @@ from model.features import (
     OUTPUT_KEYS,
     SERVING_INPUT_KEY,
     SERVING_SIGNATURE,
+    natural_key,
 )
-from pipeline.data import natural_key
 
 INT64 = "int64"
 FLOAT32 = "float32"

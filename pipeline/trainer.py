@@ -20,10 +20,9 @@ from tfx import v1 as tfx
 from model.config import GMVAEConfig
 from model.distribute import get_strategy
 from model.export import export_saved_model
-from model.features import TRANSFORMED_FEATURES_KEY, is_feature
+from model.features import TRANSFORMED_FEATURES_KEY, is_feature, natural_key
 from model.training import fit_gmvae
 from pipeline import configs
-from pipeline.data import natural_key
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from model.features import natural_key
 from pipeline import data
 
 
@@ -17,8 +18,8 @@ def _read_csv(path):
 def test_pixel_names_sort_in_pixel_order():
     names = data.pixel_names(784)
     assert names[0] == "px_000" and names[-1] == "px_783"
-    assert sorted(names) == names == sorted(names, key=data.natural_key)
-    assert sorted(["px_10", "px_2", "px_1"], key=data.natural_key) == ["px_1", "px_2", "px_10"]
+    assert sorted(names) == names == sorted(names, key=natural_key)
+    assert sorted(["px_10", "px_2", "px_1"], key=natural_key) == ["px_1", "px_2", "px_10"]
 
 
 def test_stage_default_digits(tmp_path):

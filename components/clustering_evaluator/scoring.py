@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Iterator, Mapping, Sequence
 
 import apache_beam as beam
@@ -23,11 +22,6 @@ LABEL = "label"
 HAS_LABEL = "has_label"
 INPUTS = "inputs"
 MAX_BATCH_SIZE = 256
-
-
-def natural_key(name: str) -> list[int | str]:
-    """Sort key that orders ``px_2`` before ``px_10``."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def _first_number(feature: tf.train.Feature | None) -> float:
@@ -67,7 +61,7 @@ def numeric_feature_names(split_uri: str, label_key: str) -> list[str]:
             for name, feature in example.features.feature.items()
             if features.is_feature(name) and name != label_key and feature.WhichOneof("kind") != "bytes_list"
         ]
-        return sorted(names, key=natural_key)
+        return sorted(names, key=features.natural_key)
     raise ValueError(f"no examples in {split_uri}")
 
 
