@@ -28,7 +28,7 @@ test-e2e: setup
 test: lint test-unit test-e2e
 
 bench: setup
-	$(PY) -m bench.clustering --data ../shared/data/mnist10k.npz --seeds 3 --json bench/out/mnist10k.json
+	$(PY) -m bench.panel --seeds 3 --json bench/results/panel.json
 
 score: setup
 	$(PY) -m pipeline.score $(ARGS)

@@ -21,7 +21,7 @@ from typing import Any
 
 from kubeflow import config
 from pipeline import configs
-from pipeline.cli import json_object
+from pipeline.cli import add_model_flags, json_object, model_settings
 from pipeline.data import CSV, TFRECORD
 
 
@@ -56,10 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{config.IMAGE_PROJECT_DIR}/pipeline/schema/digits/schema.pbtxt); default: inferred")
     parser.add_argument("--image-shape", type=image_shape, default=None, metavar="HxW",
                         help="height x width of image data (pixel columns px_###), e.g. 28x28; omit for tabular data")
-    parser.add_argument("--model-preset", choices=("auto", *configs.PRESET_NAMES), default="auto",
-                        help="GMVAE hyper-parameter preset (model/config.py); auto picks it from --image-shape")
-    parser.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
-                        help="JSON object of preset overrides, e.g. '{\"epochs\": 50, \"seed\": 1}'")
     parser.add_argument("--thresholds", type=json_object, default=configs.THRESHOLDS, metavar="JSON",
                         help="JSON object of absolute bless thresholds for the clustering evaluator")
     parser.add_argument("--tolerances", type=json_object, default=configs.REGRESSION_TOLERANCES, metavar="JSON",
@@ -82,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-machine-type", default=config.TRAIN_MACHINE_TYPE,
                         help="Compute Engine machine type of each training worker")
     parser.add_argument("--no-cache", action="store_true", help="compile with caching disabled for every step")
+    add_model_flags(parser)
     return parser
 
 
@@ -133,16 +130,15 @@ def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "data_root": args.data_root,
         "data_format": args.data_format,
         "preprocessing_fn": configs.PREPROCESSING_FN,
-        "scaling": args.scaling,
+        "feature_plan": configs.FeaturePlan(scaling=args.scaling),
         "schema_path": args.schema,
         "beam_pipeline_args": list(args.beam_arg or config.DEFAULT_BEAM_ARGS),
         "enable_cache": not args.no_cache,
     }
-    preset = configs.model_preset(args.image_shape) if args.model_preset == "auto" else args.model_preset
     kwargs.update(
         run_fn=configs.RUN_FN,
         serving_model_dir=args.serving_dir,
-        model_config={"preset": preset, "overrides": args.model_overrides},
+        model_settings=model_settings(args).resolved(args.image_shape, args.scaling),
         thresholds=args.thresholds,
         regression_tolerances=args.tolerances,
         image_shape=args.image_shape,

@@ -20,7 +20,7 @@ class _ExportModule(tf.Module):
         model: GMVAE,
         feature_names: Sequence[str],
         preprocess: Preprocess | None,
-        feature_spec: Mapping[str, tf.io.FixedLenFeature] | None,
+        feature_spec: Mapping[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] | None,
     ) -> None:
         super().__init__(name="gmvae_export")
         self._model = model
@@ -33,12 +33,15 @@ class _ExportModule(tf.Module):
         self.serve = tf.function(
             self._serve, input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT_KEY)]
         )
-        self.predict_features = tf.function(
-            self._predict_features,
-            input_signature=[
-                tf.TensorSpec([None, len(self.feature_names)], tf.float32, name=features.FEATURES_INPUT_KEY)
-            ],
-        )
+        # Dense float rows cannot carry text: with a categorical (string) column only serving_default exists.
+        self.numeric_only = all(spec.dtype != tf.string for spec in self._spec.values())
+        if self.numeric_only:
+            self.predict_features = tf.function(
+                self._predict_features,
+                input_signature=[
+                    tf.TensorSpec([None, len(self.feature_names)], tf.float32, name=features.FEATURES_INPUT_KEY)
+                ],
+            )
 
     def _default_preprocess(self, raw: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Stack raw features in `feature_names` order, then the model's input scaling."""
@@ -54,11 +57,23 @@ class _ExportModule(tf.Module):
         return self._outputs(tf.io.parse_example(examples, self._spec))
 
     def _predict_features(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Split dense columns into raw features with the dtype and shape parsing would give them."""
+        """Split dense columns into raw features with the dtype and shape parsing would give them.
+
+        A column that may be missing (a VarLenFeature) takes NaN as "missing", as an absent tf.Example feature.
+        """
         raw = {}
         for i, name in enumerate(self.feature_names):
             spec = self._spec[name]
-            raw[name] = tf.reshape(tf.cast(features[:, i], spec.dtype), [-1, *spec.shape])
+            column = features[:, i]
+            if isinstance(spec, tf.io.VarLenFeature):
+                rows = tf.where(tf.math.logical_not(tf.math.is_nan(column)))
+                raw[name] = tf.SparseTensor(
+                    indices=tf.concat([rows, tf.zeros_like(rows)], axis=1),
+                    values=tf.cast(tf.gather_nd(column, rows), spec.dtype),
+                    dense_shape=tf.stack([tf.shape(column, out_type=tf.int64)[0], 1]),
+                )
+            else:
+                raw[name] = tf.reshape(tf.cast(column, spec.dtype), [-1, *spec.shape])
         return self._outputs(raw)
 
 
@@ -67,13 +82,14 @@ def export_saved_model(
     export_dir: str,
     feature_names: Sequence[str],
     preprocess: Preprocess | None = None,
-    feature_spec: Mapping[str, tf.io.FixedLenFeature] | None = None,
+    feature_spec: Mapping[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] | None = None,
 ) -> str:
     """Write a SavedModel with the `serving_default` and `predict_features` signatures.
 
     `serving_default` takes serialized tf.Examples (1-D string tensor, input key
     `features.SERVING_INPUT_KEY`), each with one float per name in `feature_names`;
-    `predict_features` takes dense floats [B, len(feature_names)] (key `features.FEATURES_INPUT_KEY`).
+    `predict_features` takes dense floats [B, len(feature_names)] (key `features.FEATURES_INPUT_KEY`; NaN where a
+    column that may be missing is missing); it exists only when no feature is text (categorical).
     Both map the raw features {name: [B]} through `preprocess` to the model input [B, input_dim]
     (default: stack in `feature_names` order, multiply by `config.input_scale`, clip to [0, 1]
     for Bernoulli) and return `cluster` int64 [B], `cluster_probabilities` [B, K],
@@ -91,12 +107,8 @@ def export_saved_model(
     if missing:
         raise ValueError(f"feature_spec and feature_names differ on {sorted(missing)}")
     module = _ExportModule(model, feature_names, preprocess, feature_spec)
-    tf.saved_model.save(
-        module,
-        export_dir,
-        signatures={
-            features.SERVING_SIGNATURE: module.serve.get_concrete_function(),
-            features.FEATURES_SIGNATURE: module.predict_features.get_concrete_function(),
-        },
-    )
+    signatures = {features.SERVING_SIGNATURE: module.serve.get_concrete_function()}
+    if module.numeric_only:
+        signatures[features.FEATURES_SIGNATURE] = module.predict_features.get_concrete_function()
+    tf.saved_model.save(module, export_dir, signatures=signatures)
     return export_dir

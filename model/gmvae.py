@@ -29,8 +29,9 @@ tfd = tfp.distributions
 
 
 def _softplus_inverse(x: np.ndarray | float) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return np.log(np.expm1(x)).astype(np.float32)
+    """log(exp(x) - 1) without overflow (x itself above 30, where they agree to float32 precision)."""
+    x = np.maximum(np.asarray(x, dtype=np.float64), 1e-6)
+    return np.where(x > 30.0, x, np.log(np.expm1(np.minimum(x, 30.0)))).astype(np.float32)
 
 
 class MixturePrior(keras.layers.Layer):
@@ -68,6 +69,10 @@ class MixturePrior(keras.layers.Layer):
     def scale(self) -> tf.Tensor:
         return self.min_scale + tf.nn.softplus(self.raw_scale)
 
+    def mixture_weights(self) -> tf.Tensor:
+        """The mixture weights pi: [K]."""
+        return tf.nn.softmax(self.logits)
+
     def distribution(self) -> tfd.MixtureSameFamily:
         """The prior p(z) as a TFP distribution."""
         return tfd.MixtureSameFamily(
@@ -92,7 +97,10 @@ class MixturePrior(keras.layers.Layer):
 
     def set_mixture(self, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> None:
         """Set the mixture from (e.g. GMM-fitted) weights [K], means [K, D] and variances [K, D]."""
-        std = np.sqrt(np.asarray(variances, dtype=np.float64))
+        arrays = (np.asarray(weights), np.asarray(means), np.asarray(variances))
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            raise ValueError("the mixture initialisation produced non-finite weights, means or variances")
+        std = np.sqrt(np.maximum(np.asarray(variances, dtype=np.float64), 0.0))
         self.logits.assign(np.log(np.maximum(weights, 1e-6)).astype(np.float32))
         self.loc.assign(np.asarray(means, dtype=np.float32))
         self.raw_scale.assign(_softplus_inverse(np.maximum(std - self.min_scale, 1e-3)))
@@ -189,8 +197,8 @@ class GMVAE(keras.Model):
         if self.log_noise is None:
             return tfd.Independent(tfd.Bernoulli(logits=out), reinterpreted_batch_ndims=1)
         return tfd.Independent(
-            # 0.5413 = softplus^-1(1): the noise std starts at 1
-            tfd.Normal(out, 1e-3 + tf.nn.softplus(self.log_noise + 0.5413)),
+            # 0.5413 = softplus^-1(1): the noise std starts at 1; the floor keeps constant columns finite
+            tfd.Normal(out, 1e-2 + tf.nn.softplus(self.log_noise + 0.5413)),
             reinterpreted_batch_ndims=1,
         )
 
@@ -254,15 +262,20 @@ class GMVAE(keras.Model):
         if cfg.self_training_weight > 0:
             clean = posterior if self.augmenter is None else self.encode(x, training=True)
             q = tf.stop_gradient(self.soft_assignment(clean.loc))
-            p = q**2 / tf.reduce_sum(q, axis=0, keepdims=True)
+            # DEC's target q^2 / f_k, times the learned weight pi_k: the batch frequency f_k is pulled to pi_k,
+            # not to equal shares (so unequal clusters keep their sizes)
+            p = q**2 * tf.stop_gradient(self.prior.mixture_weights()) / tf.reduce_sum(q, axis=0, keepdims=True)
             p = p / tf.reduce_sum(p, axis=-1, keepdims=True)
             self_training = -tf.reduce_sum(p * tf.math.log(self.soft_assignment(posterior.loc) + 1e-8), axis=-1)
             per_example += cfg.self_training_weight * self_training
             terms["self_training"] = self_training
         loss = tf.nn.compute_average_loss(per_example)
         if cfg.balance_weight > 0:
+            # KL(batch-mean posterior || learned weights): no component silently empties or swallows others,
+            # and the weights themselves follow the data (they are trained by the ELBO's KL(q(c|x) || pi))
             mean_gamma = tf.reduce_mean(tf.exp(log_gamma), axis=0)
-            balance = tf.reduce_sum(mean_gamma * tf.math.log(mean_gamma * cfg.n_components + 1e-8))
+            log_pi = tf.stop_gradient(tf.math.log(self.prior.mixture_weights() + 1e-8))
+            balance = tf.reduce_sum(mean_gamma * (tf.math.log(mean_gamma + 1e-8) - log_pi))
             loss += cfg.balance_weight * balance / tf.cast(n_replicas, tf.float32)
             terms["balance"] = balance
         return loss, terms

@@ -1,4 +1,4 @@
-"""Clustering metrics: Hungarian-matched accuracy, NMI, ARI, silhouette, cluster occupancy."""
+"""Clustering metrics: Hungarian-matched accuracy and share error, NMI, ARI, silhouette, cluster occupancy."""
 
 from __future__ import annotations
 
@@ -19,12 +19,32 @@ def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
         raise ValueError(f"labels and clusters differ in length: {labels.shape} vs {clusters.shape}")
     if labels.size == 0:
         raise ValueError("empty input")
+    counts = _contingency(labels, clusters)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / labels.size)
+
+
+def _contingency(labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Counts [clusters, classes] of examples per (cluster, class)."""
     _, label_idx = np.unique(labels, return_inverse=True)
     _, cluster_idx = np.unique(clusters, return_inverse=True)
     counts = np.zeros((cluster_idx.max() + 1, label_idx.max() + 1), dtype=np.int64)
     np.add.at(counts, (cluster_idx, label_idx), 1)
+    return counts
+
+
+def share_error(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """The largest |class share - share of its Hungarian-matched cluster| over classes (0 = sizes recovered).
+
+    A class left without a cluster counts with its whole share.
+    """
+    labels, clusters = np.asarray(labels).ravel(), np.asarray(clusters).ravel()
+    counts = _contingency(labels, clusters)
     rows, cols = linear_sum_assignment(counts, maximize=True)
-    return float(counts[rows, cols].sum() / labels.size)
+    class_share = counts.sum(0) / labels.size
+    matched = np.zeros_like(class_share)
+    matched[cols] = counts.sum(1)[rows] / labels.size
+    return float(np.max(np.abs(class_share - matched)))
 
 
 def nmi(labels: np.ndarray, clusters: np.ndarray) -> float:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+from sklearn.metrics import silhouette_score
 from sklearn.mixture import GaussianMixture
 
 from model.config import GMVAEConfig
@@ -86,28 +89,133 @@ def pretrain(
     return _finite_history({"pretrain_" + k: v for k, v in hist.history.items()}, "pre-training")
 
 
-def init_mixture(model: GMVAE, x: np.ndarray) -> GaussianMixture:
-    """Stage 2: fit diagonal GMMs on E[z|x] from `gmm_n_init` random starts and copy one into the prior.
+class InitialisationError(ValueError):
+    """The mixture could not be initialised from the data; the message says what to change."""
 
-    With `init_selection="balance"` the restart whose hard assignments have the most even cluster
-    sizes (highest occupancy entropy; ties broken by likelihood) is kept; on mnist10k that entropy
-    correlated 0.91 with ACC over 20 restarts while the likelihood correlated 0.44 (bench/RESULTS.md),
-    because low-entropy solutions are the ones that merge two classes. "likelihood" keeps the best fit.
+
+# At least this many rows per cluster; fewer cannot estimate a component's mean and variance.
+MIN_ROWS_PER_CLUSTER = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureInit:
+    """What stage 2 decided: the clusters of the initialisation sample and how K was chosen."""
+
+    n_components: int
+    method: str
+    scores: dict[int, float]  # K -> the score that chose K ({} when K was given)
+    reason: str
+
+
+def _sample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` rows of x, a seeded uniform sample (all rows when there are fewer)."""
+    if len(x) <= limit:
+        return x
+    return x[np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))]
+
+
+def _gmm(z: np.ndarray, k: int, covariance: str, n_init: int, seed: int) -> GaussianMixture:
+    """A GMM fitted on z; a larger covariance floor is tried when EM meets a degenerate component."""
+    scale = float(np.mean(np.var(z, axis=0))) or 1.0
+    error: Exception | None = None
+    for reg in (1e-4, 1e-2, 1e-1):
+        try:
+            return GaussianMixture(
+                k, covariance_type=covariance, n_init=max(n_init, 1), reg_covar=reg * scale, random_state=seed
+            ).fit(z)
+        except (ValueError, np.linalg.LinAlgError) as err:
+            error = err
+    raise InitialisationError(
+        f"fitting {k} Gaussian components to the latent codes failed ({str(error).splitlines()[0]}); the data "
+        "may have fewer distinct rows than clusters: lower the number of clusters or check for repeated rows."
+    )
+
+
+def _embedding(z: np.ndarray, seed: int, n_dims: int) -> np.ndarray:
+    """UMAP embedding of the codes (their k-nearest-neighbour graph), in which clusters become compact."""
+    import umap  # imported here: numba compiles on first import, only this init method needs it
+
+    reducer = umap.UMAP(
+        n_components=n_dims,
+        n_neighbors=int(min(np.clip(len(z) // 100, 10, 30), len(z) - 1)),
+        min_dist=0.0,
+        random_state=seed,
+        init="spectral",
+    )
+    return reducer.fit_transform(z).astype(np.float64)
+
+
+def choose_n_components(
+    r: np.ndarray, low: int, high: int, method: str, seed: int
+) -> tuple[int, dict[int, float], str]:
+    """The K in [low, high] that fits the representation r best: (K, score per K, what the score is).
+
+    Codes (``gmm``): the lowest BIC of a diagonal GMM. A UMAP embedding (``umap``): the highest silhouette of the
+    GMM's clusters (at most 3,000 points), because BIC keeps falling with K there: UMAP packs each class into
+    tight, internally structured groups, which extra components always fit better.
     """
+    if method == "gmm":
+        scores = {k: float(_gmm(r, k, "diag", 2, seed).bic(r)) for k in range(low, high + 1)}
+        return min(scores, key=scores.get), scores, "BIC of a diagonal GMM on the latent codes (lower is better)"
+    sample = _sample(r, 3000, seed)
+    scores = {}
+    for k in range(max(low, 2), high + 1):
+        labels = _gmm(r, k, "full", 2, seed).predict(sample)
+        scores[k] = float(silhouette_score(sample, labels)) if len(set(labels)) > 1 else -1.0
+    return max(scores, key=scores.get), scores, "silhouette of GMM clusters on the UMAP embedding (higher is better)"
+
+
+def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple[np.ndarray, ...], np.ndarray]:
+    """Cluster latent codes z [N, D] for stage 2: the decision, mixture (weights [K], means and variances [K, D])
+    and every code's cluster.
+
+    ``init_method="gmm"``: the best-likelihood of ``gmm_n_init`` diagonal GMMs on z is the mixture. ``"umap"``: a
+    full GMM on a UMAP embedding of z assigns the codes to clusters (neighbourhood structure separates classes the
+    raw codes mix); each cluster's share, mean and variance of z set the mixture. Neither rule prefers even cluster
+    sizes. K is ``cfg.n_components``, or when that is None the BIC-best K in ``cfg.auto_components`` on the same
+    representation. Too few rows for K raise `InitialisationError` with what to change.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    k = cfg.n_components
+    low, high = cfg.auto_components
+    if k is not None and k * MIN_ROWS_PER_CLUSTER > len(z):
+        raise InitialisationError(
+            f"{len(z)} rows are too few for {k} clusters (at least {MIN_ROWS_PER_CLUSTER} rows per cluster are "
+            f"needed): ask for at most {max(1, len(z) // MIN_ROWS_PER_CLUSTER)} clusters or bring more data."
+        )
+    high = min(high, len(z) // MIN_ROWS_PER_CLUSTER)
+    if k is None and high < low:
+        raise InitialisationError(
+            f"{len(z)} rows are too few to choose the number of clusters from {low} upwards: give the number of "
+            f"clusters explicitly or bring at least {low * MIN_ROWS_PER_CLUSTER} rows."
+        )
+    r = _embedding(z, cfg.seed, n_dims=min(10, cfg.latent_dim)) if cfg.init_method == "umap" else z
+    scores: dict[int, float] = {}
+    if k is None:
+        k, scores, criterion = choose_n_components(r, low, high, cfg.init_method, cfg.seed)
+        reason = f"K={k} is the best of K={low}..{high} by the {criterion}"
+    else:
+        reason = f"K={k} was given"
+    if cfg.init_method == "umap":
+        labels = _gmm(r, k, "full", cfg.gmm_n_init, cfg.seed).predict(r)
+        overall = np.var(z, axis=0)
+        weights = np.array([np.mean(labels == c) for c in range(k)])
+        means = np.stack([z[labels == c].mean(0) if np.any(labels == c) else z.mean(0) for c in range(k)])
+        variances = np.stack([z[labels == c].var(0) if np.sum(labels == c) > 1 else overall for c in range(k)])
+        variances = variances + 1e-4 * float(overall.mean() or 1.0)
+    else:
+        gmm = _gmm(z, k, "diag", cfg.gmm_n_init, cfg.seed)
+        labels, weights, means, variances = gmm.predict(z), gmm.weights_, gmm.means_, gmm.covariances_
+    return MixtureInit(k, cfg.init_method, scores, reason), (weights, means, variances), labels
+
+
+def init_mixture(model: GMVAE, x: np.ndarray) -> MixtureInit:
+    """Stage 2 for a model whose K is set: cluster the codes of (a bounded sample of) x into its prior."""
     cfg = model.config
-    z = latent_means(model, x)
-    best, best_key = None, None
-    for i in range(max(cfg.gmm_n_init, 1)):
-        gmm = GaussianMixture(
-            cfg.n_components, covariance_type="diag", random_state=cfg.seed * 1000 + i, reg_covar=1e-4
-        ).fit(z)
-        share = np.bincount(gmm.predict(z), minlength=cfg.n_components) / len(z)
-        entropy = float(-(share * np.log(np.maximum(share, 1e-12))).sum())
-        key = (round(entropy, 3), gmm.score(z)) if cfg.init_selection == "balance" else (gmm.score(z),)
-        if best_key is None or key > best_key:
-            best, best_key = gmm, key
-    model.prior.set_mixture(best.weights_, best.means_, best.covariances_)
-    return best
+    z = latent_means(model, _sample(x, cfg.init_sample, cfg.seed))
+    decision, mixture, _ = initial_mixture(z, cfg)
+    model.prior.set_mixture(*mixture)
+    return decision
 
 
 def fine_tune(
@@ -150,28 +258,47 @@ def fine_tune(
 
 
 def build_model(config: GMVAEConfig, strategy: tf.distribute.Strategy | None = None) -> GMVAE:
-    """A built (variables created) GMVAE under `strategy`'s scope."""
+    """A built (variables created) GMVAE under `strategy`'s scope; K=1 until a K is chosen (``n_components=None``)."""
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        model = GMVAE(config)
+        model = GMVAE(config if config.n_components else config.replace(n_components=1))
         model(tf.zeros([1, config.input_dim]))
     return model
 
 
-def _stage_done(checkpoint_dir: str | None, stage: str) -> str | None:
-    """The weights saved at the end of ``stage``, if a previous attempt got that far."""
+def _stage_checkpoint(model: GMVAE, with_prior: bool) -> tf.train.Checkpoint:
+    """The weights a finished stage hands to the next one, and no optimizer state: a resumed fine-tuning starts
+    its own optimizer (and learning-rate schedule) at step 0, as an uninterrupted one does."""
+    parts = {"encoder": model.encoder, "decoder": model.decoder}
+    if model.log_noise is not None:
+        parts["noise"] = {"log_noise": model.log_noise}
+    if with_prior:
+        parts["prior"] = model.prior
+    return tf.train.Checkpoint(**parts)
+
+
+def _stage_done(checkpoint_dir: str | None, stage: str) -> dict | None:
+    """What ``stage`` recorded when a previous attempt finished it, or None."""
     if checkpoint_dir is None:
         return None
-    weights = os.path.join(checkpoint_dir, stage, "weights")
-    return weights if tf.io.gfile.exists(os.path.join(checkpoint_dir, stage, "DONE")) else None
+    done = os.path.join(checkpoint_dir, stage, "DONE")
+    if not tf.io.gfile.exists(done):
+        return None
+    with tf.io.gfile.GFile(done) as f:
+        return json.load(f)
 
 
-def _mark_done(model: GMVAE, checkpoint_dir: str | None, stage: str) -> None:
+def _mark_done(model: GMVAE, checkpoint_dir: str | None, stage: str, record: dict) -> None:
     if checkpoint_dir is None:
         return
-    model.save_weights(os.path.join(checkpoint_dir, stage, "weights"))
+    _stage_checkpoint(model, with_prior=stage == "init").write(os.path.join(checkpoint_dir, stage, "weights"))
     with tf.io.gfile.GFile(os.path.join(checkpoint_dir, stage, "DONE"), "w") as f:
-        f.write(stage)
+        json.dump(record, f)
+
+
+def _restore(model: GMVAE, checkpoint_dir: str, stage: str) -> None:
+    _stage_checkpoint(model, with_prior=stage == "init").read(os.path.join(checkpoint_dir, stage, "weights")) \
+        .assert_existing_objects_matched()
 
 
 def fit_gmvae(
@@ -181,15 +308,20 @@ def fit_gmvae(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 1,
     checkpoint_dir: str | None = None,
+    on_stage: Callable[[str, GMVAE], None] | None = None,
 ) -> tuple[GMVAE, dict[str, Any]]:
     """Train a GMVAE on x [N, input_dim] (floats in [0, 1] for Bernoulli) with the full recipe.
 
     Deterministic given `config.seed` (seeds Python/NumPy/TF and turns on TF op determinism).
     `callbacks` (TensorBoard, ...) are passed to the fine-tuning fit. With `checkpoint_dir`, an interrupted
     training resumes when called again with the same directory: finished stages are reloaded (their weights are
-    saved at the end of each stage) and the interrupted stage continues after its last finished epoch
-    (Keras BackupAndRestore). A NaN or infinite loss stops training with `TrainingDivergedError`.
-    Returns the model and a history dict (per-epoch losses of the stages run, stage seconds, `resumed_stages`).
+    saved at the end of each stage, without optimizer state) and the interrupted stage continues after its last
+    finished epoch (Keras BackupAndRestore). A NaN or infinite loss stops training with `TrainingDivergedError`;
+    data too small for the clusters asked for raises `InitialisationError`. ``on_stage(stage, model)`` is called
+    after "pretrain" (the autoencoder is trained) and "init" (the mixture is set), e.g. to score baselines on the
+    same autoencoder's codes.
+    Returns the model (its config has the chosen K) and a history dict (per-epoch losses of the stages run, stage
+    seconds, `resumed_stages`, `n_components`, `k_reason`, `k_scores`, `init_method`).
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != config.input_dim:
@@ -203,19 +335,44 @@ def fit_gmvae(
     history: dict[str, Any] = {"resumed_stages": []}
     initialised, pretrained = _stage_done(checkpoint_dir, "init"), _stage_done(checkpoint_dir, "pretrain")
     start = time.perf_counter()
-    if initialised or pretrained:
-        model.load_weights(initialised or pretrained)
-        history["resumed_stages"] += ["pretrain", "init"] if initialised else ["pretrain"]
+    if pretrained:
+        _restore(model, checkpoint_dir, "pretrain")
+        history["resumed_stages"].append("pretrain")
     else:
         history.update(pretrain(model, x, strategy, verbose, checkpoint_dir))
-        _mark_done(model, checkpoint_dir, "pretrain")
+        _mark_done(model, checkpoint_dir, "pretrain", {"stage": "pretrain"})
     history["pretrain_seconds"] = time.perf_counter() - start
+    if on_stage:
+        on_stage("pretrain", model)
     start = time.perf_counter()
-    if not initialised:
-        init_mixture(model, x)
-        _mark_done(model, checkpoint_dir, "init")
-    history["init_seconds"] = time.perf_counter() - start
+    if initialised:
+        decision = MixtureInit(**{**initialised, "scores": {int(k): v for k, v in initialised["scores"].items()}})
+        model = _with_components(model, decision.n_components, strategy)
+        _restore(model, checkpoint_dir, "init")
+        history["resumed_stages"].append("init")
+    else:
+        z = latent_means(model, _sample(x, config.init_sample, config.seed))
+        decision, mixture, _ = initial_mixture(z, config)
+        model = _with_components(model, decision.n_components, strategy)
+        model.prior.set_mixture(*mixture)
+        _mark_done(model, checkpoint_dir, "init", dataclasses.asdict(decision))
+    history.update(n_components=decision.n_components, k_reason=decision.reason, k_scores=decision.scores,
+                   init_method=decision.method, init_seconds=time.perf_counter() - start)
+    if on_stage:
+        on_stage("init", model)
     start = time.perf_counter()
     history.update(fine_tune(model, x, strategy, callbacks, verbose, checkpoint_dir))
     history["fine_tune_seconds"] = time.perf_counter() - start
     return model, history
+
+
+def _with_components(model: GMVAE, k: int, strategy: tf.distribute.Strategy) -> GMVAE:
+    """``model`` itself if it has K components, else a GMVAE with K components and the same networks."""
+    if model.config.n_components == k:
+        return model
+    resized = build_model(model.config.replace(n_components=k), strategy)
+    resized.encoder.set_weights(model.encoder.get_weights())
+    resized.decoder.set_weights(model.decoder.get_weights())
+    if model.log_noise is not None:
+        resized.log_noise.assign(model.log_noise)
+    return resized

@@ -1,10 +1,13 @@
-"""Argument types shared by the command-line tools (local runner, Kubeflow runner)."""
+"""Arguments shared by the command-line tools that train (local runner, Kubeflow runner)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
+
+from model.config import AUTO_COMPONENTS
+from pipeline import configs
 
 
 def positive_int(text: str) -> int:
@@ -25,3 +28,39 @@ def json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object such as '{\"min_nmi\": 0.5}'")
     return value
+
+
+def clusters(text: str) -> int | str:
+    """``--clusters``: a positive number of clusters or ``auto``."""
+    if text.strip().lower() == configs.AUTO:
+        return configs.AUTO
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}") from err
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The model flags every CLI that trains offers, with the same names and meaning."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--clusters", type=clusters, default=None, metavar="K|auto",
+                       help="number of clusters, or 'auto' to choose it from the data (lowest BIC of a Gaussian "
+                       f"mixture on the pre-trained codes, K={AUTO_COMPONENTS[0]}..{AUTO_COMPONENTS[1]}); default: "
+                       "10 for images, auto for tables")
+    group.add_argument("--model-preset", choices=(configs.AUTO, *configs.PRESET_NAMES), default=configs.AUTO,
+                       help="GMVAE hyper-parameter preset (model/config.py); auto: 'digits' for 8x8 images, 'mnist' "
+                       "for 28x28, 'default' for other images, 'table' (sizes follow rows and columns) for tables")
+    group.add_argument("--epochs", type=positive_int, default=None,
+                       help="fine-tuning epochs of the GMVAE (default: the preset's)")
+    group.add_argument("--pretrain-epochs", type=positive_int, default=None,
+                       help="autoencoder pre-training epochs (default: the preset's)")
+    group.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's, 0)")
+    group.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
+                       help="JSON object of other GMVAEConfig fields, e.g. '{\"latent_dim\": 5}'")
+
+
+def model_settings(args: argparse.Namespace) -> configs.ModelSettings:
+    """The typed model settings from the flags of `add_model_flags`."""
+    return configs.ModelSettings(preset=args.model_preset, clusters=args.clusters, epochs=args.epochs,
+                                 pretrain_epochs=args.pretrain_epochs, seed=args.seed,
+                                 overrides=dict(args.model_overrides))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 PIPELINE_NAME = "gmvae-clustering"
 DEFAULT_OUTPUT_ROOT = "outputs"
@@ -18,6 +18,38 @@ SCALINGS = (GLOBAL_MINMAX, ZSCORE)
 DIGITS_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "digits", "schema.pbtxt")
 
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """How tf.Transform turns the input columns into the model input (pipeline/preprocessing.py).
+
+    ``columns``: the feature columns in model order (empty: every numeric input column); ``categorical``: text
+    columns and their number of categories; ``missing``: columns that had missing values (imputed, with an indicator
+    or a "missing" category); ``scaling``: GLOBAL_MINMAX or ZSCORE.
+    """
+
+    scaling: str = GLOBAL_MINMAX
+    columns: tuple[str, ...] = ()
+    categorical: dict = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"unknown scaling {self.scaling!r}; expected one of {SCALINGS}")
+
+    def to_custom_config(self) -> dict:
+        """The Transform custom_config (JSON values only)."""
+        return {FEATURE_PLAN_KEY: {**asdict(self), "columns": list(self.columns), "missing": list(self.missing)}}
+
+    @classmethod
+    def from_custom_config(cls, custom_config: dict) -> FeaturePlan:
+        plan = dict(custom_config.get(FEATURE_PLAN_KEY, {}))
+        return cls(**{**plan, "columns": tuple(plan.get("columns", ())), "missing": tuple(plan.get("missing", ()))})
+
+
+# Transform custom_config key under which the FeaturePlan travels.
+FEATURE_PLAN_KEY = "features"
 
 
 @dataclass(frozen=True)
@@ -50,9 +82,58 @@ RUN_FN = "pipeline.trainer.run_fn"
 # Trainer custom_config key of the directory under which a retried training finds the checkpoints of a killed one.
 CHECKPOINT_ROOT_KEY = "checkpoint_root"
 
-# Model presets by input image shape (see model/config.py); anything else uses the generic defaults.
+# Model presets (model/config.py): by image shape, "default" for other images, "table" for standardised tables.
 MODEL_PRESETS = {(8, 8): "digits", (28, 28): "mnist"}
-PRESET_NAMES = ("digits", "mnist", "default")
+TABLE_PRESET = "table"
+PRESET_NAMES = ("digits", "mnist", "default", TABLE_PRESET)
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What the user chose for the model, carried as one typed object from the CLIs to the Trainer.
+
+    ``clusters``: a number, ``"auto"`` (the data chooses K), or None (the preset's K, 10 for images; tables default
+    to ``"auto"``). ``epochs``/``pretrain_epochs``/``seed`` None mean the preset's values; ``overrides`` sets any
+    other `GMVAEConfig` field by name.
+    """
+
+    preset: str = AUTO
+    clusters: int | str | None = None
+    epochs: int | None = None
+    pretrain_epochs: int | None = None
+    seed: int | None = None
+    overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.preset not in (AUTO, *PRESET_NAMES):
+            raise ValueError(f"unknown model preset {self.preset!r}; expected one of {(AUTO, *PRESET_NAMES)}")
+        valid_int = isinstance(self.clusters, int) and self.clusters > 0
+        if not (self.clusters is None or self.clusters == AUTO or valid_int):
+            raise ValueError(f"clusters must be a positive integer or 'auto', got {self.clusters!r}")
+
+    def resolved(self, image_shape: tuple[int, int] | None, scaling: str) -> ModelSettings:
+        """These settings with the preset chosen for the data when it is ``auto``."""
+        if self.preset != AUTO:
+            return self
+        if scaling == ZSCORE:
+            preset = TABLE_PRESET
+        else:
+            preset = MODEL_PRESETS.get(tuple(image_shape) if image_shape else None, "default")
+        return replace(self, preset=preset)
+
+    def to_custom_config(self) -> dict:
+        """The Trainer custom_config entries (JSON values only)."""
+        return {MODEL_SETTINGS_KEY: asdict(self)}
+
+    @classmethod
+    def from_custom_config(cls, custom_config: dict) -> ModelSettings:
+        return cls(**custom_config.get(MODEL_SETTINGS_KEY, {}))
+
+
+# Trainer custom_config key under which the ModelSettings travel.
+MODEL_SETTINGS_KEY = "model"
+
 
 # A candidate is blessed only if it meets every threshold (acc/nmi/ari thresholds need a label column) and does
 # not fall behind the baseline (the last blessed model) by more than the tolerances. Keys and meaning:
@@ -61,7 +142,3 @@ PRESET_NAMES = ("digits", "mnist", "default")
 # (Plain values, not imported from the component, so that the CLI starts without loading TensorFlow.)
 THRESHOLDS = {"min_smallest_cluster_share": 0.02, "max_empty_clusters": 0, "min_silhouette": 0.0}
 REGRESSION_TOLERANCES = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
-
-
-def model_preset(image_shape: tuple[int, int] | None) -> str:
-    return MODEL_PRESETS.get(tuple(image_shape) if image_shape else None, "default")

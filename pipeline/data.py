@@ -26,6 +26,13 @@ CSV = "csv"
 TFRECORD = "tfrecord"
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecord.gz", ".tfrecords", ".gz")
 
+NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+# A text column with more distinct values than this is free text or an identifier, not a category.
+MAX_CATEGORIES = 50
+# A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.
+NUMERIC_SHARE = 0.9
+
 
 class DataError(ValueError):
     """The input data cannot be used; the message says why in one sentence."""
@@ -41,6 +48,7 @@ class StagedData:
     image_shape: tuple[int, int] | None
     has_label: bool
     num_rows: int | None
+    columns: tuple[Column, ...] = ()  # CSV input: every feature column, used or dropped, and how
 
 
 def pixel_names(num_pixels: int) -> list[str]:
@@ -124,46 +132,145 @@ def _csv_files(source: str) -> list[str]:
 
 
 def _number(value: str) -> float | None:
-    """The finite float in a CSV field, or None."""
+    """The float in a CSV field (possibly inf), or None when it is not a number."""
     try:
-        number = float(value)
+        return float(value)
     except ValueError:
         return None
-    return number if math.isfinite(number) else None
 
 
-def inspect_csv(path: str) -> tuple[list[str], bool]:
-    """Numeric feature columns of a CSV (decided by the first data row) and whether it has a label column."""
+def is_missing(value: str) -> bool:
+    """True for the spellings of a missing value: an empty field, NA, N/A, NaN, null, None, ?."""
+    return value.strip().lower() in MISSING_TOKENS
+
+
+@dataclass(frozen=True)
+class Column:
+    """One input column: how the model uses it, or why it is left out."""
+
+    name: str
+    kind: str  # NUMERIC, CATEGORICAL or DROPPED
+    missing: int  # rows where the value is missing
+    note: str  # one phrase for the run's column report
+    values: frozenset[str] = frozenset()  # the categories of a categorical column
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.kind}, {self.note}"
+
+
+def _column(name: str, kind: str, missing: int, values: frozenset[str] = frozenset(), note: str = "",
+            present: int = 0) -> Column:
+    """A column with the standard note of its kind (imputation and categories); ``present``: rows with a value."""
+    imputed = f"{missing} missing (imputed: mean + indicator)" if missing else "none missing"
+    if kind == CATEGORICAL and len(values) > MAX_CATEGORIES:
+        kind, note = DROPPED, f"more than {MAX_CATEGORIES} distinct text values (free text or an identifier)"
+    elif kind == CATEGORICAL and len(values) == present > 1:
+        kind, note = DROPPED, "a different text value in every row (an identifier or free text)"
+    elif kind == CATEGORICAL and len(values) == 1 and not missing:
+        kind, note = DROPPED, "the same text value in every row"
+    elif kind == CATEGORICAL:
+        imputed = f"{missing} missing (their own category)" if missing else "none missing"
+        note = f"{len(values)} categories (one-hot), {imputed}"
+    elif kind == NUMERIC:
+        note = imputed
+    return Column(name, kind, missing, note, values if kind == CATEGORICAL else frozenset())
+
+
+class _ColumnScan:
+    """Everything staging needs to know about one column after reading every row."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.present = self.numbers = self.missing = 0
+        self.values: set[str] = set()
+        self.first_text: tuple[int, str] | None = None  # (line, value) of the first non-number
+        self.first_infinite: tuple[int, str] | None = None
+
+    def add(self, value: str, line: int) -> None:
+        if is_missing(value):
+            self.missing += 1
+            return
+        self.present += 1
+        if len(self.values) <= MAX_CATEGORIES:
+            self.values.add(value)
+        number = _number(value)
+        if number is None:
+            self.first_text = self.first_text or (line, value)
+        elif not math.isfinite(number):
+            self.first_infinite = self.first_infinite or (line, value)
+        else:
+            self.numbers += 1
+
+    def column(self, path: str) -> Column:
+        """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
+        if self.present == 0:
+            return _column(self.name, DROPPED, self.missing, note="every value is missing")
+        numeric_share = self.numbers / self.present
+        if self.first_text is None or numeric_share >= NUMERIC_SHARE:
+            for found, what in ((self.first_text, "is not a number"), (self.first_infinite, "is not finite")):
+                if found:
+                    raise DataError(
+                        f"{path}, line {found[0]}, column {self.name}: {found[1]!r} {what} but {numeric_share:.0%} of "
+                        "the column's values are finite numbers; fix the value or leave the field empty.")
+            return _column(self.name, NUMERIC, self.missing)
+        return _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
+
+
+def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -> list[str]:
+    """One line per column (used or dropped) for the run's log; beyond ``limit`` used columns, counts only."""
+    used = [c for c in columns if c.kind != DROPPED]
+    dropped = [c for c in columns if c.kind == DROPPED]
+    if len(used) <= limit:
+        lines = [f"  {c.describe()}" for c in used]
+    else:
+        lines = [f"  {n} {kind} columns" for kind in (NUMERIC, CATEGORICAL) if (n := sum(c.kind == kind for c in used))]
+        with_missing = [c.name for c in used if c.missing]
+        if with_missing:
+            lines.append(f"  {len(with_missing)} with missing values (imputed): {', '.join(with_missing)}")
+    return lines + [f"  {c.describe()}" for c in dropped]
+
+
+def scan_csv(path: str) -> tuple[list[Column], bool]:
+    """Every feature column of a CSV with its kind (from all rows), and whether the file has a label column."""
     try:
         with open(path, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, None)
-            first = next(reader, None)
+            if not header:
+                raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row.")
+            if len(set(header)) != len(header):
+                duplicates = sorted({name for name in header if header.count(name) > 1})
+                raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")
+            scans = [_ColumnScan(name) if is_feature(name) else None for name in header]
+            rows = 0
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    what = "the first data row" if rows == 0 else f"line {reader.line_num}"
+                    raise DataError(f"{path}: {what} has {len(row)} fields but the header has {len(header)}.")
+                rows += 1
+                for scan, value in zip(scans, row, strict=True):
+                    if scan is not None:
+                        scan.add(value, reader.line_num)
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path} is not a text CSV file ({err}).") from err
-    if not header:
-        raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row.")
-    if len(set(header)) != len(header):
-        duplicates = sorted({name for name in header if header.count(name) > 1})
-        raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")
-    if first is None:
+    if rows == 0:
         raise DataError(f"{path} has a header but no data rows.")
-    if len(first) != len(header):
-        raise DataError(f"{path}: the first data row has {len(first)} fields but the header has {len(header)}.")
-    numeric = [name for name, value in zip(header, first, strict=True)
-               if is_feature(name) and _number(value) is not None]
-    if not numeric:
-        raise DataError(f"{path} has no numeric feature columns (columns: {', '.join(header)}).")
-    return sorted(numeric, key=natural_key), LABEL_KEY in header
+    columns = sorted((scan.column(path) for scan in scans if scan is not None), key=lambda c: natural_key(c.name))
+    if not any(c.kind != DROPPED for c in columns):
+        raise DataError(f"{path} has no usable feature columns (columns: {', '.join(header)}).")
+    return columns, LABEL_KEY in header
 
 
-def copy_checked_csv(source: str, target: str, names: list[str], has_label: bool, first_id: int = 0) -> int:
-    """Copy the id, label and feature columns of ``source`` to ``target``, checking every row; returns the row count.
+def copy_checked_csv(source: str, target: str, columns: list[Column], has_label: bool, first_id: int = 0) -> int:
+    """Copy the id, label and used feature columns of ``source`` to ``target``; returns the row count.
 
-    Every feature value must be a finite number and every row must have the header's field count: an invalid row
-    stops staging with its line number instead of reaching training. Rows without an ``id`` column are numbered
-    from ``first_id``. Other columns (free text, say) are left out: the model reads numeric features only.
+    Missing values (any spelling of `is_missing`) are written as empty fields, which ExampleGen reads as absent
+    features; tf.Transform imputes them. Rows without an ``id`` column are numbered from ``first_id``. Dropped
+    columns (all missing, free text) are left out. The label, when present, must be a number in every row.
     """
+    names = [c.name for c in columns if c.kind != DROPPED]
     kept = [ID_KEY] + ([LABEL_KEY] if has_label else []) + names
     rows = 0
 
@@ -183,22 +290,16 @@ def copy_checked_csv(source: str, target: str, names: list[str], has_label: bool
                     raise DataError(f"{source}, line {line}: {len(row)} fields but the header has {len(header)}.")
                 values = [row[index[ID_KEY]] if ID_KEY in index else str(first_id + rows)]
                 if has_label:
-                    if _number(row[index[LABEL_KEY]]) is None:
+                    label = _number(row[index[LABEL_KEY]])
+                    if label is None or not math.isfinite(label):
                         raise DataError(f"{source}, line {line}: label {row[index[LABEL_KEY]]!r} is not a number.")
                     values.append(row[index[LABEL_KEY]])
-                for name in names:
-                    if _number(row[index[name]]) is None:
-                        raise DataError(f"{source}, line {line}, column {name}: {row[index[name]]!r} is not a finite "
-                                        "number.")
-                    values.append(row[index[name]])
+                values += ["" if is_missing(row[index[name]]) else row[index[name]] for name in names]
                 writer.writerow(values)
                 rows += 1
 
     try:
         _write_if_changed(target, write)
-    except (UnicodeDecodeError, csv.Error) as err:
-        os.remove(f"{target}.tmp")
-        raise DataError(f"{source} is not a text CSV file ({err}).") from err
     except DataError:
         os.remove(f"{target}.tmp")
         raise
@@ -228,16 +329,34 @@ def stage(source: str, staging_dir: str) -> StagedData:
     if tfrecords:
         return _stage_tfrecords(tfrecords, staging_dir)
     files = _csv_files(source)
-    names, has_label = inspect_csv(files[0])
-    for extra in files[1:]:
-        if inspect_csv(extra) != (names, has_label):
-            raise DataError(f"{extra} has different columns from {files[0]}; all CSV files must share one header.")
+    columns, has_label = _scan_csv_files(files)
     staged = [f"{i:05d}-{os.path.basename(path)}" for i, path in enumerate(files)]
     rows = 0
     for path, name in zip(files, staged, strict=True):
-        rows += copy_checked_csv(path, os.path.join(staging_dir, name), names, has_label, first_id=rows)
+        rows += copy_checked_csv(path, os.path.join(staging_dir, name), columns, has_label, first_id=rows)
     _clear_except(staging_dir, set(staged))
-    return StagedData(staging_dir, CSV, tuple(names), _image_shape_for(names), has_label, rows)
+    names = [c.name for c in columns if c.kind != DROPPED]
+    return StagedData(staging_dir, CSV, tuple(names), _image_shape_for(names), has_label, rows, tuple(columns))
+
+
+def _scan_csv_files(files: list[str]) -> tuple[list[Column], bool]:
+    """The columns of several CSV files that share one header: kinds and counts over all of them."""
+    columns, has_label = scan_csv(files[0])
+    for extra in files[1:]:
+        more, extra_label = scan_csv(extra)
+        if [c.name for c in more] != [c.name for c in columns] or extra_label != has_label:
+            raise DataError(f"{extra} has different columns from {files[0]}; all CSV files must share one header.")
+        columns = [_merge(a, b, extra) for a, b in zip(columns, more, strict=True)]
+    return columns, has_label
+
+
+def _merge(a: Column, b: Column, path: str) -> Column:
+    """One column's description over two files."""
+    if DROPPED in (a.kind, b.kind):
+        return a if a.kind == DROPPED else b
+    if a.kind != b.kind:
+        raise DataError(f"{path}: column {a.name} holds {b.kind} values but {a.kind} values in the first file.")
+    return _column(a.name, a.kind, a.missing + b.missing, a.values | b.values)
 
 
 def _stage_images(images: np.ndarray, labels: np.ndarray | None, staging_dir: str) -> StagedData:

@@ -16,7 +16,7 @@ from components.clustering_evaluator import ClusteringEvaluator
 from components.versioned_pusher import VersionedPusher
 from components.versioned_pusher.executor import champion_path
 from model.features import OUTPUT_KEYS, SERVING_SIGNATURE
-from pipeline.configs import CHECKPOINT_ROOT_KEY
+from pipeline.configs import CHECKPOINT_ROOT_KEY, FeaturePlan, ModelSettings
 from pipeline.data import CSV
 
 
@@ -27,9 +27,9 @@ def create_pipeline(
     data_format: str,
     preprocessing_fn: str,
     run_fn: str,
-    scaling: str,
+    feature_plan: FeaturePlan,
     serving_model_dir: str,
-    model_config: dict[str, Any],
+    model_settings: ModelSettings,
     thresholds: dict[str, float],
     regression_tolerances: dict[str, float],
     image_shape: tuple[int, int] | None = None,
@@ -70,7 +70,7 @@ def create_pipeline(
         examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=preprocessing_fn,
-        custom_config={"scaling": scaling},
+        custom_config=feature_plan.to_custom_config(),
     )
     transform.add_upstream_node(anomaly_gate)
     trainer = trainer_component(
@@ -79,7 +79,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         custom_config={
-            **model_config,
+            **model_settings.to_custom_config(),
             "image_shape": list(image_shape) if image_shape else None,
             CHECKPOINT_ROOT_KEY: checkpoint_root or f"{pipeline_root}/training-checkpoints",
             **(trainer_custom_config or {}),

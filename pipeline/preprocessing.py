@@ -1,7 +1,11 @@
-"""tf.Transform preprocessing: every numeric feature column becomes one scaled ``features`` vector.
+"""tf.Transform preprocessing: the feature columns become one ``features`` vector the model reads.
 
-The same graph runs in training (Transform) and in serving (attached to the SavedModel), so there is no
-training/serving skew. Column order is the natural order of the names, which for ``px_###`` columns is
+Numeric columns are used as numbers; a column that had missing values in the data gets them imputed with the
+column mean plus a 0/1 missing-indicator column. Categorical (text) columns become a vocabulary and a one-hot block
+(one slot per category seen, one for "missing" when the data had missing values, one for categories never seen).
+Then the whole vector is scaled: one global min/max (images, Bernoulli decoder) or a z-score per column (tables,
+Gaussian decoder). The same graph runs in training (Transform) and in serving (attached to the SavedModel), so
+there is no training/serving skew. Column order is the natural order of the names, which for ``px_###`` columns is
 the pixel order the model's image augmentation relies on.
 """
 
@@ -11,30 +15,55 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from model.features import TRANSFORMED_FEATURES_KEY, is_feature, natural_key
-from pipeline.configs import GLOBAL_MINMAX, SCALINGS
+from pipeline.configs import GLOBAL_MINMAX, FeaturePlan
+
+_MISSING_CATEGORY = "__missing__"
 
 
-def _dense(tensor) -> tf.Tensor:
-    """A [batch] float32 tensor from a dense or sparse (possibly missing-valued) input column."""
+def _column(tensor, default: float | str) -> tf.Tensor:
+    """A [batch] tensor from a dense or sparse (missing-valued) input column, ``default`` where missing."""
     if isinstance(tensor, tf.sparse.SparseTensor):
-        tensor = tf.sparse.to_dense(tensor, default_value=0)
-    tensor = tf.cast(tensor, tf.float32)
+        tensor = tft.sparse_tensor_to_dense_with_shape(tensor, [None, 1], default_value=default)
     return tf.reshape(tensor, [-1])
 
 
-def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
-    """Stack the feature columns and scale them.
+def _numeric(name: str, tensor, impute: bool) -> list[tf.Tensor]:
+    """[value] or, for a column with missing values, [value with the mean imputed, missing indicator]."""
+    if isinstance(tensor, tf.sparse.SparseTensor):
+        tensor = tf.cast(tensor, tf.float32)
+    value = tf.cast(_column(tensor, float("nan")), tf.float32)
+    if not impute:
+        return [value]
+    present = tf.math.logical_not(tf.math.is_nan(value))
+    zeros = tf.where(present, value, tf.zeros_like(value))
+    count = tft.sum(tf.cast(present, tf.float32), reduce_instance_dims=True)
+    mean = tft.sum(zeros, reduce_instance_dims=True) / tf.maximum(count, 1.0)
+    return [tf.where(present, value, mean * tf.ones_like(value)), 1.0 - tf.cast(present, tf.float32)]
 
-    ``custom_config["scaling"]``: ``global_minmax`` maps the whole matrix to [0, 1] with one min and max
-    (right for images and a Bernoulli decoder: pixel 0 stays 0 even if a corner is always blank), ``zscore``
-    standardises each column (right for tabular data and a Gaussian decoder).
+
+def _categorical(name: str, tensor, n_categories: int, with_missing: bool) -> tf.Tensor:
+    """One-hot [batch, n_categories (+1 missing) + 1 unseen] over a vocabulary computed on the data."""
+    values = _column(tensor, _MISSING_CATEGORY)
+    top_k = n_categories + (1 if with_missing else 0)
+    index = tft.compute_and_apply_vocabulary(values, top_k=top_k, num_oov_buckets=1, vocab_filename=f"vocab_{name}")
+    return tf.one_hot(index, depth=top_k + 1, dtype=tf.float32)
+
+
+def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
+    """Encode, impute, stack and scale the feature columns named by the `FeaturePlan` in ``custom_config``.
+
+    Without a plan (TFRecord input) every input column except id/label is numeric and complete.
     """
-    scaling = (custom_config or {}).get("scaling", GLOBAL_MINMAX)
-    if scaling not in SCALINGS:
-        raise ValueError(f"unknown scaling {scaling!r}; expected one of {SCALINGS}")
-    names = sorted((name for name in inputs if is_feature(name)), key=natural_key)
-    stacked = tf.stack([_dense(inputs[name]) for name in names], axis=1)
-    if scaling == GLOBAL_MINMAX:
+    plan = FeaturePlan.from_custom_config(custom_config or {})
+    names = list(plan.columns) or sorted((name for name in inputs if is_feature(name)), key=natural_key)
+    blocks = []
+    for name in names:
+        if name in plan.categorical:
+            blocks.append(_categorical(name, inputs[name], plan.categorical[name], name in plan.missing))
+        else:
+            blocks.append(tf.stack(_numeric(name, inputs[name], name in plan.missing), axis=1))
+    stacked = tf.concat(blocks, axis=1)
+    if plan.scaling == GLOBAL_MINMAX:
         low, high = tft.min(stacked, reduce_instance_dims=True), tft.max(stacked, reduce_instance_dims=True)
         scaled = (stacked - low) / tf.maximum(high - low, 1e-6)
     else:

@@ -14,8 +14,8 @@ import sys
 import time
 
 from pipeline import configs
-from pipeline.cli import json_object, positive_int
-from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, stage
+from pipeline.cli import add_model_flags, json_object, model_settings
+from pipeline.data import CATEGORICAL, DEFAULT_SOURCE, DROPPED, DataError, StagedData, column_report, stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,14 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scaling", choices=("auto",) + configs.SCALINGS, default="auto",
                         help="feature scaling in tf.Transform: global_minmax for images, zscore per column "
                         "for tabular data; auto picks global_minmax for px_### image columns")
-    parser.add_argument("--model-preset", choices=("auto", *configs.PRESET_NAMES), default="auto",
-                        help="GMVAE hyper-parameter preset; auto picks 'digits' for 8x8 images, 'mnist' for 28x28 "
-                        "images and 'default' otherwise (see model/config.py)")
-    parser.add_argument("--epochs", type=positive_int, default=None,
-                        help="fine-tuning epochs of the GMVAE (default: the preset's)")
-    parser.add_argument("--pretrain-epochs", type=positive_int, default=None,
-                        help="autoencoder pre-training epochs (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's, 0)")
     parser.add_argument("--thresholds", type=json_object, default=configs.THRESHOLDS,
                         help="JSON object of absolute bless thresholds (min_smallest_cluster_share, "
                         "max_empty_clusters, min_silhouette, min_acc, min_nmi, min_mean_elbo)")
@@ -65,13 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"default: {' '.join(configs.DEFAULT_BEAM_ARGS)}")
     parser.add_argument("--no-cache", action="store_true",
                         help="re-run every component even when its inputs are unchanged")
+    add_model_flags(parser)
     return parser
-def model_config(args: argparse.Namespace, staged: StagedData) -> dict:
-    """The Trainer's custom_config: preset plus explicit overrides from the command line."""
-    preset = configs.model_preset(staged.image_shape) if args.model_preset == "auto" else args.model_preset
-    overrides = {key: value for key, value in (
-        ("epochs", args.epochs), ("pretrain_epochs", args.pretrain_epochs), ("seed", args.seed)) if value is not None}
-    return {"preset": preset, "overrides": overrides}
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -88,6 +75,17 @@ def choose_scaling(requested: str, staged: StagedData) -> str:
     return configs.GLOBAL_MINMAX if staged.image_shape else configs.ZSCORE
 
 
+def feature_plan(staged: StagedData, scaling: str) -> configs.FeaturePlan:
+    """What tf.Transform does with each staged column (every column numeric and complete for TFRecord input)."""
+    used = [c for c in staged.columns if c.kind != DROPPED]
+    return configs.FeaturePlan(
+        scaling=scaling,
+        columns=tuple(c.name for c in used),
+        categorical={c.name: len(c.values) for c in used if c.kind == CATEGORICAL},
+        missing=tuple(c.name for c in used if c.missing),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     paths = configs.output_paths(args.output_root)
@@ -99,15 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from components.anomaly_gate.executor import DataAnomaliesError
-    from model.training import TrainingDivergedError
+    from model.training import InitialisationError, TrainingDivergedError
     from pipeline import local_runner
     from pipeline.pipeline import create_pipeline
 
     schema = args.schema or (configs.DIGITS_SCHEMA if args.data == DEFAULT_SOURCE else None)
     scaling = choose_scaling(args.scaling, staged)
+    settings = model_settings(args).resolved(staged.image_shape, scaling)
     print(f"data: {args.data} -> {staged.input_dir} ({staged.format}, {len(staged.feature_names)} features"
           f"{', image ' + 'x'.join(map(str, staged.image_shape)) if staged.image_shape else ''}"
-          f"{', labelled' if staged.has_label else ''}); scaling: {scaling}")
+          f"{', labelled' if staged.has_label else ''}); scaling: {scaling}; model preset: {settings.preset}, "
+          f"clusters: {settings.clusters or 'preset default'}")
+    if staged.columns:
+        print("columns:\n" + "\n".join(column_report(staged.columns)))
     pipeline = create_pipeline(
         pipeline_name=args.pipeline_name,
         pipeline_root=paths.pipeline_root,
@@ -115,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         data_format=staged.format,
         preprocessing_fn=configs.PREPROCESSING_FN,
         run_fn=configs.RUN_FN,
-        scaling=scaling,
+        feature_plan=feature_plan(staged, scaling),
         serving_model_dir=paths.serving,
-        model_config=model_config(args, staged),
+        model_settings=settings,
         thresholds=args.thresholds,
         regression_tolerances=args.tolerances,
         image_shape=staged.image_shape,
@@ -130,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         local_runner.run(pipeline)
-    except (DataAnomaliesError, TrainingDivergedError) as err:
+    except (DataAnomaliesError, TrainingDivergedError, InitialisationError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 3 if isinstance(err, DataAnomaliesError) else 4
+        return {DataAnomaliesError: 3, TrainingDivergedError: 4}.get(type(err), 2)
     print(f"\npipeline {args.pipeline_name} finished in {time.monotonic() - start:.1f} s; outputs:")
     for component, kind, state, uri in local_runner.latest_run_artifacts(paths.metadata, args.pipeline_name):
         print(f"  {component:<22} {kind:<22} {state:<9} {uri}")

@@ -6,6 +6,7 @@ applies the same tf.Transform graph as training, then the model: no training/ser
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,27 +26,38 @@ from model.training import fit_gmvae
 from pipeline import configs
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
+_TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
 
 
-def model_config_from(custom_config: dict, input_dim: int) -> GMVAEConfig:
-    """The GMVAE config for this run: a preset, the data's shape, then user overrides.
+def model_config_from(custom_config: dict, n_rows: int, input_dim: int) -> GMVAEConfig:
+    """The GMVAE config for this run: the preset for the data's shape and size, then the user's settings.
 
-    ``custom_config``: ``{"preset": "digits"|"mnist"|"default", "image_shape": [h, w] | None,
-    "overrides": {field: value}}``. Inputs arrive already scaled by tf.Transform, so ``input_scale`` is 1.
+    ``custom_config`` holds the `configs.ModelSettings` (preset already resolved by the CLI) and ``image_shape``.
+    Inputs arrive already scaled by tf.Transform, so ``input_scale`` is 1.
     """
-    preset = custom_config.get("preset", "default")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; expected one of {sorted(PRESETS)}")
+    settings = configs.ModelSettings.from_custom_config(custom_config)
+    if settings.preset == configs.AUTO:
+        raise ValueError("the model preset must be resolved before training (ModelSettings.resolved)")
     image_shape = custom_config.get("image_shape")
-    overrides = dict(custom_config.get("overrides") or {})
-    if "hidden_units" in overrides:
-        overrides["hidden_units"] = tuple(overrides["hidden_units"])
-    return PRESETS[preset](
-        input_dim=input_dim,
-        input_scale=1.0,
-        image_shape=tuple(image_shape) if image_shape else None,
-        **overrides,
-    )
+    changes: dict = {"input_dim": input_dim, "input_scale": 1.0}
+    if settings.preset == configs.TABLE_PRESET:
+        base = GMVAEConfig.for_table(n_rows, input_dim)
+        default_clusters = None  # tables: the data chooses K unless the user says
+    else:
+        base = PRESETS[settings.preset]()
+        default_clusters = base.n_components
+        changes["image_shape"] = tuple(image_shape) if image_shape else None
+    clusters = default_clusters if settings.clusters is None else settings.clusters
+    changes["n_components"] = None if clusters == configs.AUTO else clusters
+    changes.update({key: value for key, value in (
+        ("epochs", settings.epochs), ("pretrain_epochs", settings.pretrain_epochs), ("seed", settings.seed))
+        if value is not None})
+    changes.update({key: tuple(value) if key in _TUPLE_FIELDS and value is not None else value
+                    for key, value in settings.overrides.items()})
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(GMVAEConfig)})
+    if unknown:
+        raise ValueError(f"unknown model settings {unknown}; see model/config.py for the fields")
+    return base.replace(**changes)
 
 
 def read_transformed_features(file_pattern: list[str] | str, tf_transform_output: tft.TFTransformOutput) -> np.ndarray:
@@ -92,7 +104,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Train under the strategy the machine offers, log to TensorBoard, export the serving model."""
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     x_train = read_transformed_features(fn_args.train_files, tf_transform_output)
-    config = model_config_from(fn_args.custom_config or {}, input_dim=x_train.shape[1])
+    config = model_config_from(fn_args.custom_config or {}, n_rows=len(x_train), input_dim=x_train.shape[1])
     logging.info("Training on %d examples x %d features with %s", len(x_train), x_train.shape[1], config)
 
     strategy = get_strategy()

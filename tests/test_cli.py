@@ -34,7 +34,7 @@ def test_csv_without_numeric_columns_fails_with_one_sentence(tmp_path, capsys):
     src.write_text("name,colour\nada,red\nbob,blue\n")
     assert run.main(["--data", str(src), "--output-root", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {src} has no numeric feature columns (columns: name, colour)."
+    assert err == f"error: {src} has no usable feature columns (columns: name, colour)."
 
 
 def test_missing_schema_fails_before_anything_runs(tmp_path, capsys):
@@ -54,5 +54,30 @@ def test_module_entry_point_exits_non_zero(tmp_path):
 def test_every_model_preset_name_has_a_config():
     from pipeline import configs, trainer
 
-    assert set(trainer.PRESETS) == set(configs.PRESET_NAMES)
+    assert set(trainer.PRESETS) | {configs.TABLE_PRESET} == set(configs.PRESET_NAMES)
     assert set(configs.MODEL_PRESETS.values()) <= set(configs.PRESET_NAMES)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("4", 4), ("auto", "auto"), ("AUTO", "auto")])
+def test_clusters_flag_takes_a_number_or_auto(value, expected):
+    args = run.build_parser().parse_args(["--clusters", value])
+    assert run.model_settings(args).clusters == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_bad_clusters_flag_is_refused_with_a_reason(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.build_parser().parse_args(["--clusters", value])
+    assert exit_info.value.code == 2
+    assert f"must be a positive integer or 'auto', got '{value}'" in capsys.readouterr().err
+
+
+def test_local_and_kubeflow_clis_offer_the_same_model_flags():
+    from kubeflow import runner
+
+    def model_flags(parser):
+        group = next(g for g in parser._action_groups if g.title == "model")
+        return sorted(flag for action in group._group_actions for flag in action.option_strings)
+
+    assert model_flags(run.build_parser()) == model_flags(runner.build_parser())
+    assert "--clusters" in model_flags(run.build_parser())

@@ -94,7 +94,7 @@ def test_stage_tfrecord(tmp_path):
     ("content", "message"),
     [
         ("", "is empty"),
-        ("id,name\n1,x\n", "has no numeric feature columns (columns: id, name)"),
+        ("id,name\n1,x\n", "has no usable feature columns (columns: id, name)"),
         ("a,b\n", "has a header but no data rows"),
         ("a,b\n1\n", "the first data row has 1 fields but the header has 2"),
     ],
@@ -109,13 +109,11 @@ def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ("1,2\n3,abc\n", "line 3, column b: 'abc' is not a finite number"),
-        ("1,2\n3,nan\n", "line 3, column b: 'nan' is not a finite number"),
-        ("1,2\n-inf,4\n", "line 3, column a: '-inf' is not a finite number"),
-        ("1,2\n3,\n", "line 3, column b: '' is not a finite number"),
-        ("1,2\n3,4,5\n", "line 3: 3 fields but the header has 2"),
+        ("1,2\n" * 10 + "3,abc\n", "line 12, column b: 'abc' is not a number but 91% of the column's values are"),
+        ("1,2\n-inf,4\n", "line 3, column a: '-inf' is not finite but 50% of the column's values are finite"),
+        ("1,2\n3,4,5\n", "line 3 has 3 fields but the header has 2"),
     ],
-    ids=["text", "nan", "inf", "missing", "extra-field"],
+    ids=["text-in-numbers", "inf", "extra-field"],
 )
 def test_an_invalid_later_row_stops_staging_with_its_line(tmp_path, rows, message):
     src = tmp_path / "t.csv"
@@ -123,6 +121,33 @@ def test_an_invalid_later_row_stops_staging_with_its_line(tmp_path, rows, messag
     with pytest.raises(data.DataError, match=message):
         data.stage(str(src), str(tmp_path / "staged"))
     assert os.listdir(tmp_path / "staged") == [], "nothing half-written is left for ExampleGen"
+
+
+def test_text_and_missing_values_are_staged_and_reported(tmp_path):
+    src = tmp_path / "mixed.csv"
+    src.write_text("id,size,colour,note,empty,label\n"
+                   "1,2.5,red,first,,0\n2,,blue,second,NA,1\n3,4,,third,,0\n4,nan,red,fourth,?,1\n")
+    staged = data.stage(str(src), str(tmp_path / "staged"))
+    assert staged.feature_names == ("colour", "size")
+    kinds = {c.name: (c.kind, c.missing) for c in staged.columns}
+    assert kinds == {"colour": ("categorical", 1), "size": ("numeric", 2), "note": ("dropped", 0),
+                     "empty": ("dropped", 4)}
+    assert _read_csv(tmp_path / "staged" / "00000-mixed.csv") == [
+        ["id", "label", "colour", "size"], ["1", "0", "red", "2.5"], ["2", "1", "blue", ""], ["3", "0", "", "4"],
+        ["4", "1", "red", ""]]
+    report = "\n".join(data.column_report(staged.columns))
+    assert "colour: categorical, 2 categories (one-hot), 1 missing (their own category)" in report
+    assert "size: numeric, 2 missing (imputed: mean + indicator)" in report
+    assert "note: dropped, a different text value in every row (an identifier or free text)" in report
+    assert "empty: dropped, every value is missing" in report
+
+
+def test_many_columns_are_summarised_in_the_report():
+    columns = [data.Column(f"x{i}", data.NUMERIC, i % 2, "n") for i in range(40)]
+    columns.append(data.Column("t", data.DROPPED, 0, "free text"))
+    report = data.column_report(columns)
+    assert report[0] == "  40 numeric columns" and report[1].startswith("  20 with missing values (imputed): x1, x3")
+    assert report[-1] == "  t: dropped, free text" and len(report) == 3
 
 
 def test_a_file_that_is_not_csv_at_all_is_refused(tmp_path):

@@ -96,3 +96,21 @@ def test_nan_loss_stops_training_with_a_clear_error(digits):
     with pytest.raises(TrainingDivergedError, match=r"fine-tuning: loss became nan in epoch 3, so training was "
                                                     r"stopped and no model is exported"):
         fit_gmvae(x, CONFIG.replace(pretrain_epochs=2), callbacks=[PoisonWeights()], verbose=0)
+
+
+def test_resume_after_the_init_stage_starts_fine_tuning_with_a_fresh_optimizer(tmp_path, digits):
+    """A run stopped right after stage 2 resumes with fine-tuning's own learning-rate schedule at step 0."""
+    x, _ = digits
+    config = CONFIG.replace(pretrain_epochs=5, epochs=2)
+    checkpoint_dir = str(tmp_path / "ckpt")
+
+    class StopAtFineTuning(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            raise Preempted("stopped after the init stage")
+
+    with pytest.raises(Preempted):
+        fit_gmvae(x, config, callbacks=[StopAtFineTuning()], verbose=0, checkpoint_dir=checkpoint_dir)
+    model, history = fit_gmvae(x, config, verbose=0, checkpoint_dir=checkpoint_dir)
+    assert history["resumed_stages"] == ["pretrain", "init"]
+    steps_per_epoch = int(np.ceil(len(x) / config.batch_size))
+    assert int(model.optimizer.iterations) == config.epochs * steps_per_epoch, "no pre-training steps carried over"

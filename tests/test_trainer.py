@@ -1,18 +1,56 @@
-"""The Trainer module's pure parts: model config from the pipeline's custom_config, the resumable checkpoint key."""
+"""The Trainer module's pure parts: model config from the typed settings, the resumable checkpoint key."""
 
 import pytest
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from pipeline import configs, trainer
+from pipeline.configs import ModelSettings
+
+
+def _config(settings: ModelSettings, image_shape=None, n_rows=1000, input_dim=64):
+    custom = {**settings.to_custom_config(), "image_shape": list(image_shape) if image_shape else None}
+    return trainer.model_config_from(custom, n_rows=n_rows, input_dim=input_dim)
 
 
 def test_model_config_takes_the_preset_the_data_shape_and_overrides():
-    config = trainer.model_config_from(
-        {"preset": "digits", "image_shape": [8, 8], "overrides": {"epochs": 3, "hidden_units": [16, 8]}}, input_dim=64)
+    settings = ModelSettings(preset="digits", epochs=3, overrides={"hidden_units": [16, 8]})
+    config = _config(settings, image_shape=(8, 8))
     assert (config.input_dim, config.image_shape, config.epochs, config.hidden_units) == (64, (8, 8), 3, (16, 8))
     assert config.input_scale == 1.0, "tf.Transform already scaled the inputs"
+    assert config.n_components == 10, "images keep the preset's K"
     with pytest.raises(ValueError, match="unknown model preset 'huge'"):
-        trainer.model_config_from({"preset": "huge"}, input_dim=4)
+        ModelSettings(preset="huge")
+    with pytest.raises(ValueError, match=r"unknown model settings \['colour'\]"):
+        _config(ModelSettings(preset="table", overrides={"colour": 1}))
+
+
+def test_clusters_setting_reaches_the_model_config():
+    assert _config(ModelSettings(preset="digits", clusters=4), image_shape=(8, 8)).n_components == 4
+    assert _config(ModelSettings(preset="digits", clusters="auto"), image_shape=(8, 8)).n_components is None
+    assert _config(ModelSettings(preset="table")).n_components is None, "tables let the data choose K by default"
+    assert _config(ModelSettings(preset="table", clusters=3)).n_components == 3
+    with pytest.raises(ValueError, match="clusters must be a positive integer or 'auto'"):
+        ModelSettings(clusters=0)
+
+
+@pytest.mark.parametrize(("rows", "features"), [(150, 4), (569, 30), (1_000_000, 12)])
+def test_table_preset_sizes_follow_the_data(rows, features):
+    config = _config(ModelSettings(preset="table"), n_rows=rows, input_dim=features)
+    assert config.likelihood == "gaussian" and config.image_shape is None
+    assert config.latent_dim == min(10, features) and 16 <= config.batch_size <= 256
+    steps = config.pretrain_epochs * -(-rows // config.batch_size)
+    assert 5 <= config.pretrain_epochs <= 300 and steps <= 400_000
+    assert config.hidden_units[0] == min(512, max(32, 8 * features))
+
+
+def test_settings_resolve_the_preset_from_the_data():
+    assert ModelSettings().resolved((8, 8), configs.GLOBAL_MINMAX).preset == "digits"
+    assert ModelSettings().resolved((28, 28), configs.GLOBAL_MINMAX).preset == "mnist"
+    assert ModelSettings().resolved((5, 7), configs.GLOBAL_MINMAX).preset == "default"
+    assert ModelSettings().resolved(None, configs.ZSCORE).preset == "table"
+    assert ModelSettings(preset="mnist").resolved(None, configs.ZSCORE).preset == "mnist"
+    settings = ModelSettings(preset="table", clusters="auto", seed=3, overrides={"latent_dim": 4})
+    assert ModelSettings.from_custom_config(settings.to_custom_config()) == settings
 
 
 def _fn_args(tmp_path, **custom):

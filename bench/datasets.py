@@ -1,0 +1,98 @@
+"""The benchmark panel's datasets: MNIST halves (dev for tuning, test for reporting), imbalanced variants built from
+the test half, and scikit-learn's bundled tables. Every loader returns a `Dataset`; none downloads anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+MNIST10K = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist10k.npz")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Features (images in [0, 1], tables standardised) with the labels used only for scoring."""
+
+    name: str
+    x: np.ndarray  # [N, F] float32
+    y: np.ndarray  # [N] int
+    kind: str  # "image" or "table"
+    image_shape: tuple[int, int] | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return int(len(np.unique(self.y)))
+
+    @property
+    def class_shares(self) -> np.ndarray:
+        return np.bincount(self.y) / len(self.y)
+
+
+def mnist_half(split: str, path: str = MNIST10K) -> Dataset:
+    """The first 5,000 of the 10,000 shuffled digits (``dev``: the only data tuned on) or the last 5,000 (``test``:
+    the only data reported)."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{os.path.abspath(path)} does not exist (see ../shared/data/README.md)")
+    with np.load(path) as data:
+        images, labels = data["images"], data["labels"].astype(np.int64)
+    half = slice(0, 5000) if split == "dev" else slice(5000, 10000)
+    x = images[half].reshape(5000, -1).astype(np.float32) / 255.0
+    return Dataset(f"mnist_{split}", x, labels[half], "image", (28, 28))
+
+
+def subsample(data: Dataset, fractions: dict[int, float], name: str, seed: int = 0) -> Dataset:
+    """Keep ``fractions[c]`` of the examples of each class c (1.0 for classes not named), chosen at random."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(data.y):
+        rows = np.flatnonzero(data.y == c)
+        n = max(1, int(round(fractions.get(int(c), 1.0) * len(rows))))
+        keep.append(np.sort(rng.choice(rows, n, replace=False)))
+    rows = np.sort(np.concatenate(keep))
+    return dataclasses.replace(data, name=name, x=data.x[rows], y=data.y[rows])
+
+
+def five_at_15(data: Dataset) -> Dataset:
+    """Digits 5-9 keep 15% of their examples, digits 0-4 all: five frequent and five rare clusters."""
+    return subsample(data, {c: 0.15 for c in range(5, 10)}, f"{data.name}_five_at_15pct")
+
+
+def long_tail(data: Dataset) -> Dataset:
+    """Digit c keeps 0.05^(c/9) of its examples: from 100% (digit 0) down to 5% (digit 9)."""
+    return subsample(data, {c: 0.05 ** (c / 9) for c in range(10)}, f"{data.name}_long_tail")
+
+
+def sklearn_table(name: str) -> Dataset:
+    """iris, breast_cancer or digits (as a 64-column table) from scikit-learn, standardised per column."""
+    from sklearn import datasets
+    from sklearn.preprocessing import StandardScaler
+
+    loaders = {"iris": datasets.load_iris, "breast_cancer": datasets.load_breast_cancer,
+               "digits": datasets.load_digits, "wine": datasets.load_wine}
+    if name not in loaders:
+        raise ValueError(f"unknown table {name!r}; expected one of {sorted(loaders)}")
+    bunch = loaders[name]()
+    x = StandardScaler().fit_transform(bunch.data).astype(np.float32)
+    return Dataset(name, x, bunch.target.astype(np.int64), "table")
+
+
+# The reported panel (test data only) and the tuning set (dev data only).
+PANEL = ("mnist_test", "mnist_test_five_at_15pct", "mnist_test_long_tail", "iris", "breast_cancer", "digits")
+DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "wine")
+
+
+def load(name: str) -> Dataset:
+    """A dataset of the panel (or of the dev set) by name."""
+    for split in ("dev", "test"):
+        base = f"mnist_{split}"
+        if name == base:
+            return mnist_half(split)
+        if name == f"{base}_five_at_15pct":
+            return five_at_15(mnist_half(split))
+        if name == f"{base}_long_tail":
+            return long_tail(mnist_half(split))
+    return sklearn_table(name)

@@ -1,0 +1,87 @@
+"""A user's table through the whole local pipeline: numeric, text and missing values, K chosen or given (e2e)."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import features
+from pipeline import configs, local_runner, run
+
+pytestmark = pytest.mark.e2e
+
+FAST = ["--pretrain-epochs", "20", "--epochs", "10"]
+
+
+def _mixed_table(path: str, n: int = 300, seed: int = 0) -> None:
+    """Three segments with different numbers and colours; ~10% of numbers and colours missing; a free-text column."""
+    rng = np.random.default_rng(seed)
+    segment = rng.integers(0, 3, n)
+    colours = np.array(["red", "green", "blue"])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "label", "income", "age", "colour", "comment"])
+        for i, s in enumerate(segment):
+            income = "" if rng.random() < 0.1 else f"{rng.normal(10 + 10 * s, 2):.2f}"
+            age = "NA" if rng.random() < 0.1 else str(int(rng.normal(30 + 15 * s, 3)))
+            colour = "" if rng.random() < 0.1 else colours[s if rng.random() < 0.9 else rng.integers(3)]
+            writer.writerow([f"c{i}", s, income, age, colour, f"note {i}"])
+
+
+def _outputs(root: str) -> dict[tuple[str, str], tuple[str, str]]:
+    rows = local_runner.latest_run_artifacts(configs.output_paths(root).metadata, configs.PIPELINE_NAME)
+    return {(component, kind): (state, uri) for component, kind, state, uri in rows}
+
+
+def _example(income: float | None, age: int | None, colour: str | None) -> bytes:
+    feature = {}
+    if income is not None:
+        feature["income"] = tf.train.Feature(float_list=tf.train.FloatList(value=[income]))
+    if age is not None:
+        feature["age"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[age]))
+    if colour is not None:
+        feature["colour"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[colour.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_a_table_with_text_and_missing_values_is_trained_blessed_pushed_and_served(tmp_path, capsys):
+    data = str(tmp_path / "customers.csv")
+    _mixed_table(data)
+    root = str(tmp_path / "out")
+    assert run.main(["--data", data, "--output-root", root, "--clusters", "3", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "colour: categorical, 3 categories (one-hot)" in printed
+    assert "income: numeric, " in printed and "missing (imputed: mean + indicator)" in printed
+    assert "comment: dropped, a different text value in every row" in printed
+
+    outputs = _outputs(root)
+    _, evaluation = outputs[("ClusteringEvaluator", "ModelEvaluation")]
+    with open(os.path.join(evaluation, "metrics.json")) as f:
+        metrics = json.load(f)
+    candidate = metrics["candidate"]["metrics"]
+    assert metrics["decision"]["blessed"] and np.isfinite(candidate["mean_elbo"]), metrics
+    assert candidate["acc"] > 0.8, metrics
+    serving = configs.output_paths(root).serving
+    assert "1" in os.listdir(serving), "blessed and pushed as version 1"
+
+    model = tf.saved_model.load(os.path.join(serving, "1"))
+    assert features.FEATURES_SIGNATURE not in model.signatures, "dense float rows cannot carry a text column"
+    batch = [_example(30.0, 60, "blue"), _example(None, None, None), _example(10.0, 30, "purple")]
+    out = model.signatures[features.SERVING_SIGNATURE](**{features.SERVING_INPUT_KEY: tf.constant(batch)})
+    probabilities = out[features.CLUSTER_PROBABILITIES].numpy()
+    assert probabilities.shape == (3, 3) and np.all(np.isfinite(probabilities))
+    assert out[features.CLUSTER].numpy()[0] != out[features.CLUSTER].numpy()[2], "segments 2 and 0 differ"
+
+
+def test_auto_clusters_on_a_table_reports_the_choice(tmp_path, capsys):
+    data = str(tmp_path / "customers.csv")
+    _mixed_table(data, seed=1)
+    root = str(tmp_path / "out")
+    assert run.main(["--data", data, "--output-root", root, "--clusters", "auto", *FAST]) == 0
+    _, model_run = _outputs(root)[("Trainer", "ModelRun")]
+    with open(os.path.join(model_run, "history.json")) as f:
+        history = json.load(f)
+    assert 2 <= history["n_components"] <= 15 and history["k_reason"].startswith(f"K={history['n_components']} is")

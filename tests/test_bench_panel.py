@@ -1,0 +1,57 @@
+"""The benchmark panel: datasets built as documented, share error, CLI errors, a tiny real run (e2e)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench import datasets, panel
+from model import metrics
+
+
+def test_share_error_is_zero_for_a_relabelled_partition_and_sees_merged_classes():
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    assert metrics.share_error(labels, (labels + 1) % 3) == 0.0
+    merged = np.where(labels == 2, 1, labels)  # the rare class is swallowed
+    assert metrics.share_error(labels, merged) == pytest.approx(0.10)
+
+
+def test_imbalanced_variants_keep_the_documented_shares(mnist10k_path):
+    test = datasets.mnist_half("test", mnist10k_path)
+    dev = datasets.mnist_half("dev", mnist10k_path)
+    assert len(test.x) == len(dev.x) == 5000 and not np.shares_memory(test.x, dev.x)
+    five = datasets.five_at_15(test)
+    counts, full = np.bincount(five.y), np.bincount(test.y)
+    np.testing.assert_array_equal(counts[:5], full[:5])
+    np.testing.assert_allclose(counts[5:] / full[5:], 0.15, atol=0.002)
+    tail = datasets.long_tail(test)
+    ratio = np.bincount(tail.y) / full
+    assert ratio[0] == 1.0 and ratio[9] == pytest.approx(0.05, abs=0.003) and np.all(np.diff(ratio) < 0)
+
+
+def test_tables_are_standardised():
+    iris = datasets.load("iris")
+    assert iris.x.shape == (150, 4) and iris.n_classes == 3 and iris.kind == "table"
+    np.testing.assert_allclose(iris.x.mean(0), 0, atol=1e-5)
+
+
+def test_unknown_dataset_is_one_sentence(capsys):
+    assert panel.main(["--datasets", "imagenet"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown dataset 'imagenet'"
+
+
+@pytest.mark.e2e
+def test_tiny_panel_run_writes_the_documented_json_and_resumes(tmp_path):
+    out = tmp_path / "panel.json"
+    argv = ["--datasets", "iris", "--seeds", "1", "--json", str(out), "--set", "pretrain_epochs=3",
+            "--set", "epochs=2"]
+    assert panel.main(argv) == 0
+    result = json.loads(out.read_text())
+    methods = result["datasets"]["iris"]["methods"]
+    assert {"gmvae", "kmeans", "gmm", "ae_kmeans", "ae_gmm", "vae_gmm", "gmvae_init", "gmvae_auto"} == set(methods)
+    for method in methods.values():
+        for key in ("acc", "nmi", "train_seconds"):
+            assert len(method[key]) == 1 and np.isfinite(method[key][0])
+    assert methods["kmeans"]["acc"][0] > 0.6
+    assert panel.main(argv) == 0, "a re-run skips the finished seed"
+    assert json.loads(out.read_text())["datasets"]["iris"]["seeds"] == [0]

@@ -1,0 +1,89 @@
+"""Stage 2 (mixture initialisation) and the numeric guards: unequal sizes, K chosen from the data, data too small."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model.config import GMVAEConfig
+from model.gmvae import GMVAE, _softplus_inverse
+from model.training import InitialisationError, initial_mixture
+
+
+def blobs(sizes: list[int], dim: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated Gaussian blobs of the given sizes: codes [N, dim] and their blob ids."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=8.0, size=(len(sizes), dim))
+    z = np.concatenate([c + rng.normal(size=(n, dim)) for c, n in zip(centres, sizes, strict=True)])
+    return z, np.repeat(np.arange(len(sizes)), sizes)
+
+
+@pytest.mark.parametrize("method", ["gmm", "umap"])
+def test_initial_weights_follow_unequal_cluster_sizes(method: str) -> None:
+    sizes = [600, 300, 60, 40]
+    z, _ = blobs(sizes)
+    decision, (weights, means, variances), labels = initial_mixture(
+        z, GMVAEConfig(input_dim=8, latent_dim=4, n_components=4, init_method=method))
+    assert decision.n_components == 4 and decision.reason == "K=4 was given"
+    np.testing.assert_allclose(np.sort(weights), np.sort(np.array(sizes) / sum(sizes)), atol=0.01)
+    assert means.shape == variances.shape == (4, 4) and np.all(variances > 0)
+    assert labels.shape == (len(z),)
+
+
+@pytest.mark.parametrize("method", ["gmm", "umap"])
+def test_auto_k_finds_the_number_of_blobs_and_says_why(method: str) -> None:
+    z, _ = blobs([300, 200, 150, 100, 50])
+    decision, (weights, _, _), _ = initial_mixture(
+        z, GMVAEConfig(input_dim=8, latent_dim=4, n_components=None, init_method=method))
+    assert decision.n_components == 5, decision
+    assert len(weights) == 5 and set(decision.scores) == set(range(2, 16))
+    assert decision.reason.startswith("K=5 is the best of K=2..15 by the ")
+
+
+def test_too_few_rows_for_k_is_one_sentence() -> None:
+    z, _ = blobs([10, 10])
+    with pytest.raises(InitialisationError, match=r"^20 rows are too few for 10 clusters .* ask for at most 4 "
+                                                  r"clusters or bring more data\.$"):
+        initial_mixture(z, GMVAEConfig(input_dim=8, latent_dim=4, n_components=10, init_method="gmm"))
+    with pytest.raises(InitialisationError, match="too few to choose the number of clusters"):
+        initial_mixture(z[:8], GMVAEConfig(input_dim=8, latent_dim=4, n_components=None, init_method="gmm"))
+
+
+def test_repeated_rows_do_not_crash_the_initialisation() -> None:
+    z = np.repeat(np.eye(3, 4), 20, axis=0)  # 3 distinct codes asked for 5 clusters
+    decision, (weights, _, variances), _ = initial_mixture(
+        z, GMVAEConfig(input_dim=8, latent_dim=4, n_components=5, init_method="gmm"))
+    assert decision.n_components == 5 and np.all(np.isfinite(variances)) and np.isclose(weights.sum(), 1)
+
+
+def test_softplus_inverse_does_not_overflow() -> None:
+    values = _softplus_inverse(np.array([1e-9, 1.0, 50.0, 1e6]))
+    assert np.all(np.isfinite(values))
+    np.testing.assert_allclose(tf.nn.softplus(values).numpy()[1:], [1.0, 50.0, 1e6], rtol=1e-5)
+
+
+def test_huge_variances_set_a_finite_mixture() -> None:
+    model = GMVAE(GMVAEConfig(input_dim=4, latent_dim=2, n_components=2, hidden_units=(8,), likelihood="gaussian"))
+    model(tf.zeros([1, 4]))
+    model.prior.set_mixture(np.array([0.5, 0.5]), np.zeros((2, 2)), np.full((2, 2), 1e12))
+    assert np.all(np.isfinite(model.prior.scale.numpy()))
+    with pytest.raises(ValueError, match="non-finite"):
+        model.prior.set_mixture(np.array([0.5, 0.5]), np.full((2, 2), np.nan), np.ones((2, 2)))
+
+
+def test_balance_term_pulls_toward_the_learned_weights_not_uniform() -> None:
+    config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=2, hidden_units=(8,), likelihood="gaussian",
+                         self_training_weight=0.0, balance_weight=1.0, min_scale=0.5)
+    model = GMVAE(config)
+    x = tf.random.stateless_normal([400, 4], seed=[1, 2])
+    model(x)
+    codes = model.encode(x).loc.numpy()
+    far = codes[:, 0] > np.quantile(codes[:, 0], 0.8)  # 20% of the codes on one side
+    model.prior.set_mixture(np.array([0.8, 0.2]), np.stack([codes[~far].mean(0), codes[far].mean(0)]),
+                            np.full((2, 2), 0.01))
+    tf.random.set_seed(0)
+    matched = float(model.loss_terms(x)[1]["balance"])
+    model.prior.logits.assign(np.zeros(2, np.float32))  # uniform weights: the same 80/20 shares are now penalised
+    tf.random.set_seed(0)
+    uniform = float(model.loss_terms(x)[1]["balance"])
+    assert matched < 0.02, "posterior shares near 80/20 match learned weights 80/20: (almost) no penalty"
+    assert uniform > matched + 0.03
