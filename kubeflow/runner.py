@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from components.clustering_evaluator import bless_rules
 from kubeflow import config
 from pipeline import configs
 from pipeline.cli import json_object
@@ -60,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="GMVAE hyper-parameter preset (model/config.py); auto picks it from --image-shape")
     parser.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
                         help="JSON object of preset overrides, e.g. '{\"epochs\": 50, \"seed\": 1}'")
-    parser.add_argument("--thresholds", type=json_object, default=configs.THRESHOLDS, metavar="JSON",
-                        help="JSON object of absolute bless thresholds for the clustering evaluator")
-    parser.add_argument("--tolerances", type=json_object, default=configs.REGRESSION_TOLERANCES, metavar="JSON",
-                        help="JSON object of the largest allowed regressions against the champion model")
+    parser.add_argument("--thresholds", type=json_object, default=bless_rules.DEFAULT_THRESHOLDS, metavar="JSON",
+                        help=bless_rules.thresholds_help())
+    parser.add_argument("--tolerances", type=json_object, default=bless_rules.DEFAULT_TOLERANCES, metavar="JSON",
+                        help=bless_rules.tolerances_help())
     parser.add_argument("--serving-dir", default=config.SERVING_DIR,
                         help="Pusher destination: receives <serving-dir>/<integer version>/saved_model.pb, the "
                         "directory TF Serving's base_path must point at")
