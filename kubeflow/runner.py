@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from components.clustering_evaluator import bless_rules
 from kubeflow import config
 from pipeline import configs
 from pipeline.cli import add_model_flags, json_object, model_settings
@@ -56,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{config.IMAGE_PROJECT_DIR}/pipeline/schema/digits/schema.pbtxt); default: inferred")
     parser.add_argument("--image-shape", type=image_shape, default=None, metavar="HxW",
                         help="height x width of image data (pixel columns px_###), e.g. 28x28; omit for tabular data")
-    parser.add_argument("--thresholds", type=json_object, default=configs.THRESHOLDS, metavar="JSON",
-                        help="JSON object of absolute bless thresholds for the clustering evaluator")
-    parser.add_argument("--tolerances", type=json_object, default=configs.REGRESSION_TOLERANCES, metavar="JSON",
-                        help="JSON object of the largest allowed regressions against the champion model")
+    parser.add_argument("--thresholds", type=json_object, default=bless_rules.DEFAULT_THRESHOLDS, metavar="JSON",
+                        help=bless_rules.thresholds_help())
+    parser.add_argument("--tolerances", type=json_object, default=bless_rules.DEFAULT_TOLERANCES, metavar="JSON",
+                        help=bless_rules.tolerances_help())
     parser.add_argument("--serving-dir", default=config.SERVING_DIR,
                         help="Pusher destination: receives <serving-dir>/<integer version>/saved_model.pb, the "
                         "directory TF Serving's base_path must point at")

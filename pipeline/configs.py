@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 
+from components.clustering_evaluator import bless_rules
+
 PIPELINE_NAME = "gmvae-clustering"
 DEFAULT_OUTPUT_ROOT = "outputs"
 
@@ -135,10 +137,8 @@ class ModelSettings:
 MODEL_SETTINGS_KEY = "model"
 
 
-# A candidate is blessed only if it meets every threshold (acc/nmi/ari thresholds need a label column) and does
-# not fall behind the baseline (the last blessed model) by more than the tolerances. Keys and meaning:
-# components/clustering_evaluator/decision.py. A model whose latent space has no cluster structure (silhouette
-# NaN or below 0) is rejected too.
-# (Plain values, not imported from the component, so that the CLI starts without loading TensorFlow.)
-THRESHOLDS = {"min_smallest_cluster_share": 0.02, "max_empty_clusters": 0, "min_silhouette": 0.0}
-REGRESSION_TOLERANCES = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
+# Bless thresholds and regression tolerances: their keys, meaning and defaults are owned by
+# components/clustering_evaluator/bless_rules.py (import-light, so the CLIs start without loading TensorFlow);
+# `configs.bless_rules` is that module, for the CLIs' help texts.
+THRESHOLDS = bless_rules.DEFAULT_THRESHOLDS
+REGRESSION_TOLERANCES = bless_rules.DEFAULT_TOLERANCES

@@ -43,10 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="feature scaling in tf.Transform: global_minmax for images, zscore per column "
                         "for tabular data; auto picks global_minmax for px_### image columns")
     parser.add_argument("--thresholds", type=json_object, default=configs.THRESHOLDS,
-                        help="JSON object of absolute bless thresholds (min_smallest_cluster_share, "
-                        "max_empty_clusters, min_silhouette, min_acc, min_nmi, min_mean_elbo)")
+                        help=configs.bless_rules.thresholds_help())
     parser.add_argument("--tolerances", type=json_object, default=configs.REGRESSION_TOLERANCES,
-                        help="JSON object of the largest allowed regressions against the last blessed model")
+                        help=configs.bless_rules.tolerances_help())
     parser.add_argument("--no-resolver", action="store_true",
                         help="find the baseline only through the champion record beside the serving directory "
                         "(as on open-source Kubeflow), not through an ML Metadata Resolver")

@@ -68,7 +68,7 @@ def test_missing_or_nan_metric_fails_its_threshold() -> None:
 def test_first_run_without_baseline_uses_thresholds_only() -> None:
     verdict = decide({**GOOD, "nmi": 0.1}, DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES, baseline=None)
     assert verdict.blessed
-    assert verdict.summary == "blessed: all 2 thresholds met; no baseline (first run)"
+    assert verdict.summary == "blessed: all 3 thresholds met; no baseline (first run)"
 
 
 def test_regression_beyond_tolerance_rejects_and_within_blesses() -> None:
@@ -81,7 +81,7 @@ def test_regression_beyond_tolerance_rejects_and_within_blesses() -> None:
     assert close.blessed
     assert close.summary == "blessed: all 0 thresholds met; nmi 0.79 vs baseline 0.8 (tolerance 0.02)"
     assert decide({**GOOD, "nmi": 0.81}, DEFAULT_THRESHOLDS, tolerances, baseline).summary.startswith(
-        "blessed: all 2 thresholds met; nmi 0.81 vs baseline 0.8"
+        "blessed: all 3 thresholds met; nmi 0.81 vs baseline 0.8"
     )
 
 

@@ -202,15 +202,16 @@ def test_image_pins_match_the_lock_and_dockerfile_keeps_the_stack() -> None:
         assert path in dockerfile
 
 
+# Planted value -> the detect-secrets secret type that must be reported (Google ones: kubeflow/secrets_plugins.py).
 PLANTED = {
-    "private key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY-----",
-    "AWS access key id": "AKIAIOSFODNN7EXAMPLE",
-    "Google OAuth access token": "ya29.a0AfH6SMBx3kq9TZ1lPZQ8example_token_value",
-    "GCP service-account key": '{"type": "service_account", "private_key_id": "abc"}',
-    "GitHub token": "ghp_" + "a1B2c3D4e5" * 4,
-    "JSON web token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
-    "credentials in URL": "https://admin:s3cretPass@kfp.example.com/pipeline",
-    "credential assignment": "db_password: Hunter2Hunter2",
+    "Private Key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY-----",
+    "AWS Access Key": "AKIAIOSFODNN7EXAMPLE",
+    "Google OAuth Access Token": "ya29.a0AfH6SMBx3kq9TZ1lPZQ8example_token_value",
+    "GCP Service Account Key": '{"type": "service_account", "private_key_id": "abc"}',
+    "GitHub Token": "ghp_" + "a1B2c3D4e5" * 4,
+    "JSON Web Token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "Basic Auth Credentials": "https://admin:s3cretPass@kfp.example.com/pipeline",
+    "Secret Keyword": "db_password: Hunter2Hunter2",
 }
 
 
@@ -229,3 +230,16 @@ def test_compiled_spec_and_kubeflow_files_have_no_secrets(spec_file: str, tmp_pa
     shutil.copytree(os.path.join(ROOT, "kubeflow"), shipped, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     assert secrets_scan.scan_paths([spec_file, str(shipped)]) == []
     assert secrets_scan.scan_text("password: ${KFP_PASSWORD}\ntoken = <your token>") == []
+
+
+def test_secret_scanner_reads_json_strings_honours_allowlist_comments_and_its_cli_exits_1(tmp_path, capsys) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"args": ["--runner=DataflowRunner", "--db-password=Hunter2Hunter2"],
+                                "config": json.dumps({"api_key": "Hunter3Hunter3"})}, indent=2))
+    assert [(f.line, f.kind) for f in secrets_scan.scan_paths([str(spec)])] == [
+        (4, "Secret Keyword"), (6, "Secret Keyword")]
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("api_key: Hunter2Hunter2  # pragma: allowlist secret\npassword: Hunter3Hunter3\n")
+    assert secrets_scan.main([str(manifest)]) == 1
+    assert capsys.readouterr().out == f"{manifest}:2: Secret Keyword\n"
+    assert secrets_scan.main([str(tmp_path / "missing.json")]) == 2

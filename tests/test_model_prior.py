@@ -89,13 +89,46 @@ def test_loss_and_outputs_finite_on_extreme_inputs(likelihood: str, value: float
     np.testing.assert_allclose(out[features.CLUSTER_PROBABILITIES].numpy().sum(-1), 1.0, rtol=1e-5)
 
 
-def test_train_step_gradients_reach_prior() -> None:
-    config = GMVAEConfig(input_dim=16, n_components=4, latent_dim=3, hidden_units=(8,), kl_warmup_epochs=0)
+def _elbo_only_model() -> GMVAE:
+    """A GMVAE whose training loss is the negative ELBO alone: no self-training, no balance term, no KL warm-up."""
+    config = GMVAEConfig(input_dim=16, n_components=4, latent_dim=3, hidden_units=(8,), kl_warmup_epochs=0,
+                         self_training_weight=0.0, balance_weight=0.0, seed=0)
     model = GMVAE(config)
     model(tf.zeros([1, 16]))
+    # Distinct weights and scales, so no gradient vanishes by symmetry of the initial mixture.
+    model.prior.set_mixture(np.array([0.1, 0.2, 0.3, 0.4]), np.random.default_rng(1).normal(size=(4, 3)),
+                            np.linspace(0.5, 2.0, 12).reshape(4, 3))
+    return model
+
+
+def test_elbo_gradient_reaches_every_mixture_parameter() -> None:
+    model = _elbo_only_model()
+    x = tf.constant(np.random.default_rng(0).random((8, 16)), tf.float32)
+    prior_vars = {"logits": model.prior.logits, "loc": model.prior.loc, "raw_scale": model.prior.raw_scale}
+    with tf.GradientTape(persistent=True) as tape:
+        loss, terms = model.loss_terms(x)
+        kl = tf.reduce_mean(terms["kl"])
+    assert set(terms) == {"reconstruction", "kl"}, "the loss must be the negative ELBO alone in this test"
+    for name, grad in zip(prior_vars, tape.gradient(loss, list(prior_vars.values())), strict=True):
+        assert grad is not None, f"the ELBO loss does not depend on prior.{name}"
+        assert np.all(np.isfinite(grad.numpy())) and np.any(grad.numpy() != 0), f"zero ELBO gradient on prior.{name}"
+    for name, grad in zip(prior_vars, tape.gradient(kl, list(prior_vars.values())), strict=True):
+        assert grad is not None and np.any(grad.numpy() != 0), f"the KL term does not reach prior.{name}"
+    # The per-example ELBO the model outputs (the anomaly score) depends on the mixture as well.
+    with tf.GradientTape() as tape:
+        elbo = tf.reduce_sum(model(x)[features.ELBO])
+    for name, grad in zip(prior_vars, tape.gradient(elbo, list(prior_vars.values())), strict=True):
+        assert grad is not None and np.any(grad.numpy() != 0), f"the output ELBO does not reach prior.{name}"
+
+
+def test_train_step_on_the_elbo_alone_updates_every_mixture_parameter() -> None:
     import tf_keras as keras
 
+    model = _elbo_only_model()
     model.compile(keras.optimizers.SGD(0.1))
-    before = model.prior.loc.numpy().copy()
-    model.train_on_batch(np.random.default_rng(0).random((8, 16)).astype("float32"))
-    assert not np.allclose(before, model.prior.loc.numpy())
+    before = [v.numpy().copy() for v in model.prior.trainable_variables]
+    assert len(before) == 3
+    logs = model.train_on_batch(np.random.default_rng(0).random((8, 16)).astype("float32"), return_dict=True)
+    assert "self_training" not in logs and "balance" not in logs
+    for old, var in zip(before, model.prior.trainable_variables, strict=True):
+        assert not np.allclose(old, var.numpy()), f"train step left prior variable {var.name} unchanged"

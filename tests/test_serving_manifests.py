@@ -141,4 +141,4 @@ def test_manifests_carry_no_secrets_and_the_scan_catches_a_planted_one(tmp_path)
     with open(os.path.join(SERVING, "base", "deployment.yaml")) as f:
         key = "AIza" + "x1" * 17 + "z"
         planted.write_text(f.read().replace("- --port=8500", f"- --port=8500\n            - --api_key={key}"))
-    assert {f.kind for f in secrets_scan.scan_paths([str(planted)])} >= {"Google API key", "credential assignment"}
+    assert {f.kind for f in secrets_scan.scan_paths([str(planted)])} >= {"Google API Key", "Secret Keyword"}

@@ -46,7 +46,7 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
 
     Blessed iff every absolute threshold holds and no metric regresses beyond its tolerance against the
     baseline: `baseline_model` (a LatestBlessedModelStrategy Resolver output) if given, else the model of the
-    champion record at `champion_path` if it exists and loads, else none. See `decision.py` for the keys.
+    champion record at `champion_path` if it exists and loads, else none. See `bless_rules.py` for the keys.
     The blessing carries `blessed`, `current_model_id` and `current_model` as the stock Evaluator does.
     """
 
@@ -72,8 +72,8 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
           model: candidate Model; its `Format-Serving` SavedModel must have a `serving_default` signature.
           baseline_model: optional Model from a LatestBlessedModelStrategy Resolver (may resolve to nothing).
           eval_split: split of `examples` to score.
-          thresholds: absolute thresholds, dict or JSON (keys in `decision.THRESHOLD_KEYS`); None: defaults.
-          regression_tolerances: allowed worsening per metric vs the baseline, dict or JSON; None: defaults.
+          thresholds: absolute thresholds, dict or JSON (keys in `bless_rules.THRESHOLD_KEYS`); None: its defaults.
+          regression_tolerances: allowed worsening per metric vs the baseline, dict or JSON; None: bless_rules defaults.
           champion_path: JSON champion record written by the pusher; its model is the baseline when
             `baseline_model` is empty.
           label_key: label column; label metrics only when every eval example has it.

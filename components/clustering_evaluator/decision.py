@@ -1,27 +1,7 @@
 """The bless/reject rule: absolute thresholds on the candidate, then no regression against a baseline.
 
-Metrics (keys of the metric dicts) and which direction is better:
-
-==============  =====================================================  ======
-metric          meaning                                                better
-==============  =====================================================  ======
-``mean_elbo``   mean per-example ELBO on the eval split (nats)         higher
-``min_share``   share of examples in the smallest cluster              higher
-``max_share``   share of examples in the largest cluster               lower
-``empty``       number of clusters without any example                 lower
-``silhouette``  silhouette of the clusters in latent-mean space        higher
-``acc``         Hungarian-matched accuracy (needs labels)              higher
-``nmi``         normalised mutual information (needs labels)           higher
-``ari``         adjusted Rand index (needs labels)                     higher
-==============  =====================================================  ======
-
-Thresholds (JSON object, every key optional): ``min_smallest_cluster_share``, ``max_largest_cluster_share``,
-``max_empty_clusters``, ``min_silhouette``, ``min_acc``, ``min_nmi``, ``min_ari``, ``min_mean_elbo``. A threshold
-whose metric is missing or NaN (e.g. ``min_acc`` without labels) fails.
-
-Regression tolerances (JSON object ``{metric: allowed worsening}``, metrics from the table): the candidate is rejected
-when it is worse than the baseline by more than the tolerance. Tolerances are absolute, except for ``mean_elbo`` where
-the tolerance is relative to ``|baseline|`` (0.05 = 5%). Metrics missing or NaN in the baseline are not compared.
+The metrics, threshold keys, their meaning, tolerance semantics and the defaults live in ``bless_rules.py`` (their one
+owner, import-light so that the command-line tools can use it); this module parses and applies them.
 """
 
 from __future__ import annotations
@@ -31,49 +11,27 @@ import json
 import math
 from collections.abc import Mapping
 
+from components.clustering_evaluator.bless_rules import (
+    DEFAULT_THRESHOLDS,
+    DEFAULT_TOLERANCES,
+    METRICS,
+    RELATIVE_TOLERANCE_METRICS,
+    THRESHOLD_KEYS,
+    MetricInfo,
+)
 
-@dataclasses.dataclass(frozen=True)
-class MetricInfo:
-    """How a metric is named in messages, formatted and compared."""
-
-    label: str
-    higher_is_better: bool
-    kind: str = "score"  # "score", "share" (shown as %) or "count"
-
-    def format(self, value: float) -> str:
-        if self.kind == "share":
-            return f"{value:.1%}"
-        if self.kind == "count":
-            return str(int(value))
-        return f"{value:.4g}"
-
-
-METRICS: dict[str, MetricInfo] = {
-    "mean_elbo": MetricInfo("mean ELBO", True),
-    "min_share": MetricInfo("smallest cluster", True, "share"),
-    "max_share": MetricInfo("largest cluster", False, "share"),
-    "empty": MetricInfo("empty clusters", False, "count"),
-    "silhouette": MetricInfo("silhouette", True),
-    "acc": MetricInfo("acc", True),
-    "nmi": MetricInfo("nmi", True),
-    "ari": MetricInfo("ari", True),
-}
-
-# Threshold key -> (metric, True for a lower bound / False for an upper bound).
-THRESHOLD_KEYS: dict[str, tuple[str, bool]] = {
-    "min_smallest_cluster_share": ("min_share", True),
-    "max_largest_cluster_share": ("max_share", False),
-    "max_empty_clusters": ("empty", False),
-    "min_silhouette": ("silhouette", True),
-    "min_acc": ("acc", True),
-    "min_nmi": ("nmi", True),
-    "min_ari": ("ari", True),
-    "min_mean_elbo": ("mean_elbo", True),
-}
-RELATIVE_TOLERANCE_METRICS = frozenset({"mean_elbo"})
-
-DEFAULT_THRESHOLDS: dict[str, float] = {"min_smallest_cluster_share": 0.02, "max_empty_clusters": 0}
-DEFAULT_TOLERANCES: dict[str, float] = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "DEFAULT_TOLERANCES",
+    "METRICS",
+    "RELATIVE_TOLERANCE_METRICS",
+    "THRESHOLD_KEYS",
+    "Decision",
+    "MetricInfo",
+    "decide",
+    "parse_thresholds",
+    "parse_tolerances",
+]
 
 
 def _parse_number_map(

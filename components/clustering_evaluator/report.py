@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from tfx.dsl.io import fileio
 
-from components.clustering_evaluator.decision import METRICS, Decision
+from components.clustering_evaluator.bless_rules import METRICS
+from components.clustering_evaluator.decision import Decision
 
 OCCUPANCY_PNG = "occupancy.png"
 LATENT_PNG = "latent_pca.png"

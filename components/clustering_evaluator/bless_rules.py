@@ -1,0 +1,91 @@
+"""The one owner of the bless rule's vocabulary: metrics, threshold keys, their meaning and the defaults.
+
+Import-light on purpose (standard library only, no TensorFlow/TFX), so that the command-line tools can build their
+``--help`` and defaults from it without loading TensorFlow. ``decision.py`` applies these rules; ``pipeline/configs``,
+``pipeline/run``, ``kubeflow/runner`` and README.md take the keys and defaults from here.
+
+A candidate is blessed only if it meets every absolute threshold and, when there is a baseline (the last blessed
+model), does not fall behind it by more than the regression tolerances.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricInfo:
+    """How a metric is named in messages, what it means, formatted and compared."""
+
+    label: str
+    higher_is_better: bool
+    kind: str = "score"  # "score", "share" (shown as %) or "count"
+    meaning: str = ""
+
+    def format(self, value: float) -> str:
+        if self.kind == "share":
+            return f"{value:.1%}"
+        if self.kind == "count":
+            return str(int(value))
+        return f"{value:.4g}"
+
+
+# Metric key (as in metrics.json) -> how it is shown and which direction is better.
+METRICS: dict[str, MetricInfo] = {
+    "mean_elbo": MetricInfo("mean ELBO", True, meaning="mean per-example ELBO on the eval split (nats)"),
+    "min_share": MetricInfo("smallest cluster", True, "share", "share of examples in the smallest cluster"),
+    "max_share": MetricInfo("largest cluster", False, "share", "share of examples in the largest cluster"),
+    "empty": MetricInfo("empty clusters", False, "count", "number of clusters without any example"),
+    "silhouette": MetricInfo("silhouette", True, meaning="silhouette of the clusters in latent-mean space"),
+    "acc": MetricInfo("acc", True, meaning="Hungarian-matched accuracy (needs labels)"),
+    "nmi": MetricInfo("nmi", True, meaning="normalised mutual information (needs labels)"),
+    "ari": MetricInfo("ari", True, meaning="adjusted Rand index (needs labels)"),
+}
+
+# Threshold key -> (metric, True for a lower bound / False for an upper bound). Every key is optional; a threshold
+# whose metric is missing or NaN (e.g. min_acc without a label column) fails.
+THRESHOLD_KEYS: dict[str, tuple[str, bool]] = {
+    "min_smallest_cluster_share": ("min_share", True),
+    "max_largest_cluster_share": ("max_share", False),
+    "max_empty_clusters": ("empty", False),
+    "min_silhouette": ("silhouette", True),
+    "min_acc": ("acc", True),
+    "min_nmi": ("nmi", True),
+    "min_ari": ("ari", True),
+    "min_mean_elbo": ("mean_elbo", True),
+}
+
+# Regression tolerances ({metric: allowed worsening vs the baseline}) are absolute, except for these metrics, whose
+# tolerance is relative to |baseline| (0.05 = 5%). Metrics missing or NaN in the baseline are not compared.
+RELATIVE_TOLERANCE_METRICS = frozenset({"mean_elbo"})
+
+# The defaults, used by the local and Kubeflow runners and by the component when given none. The silhouette
+# threshold rejects a model whose latent space has no cluster structure (silhouette NaN or below 0).
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "min_smallest_cluster_share": 0.02,
+    "max_empty_clusters": 0,
+    "min_silhouette": 0.0,
+}
+DEFAULT_TOLERANCES: dict[str, float] = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
+
+
+def threshold_meaning(key: str) -> str:
+    """One phrase: what the threshold ``key`` bounds and in which direction."""
+    metric, is_lower_bound = THRESHOLD_KEYS[key]
+    return f"{METRICS[metric].meaning} {'>=' if is_lower_bound else '<='} value"
+
+
+def thresholds_help() -> str:
+    """``--thresholds`` help: every key with its meaning (argparse adds the default)."""
+    keys = "; ".join(f"{key}: {threshold_meaning(key)}" for key in THRESHOLD_KEYS)
+    return (f"JSON object of absolute bless thresholds, every key optional: {keys}. A threshold whose metric is "
+            "unavailable (acc/nmi/ari without a label column) fails; '{}' sets none")
+
+
+def tolerances_help() -> str:
+    """``--tolerances`` help: every metric that can be compared against the baseline."""
+    metrics = ", ".join(
+        f"{metric} (relative to |baseline|)" if metric in RELATIVE_TOLERANCE_METRICS else metric for metric in METRICS
+    )
+    return (f"JSON object {{metric: allowed worsening}} against the last blessed model, absolute unless noted; "
+            f"metrics: {metrics}; '{{}}' compares nothing")

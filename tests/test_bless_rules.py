@@ -1,0 +1,64 @@
+"""Bless rules have one owner (bless_rules.py): every CLI, the component, configs and README take keys and defaults
+from it, and it loads without TensorFlow so that `--help` stays fast."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from components.clustering_evaluator import bless_rules
+from pipeline import configs, run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_defaults_use_known_keys_and_configs_takes_them_from_bless_rules() -> None:
+    assert set(bless_rules.DEFAULT_THRESHOLDS) <= set(bless_rules.THRESHOLD_KEYS)
+    assert set(bless_rules.DEFAULT_TOLERANCES) <= set(bless_rules.METRICS)
+    assert {metric for metric, _ in bless_rules.THRESHOLD_KEYS.values()} <= set(bless_rules.METRICS)
+    assert all(info.meaning for info in bless_rules.METRICS.values())
+    assert configs.THRESHOLDS is bless_rules.DEFAULT_THRESHOLDS
+    assert configs.REGRESSION_TOLERANCES is bless_rules.DEFAULT_TOLERANCES
+
+
+@pytest.mark.parametrize("module", ["pipeline.run", "kubeflow.runner"])
+def test_cli_help_lists_every_key_and_loads_no_tensorflow(module: str) -> None:
+    code = (f"import sys, {module} as m; m.build_parser().print_help(); "
+            "print('LOADED', sorted(k for k in ('tensorflow', 'tfx') if k in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": ROOT, "COLUMNS": "200"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                         check=True, timeout=120).stdout
+    assert out.rstrip().endswith("LOADED []")
+    for key in [*bless_rules.THRESHOLD_KEYS, *bless_rules.METRICS]:
+        assert key in out, f"{module} --help does not mention {key}"
+
+
+def test_cli_defaults_are_the_bless_rules_defaults() -> None:
+    from kubeflow import runner
+
+    for parser in (run.build_parser(), runner.build_parser()):
+        assert parser.get_default("thresholds") == bless_rules.DEFAULT_THRESHOLDS
+        assert parser.get_default("tolerances") == bless_rules.DEFAULT_TOLERANCES
+    args = run.build_parser().parse_args(["--thresholds", json.dumps({"min_ari": 0.5})])
+    assert args.thresholds == {"min_ari": 0.5}
+
+
+def test_readme_names_every_threshold_key_and_the_owner() -> None:
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert "components/clustering_evaluator/bless_rules.py" in readme
+    for key in bless_rules.THRESHOLD_KEYS:
+        assert f"`{key}`" in readme, key
+
+
+def test_component_defaults_reject_a_model_without_cluster_structure() -> None:
+    from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
+
+    assert parse_thresholds(None) == bless_rules.DEFAULT_THRESHOLDS
+    assert parse_tolerances(None) == bless_rules.DEFAULT_TOLERANCES
+    good = {"min_share": 0.08, "max_share": 0.12, "empty": 0, "silhouette": 0.2, "mean_elbo": -50.0}
+    assert decide(good, parse_thresholds(None), parse_tolerances(None)).blessed
+    verdict = decide({**good, "silhouette": float("nan")}, parse_thresholds(None), parse_tolerances(None))
+    assert not verdict.blessed and verdict.reasons[0].startswith("silhouette unavailable")
