@@ -57,15 +57,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from model.features import CLUSTER, CLUSTER_PROBABILITIES, ELBO, ID_KEY, LATENT_MEAN, SERVING_SIGNATURE
 from pipeline.data import DataError
-from pipeline.serving_request import (
-    INT64,
-    FeatureSpec,
-    RequestError,
-    build_example,
-    read_feature_spec,
-    resolve_model_dir,
-    to_number,
-)
+from serving.feature_spec import INT64, FeatureSpec, RequestError, build_example, read_feature_spec, to_number
+from serving.store import resolve_model_dir
 
 CSV, TFRECORD, PARQUET, AUTO = "csv", "tfrecord", "parquet", "auto"
 FORMATS = (AUTO, CSV, TFRECORD, PARQUET)
