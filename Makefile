@@ -31,7 +31,7 @@ bench: setup
 	$(PY) -m bench.clustering --data ../shared/data/mnist10k.npz --seeds 3 --json bench/out/mnist10k.json
 
 score: setup
-	$(PY) -m pipeline.score $(ARGS)
+	$(PY) -m batch_scoring $(ARGS)
 
 kubeflow-compile: setup
 	$(PY) -m kubeflow.runner $(ARGS)

@@ -5,3 +5,10 @@
 * :mod:`serving.feature_spec`: the raw features a SavedModel parses, and values/tf.Examples checked against them;
 * :mod:`serving.request`: ``:predict`` request bodies and responses (CLI: ``python -m serving.request``).
 """
+
+import os
+import warnings
+
+# An entry point (python -m): Keras 2 for the tf_keras-exported SavedModels, set before TensorFlow is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")  # Python 3.10 end-of-support notices
