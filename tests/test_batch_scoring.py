@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from batch_scoring.infer import dense_to_examples
 from batch_scoring.job import main, run
-from batch_scoring.options import CSV, ENGINES, PARQUET
+from batch_scoring.options import CSV, ENGINES, PARQUET, TFRECORD
 from batch_scoring.read import DEAD_TAG, ReadRows
 from model import features
 from model.config import GMVAEConfig
@@ -262,6 +262,26 @@ def test_csv_reader_agrees_with_per_row_examples(tmp_path_factory, table, batch_
         assert row_id == f"r{i}"
         assert got == [want[0], float(np.float32(want[1]))]  # int64 exact, float32 as the tf.Example holds it
         assert kind == ("example" if abs(want[0]) > 2**24 else "dense")
+
+
+@pytest.mark.parametrize("suffix", [".tfrecord", ".tfrecord.gz"])
+def test_tfrecord_reader_dead_letters_the_unreadable_rest_of_a_damaged_file(tmp_path, suffix) -> None:
+    path = str(tmp_path / f"in{suffix}")
+    good = {"a": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
+            "b": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5]))}
+    example = tf.train.Example(features=tf.train.Features(feature=good)).SerializeToString()
+    with tf.io.TFRecordWriter(path, options="GZIP" if suffix.endswith(".gz") else None) as writer:
+        for _ in range(3):
+            writer.write(example)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:-12])  # the last record (or the gzip stream) cut short
+    rows, dead, read = _read_directly(path, TFRECORD, MIXED_SPEC, 8)
+    good = 2 if suffix == ".tfrecord" else len(rows)  # gzip: the damage may reach back into record 1
+    assert sorted(rows) == list(range(good)) and good >= 1 and rows[0] == (f"in{suffix}:0", "example", [3, 0.5])
+    assert list(dead) == [good] and read == good + 1
+    assert dead[good]["reason"].startswith(f"unreadable TFRecord data from record {good} on; the rest of the file is")
 
 
 def test_parquet_reader_nulls_bools_and_big_ints(tmp_path) -> None:
