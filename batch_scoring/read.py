@@ -34,11 +34,13 @@ _crc32c = crcmod.predefined.mkPredefinedCrcFun("crc-32c")
 
 
 def _dead(source: str, position: int, row_id: str | None, reason: str, raw: str) -> beam.pvalue.TaggedOutput:
+    """A dead letter, keyed by its input position."""
     record = {"id": row_id, "source": source, "position": position, "reason": reason, "raw": raw}
     return beam.pvalue.TaggedOutput(DEAD_TAG, ((source, position), record))
 
 
 def _csv_line(fields: list[str]) -> str:
+    """A row's fields as one CSV line (the dead letter's ``raw``)."""
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
     return out.getvalue()
@@ -310,6 +312,7 @@ class ReadRows(beam.DoFn):
 
 
 def _masked_crc32c(data: bytes) -> int:
+    """The checksum TFRecord framing stores: CRC-32C rotated right by 15 bits plus a constant."""
     crc = _crc32c(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 

@@ -31,6 +31,7 @@ def shard_name(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
 
 
 def _shard_of(key: tuple, num_shards: int) -> int:
+    """The score shard of the row at input position ``key`` (stable across runs and workers)."""
     return zlib.crc32(f"{key[0]}\0{key[1]}".encode()) % num_shards
 
 
@@ -114,6 +115,7 @@ class WriteCounts(DoFn):
 
 
 def _listdir(directory: str) -> list[str]:
+    """The paths in ``directory`` (empty when it does not exist)."""
     try:
         return [m.path for r in FileSystems.match([FileSystems.join(directory, "*")]) for m in r.metadata_list]
     except Exception:  # noqa: BLE001 - nothing there

@@ -227,6 +227,7 @@ def read_csv_rows(path: str, rows: int) -> list[dict[str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m serving.request``: print the body (and with ``--predict`` the response); exit 2 on bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m serving.request",
         description="Print the TF Serving :predict body for the first rows of a CSV (and optionally the response).",
