@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import gzip
 import io
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 import apache_beam as beam
 import crcmod.predefined
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from batch_scoring.options import CSV, PARQUET, READ, TFRECORD
@@ -260,15 +262,16 @@ class ReadRows(beam.DoFn):
     def _tfrecord(self, path: str, counter: list) -> Iterable:
         name = os.path.basename(path)
         batch = []
-        with FileSystems.open(path) as handle:  # gzip by the name (.gz), as Beam's TFRecord source reads it
-            records = tfrecords(handle)
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            # Python's gzip, unlike Beam's, raises at a stream cut short, so no lost record goes uncounted
+            records = tfrecords(gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw)
             index = 0
             while True:
                 try:
                     record = next(records)
                 except StopIteration:
                     break
-                except (ValueError, OSError, zlib.error) as err:  # bad framing or checksum, truncated record or gzip
+                except (ValueError, OSError, EOFError, zlib.error) as err:  # bad framing/checksum, cut short, bad gzip
                     counter[0] += 1
                     yield _dead(path, index, None, f"unreadable TFRecord data from record {index} on; the rest of "
                                 f"the file is skipped ({str(err)[:100]}).", "")
