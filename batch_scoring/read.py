@@ -321,7 +321,8 @@ def _masked_crc32c(data: bytes) -> int:
 
 
 def tfrecords(handle: BinaryIO) -> Iterator[bytes]:
-    """The records of a TFRecord stream, checked as they are read; ValueError at the first damaged one.
+    """The records of a TFRecord stream, checked as they are read; ValueError at the first damaged one (a gzip
+    stream's own errors, e.g. EOFError when it is cut short, pass through).
 
     Each record is ``uint64 length, masked crc32c(length), data, masked crc32c(data)`` (little-endian). Read here
     rather than with ``tf.data``, whose gzip reader fails a whole buffer (up to 256 KB) at a damaged end, so that
