@@ -31,7 +31,7 @@ bench: setup
 	$(PY) -m bench.panel --seeds 3 --json bench/results/panel.json
 
 score: setup
-	$(PY) -m pipeline.score $(ARGS)
+	$(PY) -m batch_scoring $(ARGS)
 
 kubeflow-compile: setup
 	$(PY) -m kubeflow.runner $(ARGS)

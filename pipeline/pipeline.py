@@ -14,10 +14,10 @@ from tfx import v1 as tfx
 from components.anomaly_gate import AnomalyGate
 from components.clustering_evaluator import ClusteringEvaluator
 from components.versioned_pusher import VersionedPusher
-from components.versioned_pusher.executor import champion_path
 from model.features import OUTPUT_KEYS, SERVING_SIGNATURE
 from pipeline.configs import CHECKPOINT_ROOT_KEY, FeaturePlan, ModelSettings
 from pipeline.data import CSV
+from serving.champion import champion_path
 
 
 def create_pipeline(

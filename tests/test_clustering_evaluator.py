@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -25,6 +26,7 @@ from components.clustering_evaluator.decision import (
 from model.config import GMVAEConfig
 from model.export import export_saved_model
 from model.training import build_model
+from serving.champion import ChampionRecordError
 
 GOOD = {"min_share": 0.2, "max_share": 0.4, "empty": 0, "silhouette": 0.5, "acc": 0.9, "nmi": 0.8, "ari": 0.7,
         "mean_elbo": -100.0}  # fmt: skip
@@ -272,7 +274,8 @@ def test_baseline_from_champion_record_and_unlabelled_data(assets, tmp_path) -> 
     champion = tmp_path / "champion.json"
     serving_path = str(assets["root"] / "old_model" / "Format-Serving")
     champion.write_text(
-        json.dumps({"version": 5, "serving_path": serving_path, "model_uri": "old", "model_id": 3, "metrics": {}})
+        json.dumps({"version": 5, "serving_path": serving_path, "model_uri": "old", "model_id": 3, "metrics": {},
+                    "pushed_at": "2026-01-01T00:00:00Z"})
     )
     blessing, _, record = _run(
         assets, tmp_path, examples_key="unlabelled", thresholds="{}", champion_path=str(champion)
@@ -291,7 +294,27 @@ def test_champion_record_missing_or_unloadable_gives_no_baseline(tmp_path) -> No
     baseline, why = ce_executor.find_baseline([], str(tmp_path / "nothing.json"))
     assert baseline is None and "no champion record" in why
     record = tmp_path / "champion.json"
-    record.write_text(json.dumps({"version": 1, "serving_path": str(tmp_path / "gone")}))
+    record.write_text(json.dumps({"version": 1, "serving_path": "gone", "model_uri": "m", "model_id": 1, "metrics": {},
+                                  "pushed_at": "2026-01-01T00:00:00Z"}))
     baseline, why = ce_executor.find_baseline([], str(record))
-    assert baseline is None and "does not load" in why
+    assert baseline is None and f"champion model {tmp_path / 'gone'} does not load" in why  # relative to the record
     assert ce_executor.find_baseline([], None) == (None, "none (first run: absolute thresholds only)")
+
+
+UNUSABLE_RECORDS = {
+    "corrupt": "\x00\x07\xff garbage",
+    "truncated": '{"version": 2, "serving_path": "/serving/2", "model_u',
+    "foreign": '{"version": 2, "serving_path": 2, "model": "someone else\'s"}',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNUSABLE_RECORDS))
+def test_an_unusable_champion_record_stops_the_evaluation_before_any_blessing(assets, tmp_path, kind) -> None:
+    """The same ChampionRecordError the pusher raises, here before scoring: nothing blessed, so nothing pushed."""
+    record = tmp_path / "champion.json"
+    record.write_text(UNUSABLE_RECORDS[kind])
+    resolver_baseline = [_model(str(assets["root"] / "old_model"), 3)]
+    for baseline in (None, resolver_baseline):  # read even when the Resolver gives the baseline
+        with pytest.raises(ChampionRecordError, match=f"^champion record {re.escape(str(record))} "):
+            _run(assets, tmp_path, baseline=baseline, thresholds="{}", champion_path=str(record))
+        assert not os.path.exists(tmp_path / "blessing") and not os.path.exists(tmp_path / "evaluation")

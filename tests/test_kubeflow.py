@@ -198,7 +198,8 @@ def test_image_pins_match_the_lock_and_dockerfile_keeps_the_stack() -> None:
     assert all("--no-deps" in line for line in dockerfile.splitlines() if "pip install" in line)
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"
-    for path in ("model/", "components/", "pipeline/", "kubeflow/", "pyproject.toml", "requirements.lock"):
+    for path in ("model/", "components/", "pipeline/", "serving/", "batch_scoring/", "kubeflow/", "pyproject.toml",
+                 "requirements.lock"):
         assert path in dockerfile
 
 

@@ -8,7 +8,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.clustering_evaluator.constants import METRICS_FILE
 from components.versioned_pusher import executor as pusher
+from serving.champion import CHAMPION_FILE, ChampionRecordError, champion_path, read_champion
+from serving.store import versions
 
 
 def _read(path: str) -> str:
@@ -33,7 +36,7 @@ def _blessing(tmp_path, blessed: int, metrics: dict):
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(tmp_path / f"blessing{len(os.listdir(tmp_path))}")
     os.makedirs(blessing.uri)
-    with open(os.path.join(blessing.uri, pusher.METRICS_FILE), "w") as f:
+    with open(os.path.join(blessing.uri, METRICS_FILE), "w") as f:
         json.dump(metrics, f)
     blessing.set_int_custom_property("blessed", blessed)
     return blessing
@@ -56,15 +59,15 @@ def test_blessed_models_get_increasing_versions_and_a_champion_record(tmp_path):
     serving = str(tmp_path / "serving")
     first = _push(tmp_path, _model(tmp_path, 3, "one"), _blessing(tmp_path, 1, {"nmi": 0.7}), serving)
     second = _push(tmp_path, _model(tmp_path, 9, "two"), _blessing(tmp_path, 1, {"nmi": 0.8}), serving)
-    assert sorted(os.listdir(serving)) == ["1", "2", pusher.CHAMPION_FILE]
+    assert sorted(os.listdir(serving)) == ["1", "2", CHAMPION_FILE]
     assert _read(os.path.join(serving, "1", "saved_model.pb")) == "one"
     assert _read(os.path.join(serving, "2", "saved_model.pb")) == "two"
     assert first.get_int_custom_property("pushed") == 1
     assert second.get_string_custom_property("pushed_version") == "2"
-    champion = pusher.read_champion(serving)
-    assert champion["version"] == 2 and champion["model_id"] == 9
-    assert champion["serving_path"] == os.path.join(serving, "2")
-    assert champion["metrics"] == {"nmi": 0.8}
+    champion = read_champion(champion_path(serving))
+    assert champion.version == 2 and champion.model_id == 9 and champion.model_uri == str(tmp_path / "model9")
+    assert champion.serving_path == os.path.join(serving, "2")
+    assert champion.metrics == {"nmi": 0.8}
 
 
 def test_not_blessed_pushes_nothing(tmp_path):
@@ -79,7 +82,7 @@ def test_the_serving_model_is_not_copied_again(tmp_path):
     model = _model(tmp_path, 4, "same")
     _push(tmp_path, model, _blessing(tmp_path, 1, {}), serving)
     again = _push(tmp_path, model, _blessing(tmp_path, 1, {}), serving)
-    assert pusher.versions(serving) == [1]
+    assert versions(serving) == [1]
     assert again.get_string_custom_property("pushed_version") == "1"
 
 
@@ -97,9 +100,27 @@ def test_interrupted_push_leaves_only_complete_versions(tmp_path, monkeypatch):
     monkeypatch.setattr(pusher.io_utils, "copy_dir", copy_then_die)
     with pytest.raises(OSError, match="disk full"):
         _push(tmp_path, _model(tmp_path, 2, "new"), _blessing(tmp_path, 1, {}), serving)
-    assert pusher.versions(serving) == [1]
-    assert pusher.read_champion(serving)["model_id"] == 1
+    assert versions(serving) == [1]
+    assert read_champion(champion_path(serving)).model_id == 1
     monkeypatch.setattr(pusher.io_utils, "copy_dir", real_copy)
     _push(tmp_path, _model(tmp_path, 5, "next"), _blessing(tmp_path, 1, {}), serving)
-    assert sorted(os.listdir(serving)) == ["1", "2", pusher.CHAMPION_FILE]
+    assert sorted(os.listdir(serving)) == ["1", "2", CHAMPION_FILE]
     assert _read(os.path.join(serving, "2", "saved_model.pb")) == "next"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"version": 1, "serving_path": "/m/1", "model_u', "is not valid JSON"),  # truncated mid-write
+    ("", "is empty"),
+    ("\x00\x07garbage", "is not valid JSON"),  # corrupt
+    ('{"version": "1", "model": "foreign"}', "is not a champion record: 'version' is \"1\", not a JSON integer"),
+    ("[1, 2]", "holds a JSON list, not an object"),
+])
+def test_an_unusable_champion_record_stops_the_push_and_changes_nothing(tmp_path, text, problem):
+    serving = str(tmp_path / "serving")
+    os.makedirs(os.path.join(serving, "1"))
+    with open(champion_path(serving), "w") as f:
+        f.write(text)
+    with pytest.raises(ChampionRecordError) as info:
+        _push(tmp_path, _model(tmp_path, 2, "new"), _blessing(tmp_path, 1, {}), serving)
+    assert problem in str(info.value) and str(info.value).startswith(f"champion record {champion_path(serving)} ")
+    assert sorted(os.listdir(serving)) == ["1", CHAMPION_FILE] and _read(champion_path(serving)) == text

@@ -46,7 +46,8 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
 
     Blessed iff every absolute threshold holds and no metric regresses beyond its tolerance against the
     baseline: `baseline_model` (a LatestBlessedModelStrategy Resolver output) if given, else the model of the
-    champion record at `champion_path` if it exists and loads, else none. See `bless_rules.py` for the keys.
+    champion record at `champion_path` if it exists and loads, else none; a champion record that exists but is
+    unusable stops the run before anything is blessed (`serving.champion`). See `bless_rules.py` for the keys.
     The blessing carries `blessed`, `current_model_id` and `current_model` as the stock Evaluator does.
     """
 

@@ -19,8 +19,10 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
 from components.clustering_evaluator import report, scoring
+from components.clustering_evaluator.constants import METRICS_FILE
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
+from serving.champion import Champion, read_champion
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 MODEL_KEY = standard_component_specs.MODEL_KEY
@@ -35,7 +37,6 @@ LABEL_KEY_KEY = "label_key"
 IMAGE_SHAPE_KEY = "image_shape"
 
 DEFAULT_EVAL_SPLIT = "eval"
-METRICS_FILE = "metrics.json"
 SCORES_DIR = "scores"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
@@ -71,33 +72,19 @@ def _loadable(model_path: str) -> bool:
     return True
 
 
-def read_champion(champion_path: str) -> tuple[Baseline | None, str]:
-    """The baseline named by a champion record ({"version", "serving_path", "model_uri", "model_id", "metrics"}).
-
-    A relative `serving_path` is taken relative to the record's directory. Returns (baseline, description), or
-    (None, why) when the record is missing or unreadable, or its model does not load.
-    """
-    if not fileio.exists(champion_path):
+def _champion_baseline(champion: Champion | None, champion_path: str) -> tuple[Baseline | None, str]:
+    """The baseline named by the champion record read from ``champion_path``: (baseline, description), or
+    (None, why) when there is no record or its model does not load (e.g. its version was rolled back)."""
+    if champion is None:
         return None, f"none (no champion record at {champion_path}; absolute thresholds only)"
-    with fileio.open(champion_path, "r") as f:
-        try:
-            record = json.loads(f.read())
-        except json.JSONDecodeError as error:
-            return None, f"none (champion record {champion_path} is not JSON: {error})"
-    serving_path = record.get("serving_path") if isinstance(record, dict) else None
-    if not serving_path:
-        return None, f"none (champion record {champion_path} has no serving_path)"
-    if "://" not in serving_path and not os.path.isabs(serving_path):
-        serving_path = os.path.join(os.path.dirname(champion_path), serving_path)
-    if not _loadable(serving_path):
-        return None, f"none (champion model {serving_path} does not load)"
-    model_id = record.get("model_id")
+    if not _loadable(champion.serving_path):
+        return None, f"none (champion model {champion.serving_path} does not load)"
     baseline = Baseline(
         source="champion",
-        model_path=serving_path,
-        model_uri=str(record.get("model_uri") or serving_path),
-        model_id=model_id if isinstance(model_id, int) else None,
-        description=f"champion version {record.get('version')} at {serving_path} (record {champion_path})",
+        model_path=champion.serving_path,
+        model_uri=champion.model_uri,
+        model_id=champion.model_id,
+        description=f"champion version {champion.version} at {champion.serving_path} (record {champion_path})",
     )
     return baseline, baseline.description
 
@@ -105,8 +92,11 @@ def read_champion(champion_path: str) -> tuple[Baseline | None, str]:
 def find_baseline(baseline_models: list[types.Artifact], champion_path: str | None) -> tuple[Baseline | None, str]:
     """The Resolver's baseline model if given, else the champion record's model, else none (first run).
 
-    Returns (baseline or None, a sentence saying which baseline is used or why there is none).
+    Returns (baseline or None, a sentence saying which baseline is used or why there is none). The champion record
+    is read even when the Resolver decides, so that an unusable record (``ChampionRecordError``) stops the run here,
+    before anything is blessed, rather than in the pusher after a blessing.
     """
+    champion = read_champion(champion_path) if champion_path else None
     if baseline_models:
         artifact = artifact_utils.get_single_instance(baseline_models)
         baseline = Baseline(
@@ -118,7 +108,7 @@ def find_baseline(baseline_models: list[types.Artifact], champion_path: str | No
         )
         return baseline, baseline.description
     if champion_path:
-        return read_champion(champion_path)
+        return _champion_baseline(champion, champion_path)
     return None, "none (first run: absolute thresholds only)"
 
 

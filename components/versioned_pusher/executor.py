@@ -2,9 +2,10 @@
 
 TF Serving loads every integer directory under the base directory. A version is first written to a hidden
 temporary directory (TF Serving ignores non-integer names) and then renamed into place, so an interrupted push
-never leaves a partial version that could be loaded; existing versions are never touched. After the rename,
-``champion.json`` (same directory) records the version, its path, the source model and its evaluation metrics,
-so the next evaluation can compare against the serving model on any runner, without an ML Metadata Resolver.
+never leaves a partial version that could be loaded; existing versions are never touched. After the rename, the
+champion record (:mod:`serving.champion`, ``champion.json`` in the same directory) records the version, its path,
+the source model and its evaluation metrics, so the next evaluation can compare against the serving model on any
+runner, without an ML Metadata Resolver.
 """
 
 from __future__ import annotations
@@ -22,30 +23,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components.clustering_evaluator.executor import METRICS_FILE  # the blessing's metrics, our evaluator writes it
-
-CHAMPION_FILE = "champion.json"
-_TMP_PREFIX = ".tmp-"
-
-
-def champion_path(serving_dir: str) -> str:
-    return os.path.join(serving_dir, CHAMPION_FILE)
-
-
-def versions(serving_dir: str) -> list[int]:
-    """The complete integer versions under ``serving_dir``, ascending."""
-    if not fileio.exists(serving_dir):
-        return []
-    names = [name.rstrip("/") for name in fileio.listdir(serving_dir)]
-    return sorted(int(name) for name in names if name.isdigit())
-
-
-def read_champion(serving_dir: str) -> dict[str, Any] | None:
-    path = champion_path(serving_dir)
-    if not fileio.exists(path):
-        return None
-    with fileio.open(path, "r") as f:
-        return json.load(f)
+from components.clustering_evaluator.constants import METRICS_FILE
+from serving.champion import Champion, champion_path, read_champion, write_champion
+from serving.store import TMP_PREFIX, versions
 
 
 def push_version(model_path: str, serving_dir: str) -> tuple[int, str]:
@@ -57,23 +37,16 @@ def push_version(model_path: str, serving_dir: str) -> tuple[int, str]:
     fileio.makedirs(serving_dir)
     for name in fileio.listdir(serving_dir):
         leftover = os.path.join(serving_dir, name.rstrip("/"))
-        if name.startswith(_TMP_PREFIX) and fileio.isdir(leftover):
+        if name.startswith(TMP_PREFIX) and fileio.isdir(leftover):
             fileio.rmtree(leftover)
-        elif name.startswith(_TMP_PREFIX):
+        elif name.startswith(TMP_PREFIX):
             fileio.remove(leftover)
-    staging = os.path.join(serving_dir, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+    staging = os.path.join(serving_dir, f"{TMP_PREFIX}{uuid.uuid4().hex}")
     io_utils.copy_dir(model_path, staging)
     version = (versions(serving_dir) or [0])[-1] + 1
     target = os.path.join(serving_dir, str(version))
     fileio.rename(staging, target, overwrite=False)
     return version, target
-
-
-def write_json_atomically(path: str, payload: dict[str, Any]) -> None:
-    tmp = os.path.join(os.path.dirname(path), f"{_TMP_PREFIX}{uuid.uuid4().hex}.json")
-    with fileio.open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    fileio.rename(tmp, path, overwrite=True)
 
 
 class Executor(pusher_executor.Executor):
@@ -92,23 +65,24 @@ class Executor(pusher_executor.Executor):
             raise ValueError("VersionedPusher pushes to a filesystem destination only.")
         serving_dir = destination.filesystem.base_directory
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
-        champion = read_champion(serving_dir)
-        if champion and champion.get("model_id") == model.id and fileio.exists(champion["serving_path"]):
-            logging.info("Model %d is already serving as version %d: nothing copied.", model.id, champion["version"])
-            self._MarkPushed(model_push, pushed_destination=champion["serving_path"],
-                             pushed_version=str(champion["version"]))
+        record = champion_path(serving_dir)
+        champion = read_champion(record)  # ChampionRecordError (the evaluator's too) on an unusable record
+        if champion is not None and champion.model_id == model.id and fileio.exists(champion.serving_path):
+            logging.info("Model %d is already serving as version %d: nothing copied.", model.id, champion.version)
+            self._MarkPushed(model_push, pushed_destination=champion.serving_path,
+                             pushed_version=str(champion.version))
             return
         version, serving_path = push_version(self.GetModelPath(input_dict), serving_dir)
         logging.info("Model pushed as version %d: %s", version, serving_path)
 
-        write_json_atomically(champion_path(serving_dir), {
-            "version": version,
-            "serving_path": serving_path,
-            "model_uri": model.uri,
-            "model_id": model.id,
-            "metrics": self._blessing_metrics(input_dict),
-            "pushed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        write_champion(record, Champion(
+            version=version,
+            serving_path=serving_path,
+            model_uri=model.uri,
+            model_id=model.id,
+            metrics=self._blessing_metrics(input_dict),
+            pushed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        ))
         io_utils.copy_dir(serving_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))
 

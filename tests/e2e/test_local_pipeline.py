@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.versioned_pusher.executor import read_champion, versions
 from model import features
 from pipeline import configs, local_runner, run
+from serving.champion import champion_path, read_champion
+from serving.store import versions
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +66,7 @@ def test_first_run_blesses_and_pushes_a_model_that_serves_raw_examples(runs):
     decision = _metrics(first)["decision"]
     assert decision["blessed"] and not decision["has_baseline"], decision
     assert versions(serving) == [1]
-    assert read_champion(serving)["version"] == 1
+    assert read_champion(champion_path(serving)).version == 1
 
     _, examples_uri = first[("CsvExampleGen", "Examples")]
     raw = _records(os.path.join(examples_uri, "Split-eval", "*"))
@@ -119,4 +120,4 @@ def test_unreachable_thresholds_reject_the_candidate_and_push_nothing(runs):
     with open(os.path.join(evaluation_uri, "report.md")) as f:
         assert "not blessed" in f.read()
     assert versions(configs.output_paths(root).serving) == [1]
-    assert read_champion(configs.output_paths(root).serving)["version"] == 1
+    assert read_champion(champion_path(configs.output_paths(root).serving)).version == 1

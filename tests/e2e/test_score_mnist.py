@@ -1,7 +1,7 @@
 """Batch scoring of the real MNIST sample (10,000 rows + injected bad rows) on the DirectRunner; prints rows/s.
 
 Runs the default engine (dense batches through ``predict_features``); the RunInference engine is covered on small data
-by tests/test_score.py, which keeps this test at well under a minute.
+by tests/test_batch_scoring.py, which keeps this test at well under a minute.
 """
 
 import csv
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from batch_scoring.job import run
 from model import features
 from model.config import GMVAEConfig
 from model.export import export_saved_model
 from model.training import build_model
-from pipeline import score
 from pipeline.data import load_npz_arrays, pixel_names, write_images_csv
 
 BAD = {17: "abc", 4242: None, 9999: "nan"}
@@ -40,7 +40,8 @@ def test_score_mnist10k(mnist10k_path, tmp_path) -> None:
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(rows)
 
-    summary = score.score(str(tmp_path / "serving"), [str(path)], str(tmp_path / "out"), num_shards=4)
+    summary = run(["--model", str(tmp_path / "serving"), "--input", str(path), "--output", str(tmp_path / "out"),
+                   "--num-shards", "4"])
     assert summary["engine"] == "dofn"
     print(f"\n[score mnist10k, {summary['engine']}] read {summary['read']}, scored {summary['scored']}, dead-lettered "
           f"{summary['dead_lettered']} in {summary['pipeline_seconds']:.1f} s: {summary['rows_per_second']:.0f} rows/s")

@@ -1,4 +1,4 @@
-"""Batch scoring (pipeline.score): good rows scored like the in-memory model, bad rows dead-lettered, idempotent."""
+"""Batch scoring (batch_scoring): good rows scored like the in-memory model, bad rows dead-lettered, idempotent."""
 
 import csv
 import json
@@ -8,24 +8,21 @@ import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
+from apache_beam.testing import test_pipeline
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batch_scoring.infer import dense_to_examples
+from batch_scoring.job import main, run
+from batch_scoring.options import CSV, ENGINES, PARQUET, TFRECORD
+from batch_scoring.read import DEAD_TAG, ReadRows
 from model import features
 from model.config import GMVAEConfig
 from model.export import export_saved_model
 from model.training import build_model, latent_means
-from pipeline import score
 from pipeline.data import pixel_names, write_images_csv
-from pipeline.serving_request import (
-    FLOAT32,
-    INT64,
-    RawFeature,
-    RequestError,
-    build_example,
-    read_feature_spec,
-    resolve_model_dir,
-)
+from serving.feature_spec import FLOAT32, INT64, RawFeature, RequestError, build_example, read_feature_spec
+from serving.store import resolve_model_dir
 
 SIDE = 4  # 4x4 "images": 16 int pixel features, fast to export and score
 NAMES = pixel_names(SIDE * SIDE)
@@ -80,12 +77,12 @@ def _read_scores(output) -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("engine", score.ENGINES)
+@pytest.mark.parametrize("engine", ENGINES)
 def test_scores_good_rows_and_dead_letters_bad_ones(served, tmp_path, engine, capsys) -> None:
     model, images, base = served
     good, n_bad = _csv_with_bad_rows(images, tmp_path / "in.csv")
     out = tmp_path / "out"
-    assert score.main(["--model", base, "--input", str(tmp_path / "in.csv"), "--output", str(out),
+    assert main(["--model", base, "--input", str(tmp_path / "in.csv"), "--output", str(out),
                        "--engine", engine, "--batch-size", "16", "--num-shards", "2"]) == 0
     printed = capsys.readouterr().out
     assert f"read {len(images)}, scored {len(good)}, dead-lettered {n_bad}" in printed
@@ -127,11 +124,11 @@ def test_rerun_is_idempotent_and_ids_default_to_file_and_line(served, tmp_path) 
         writer.writerow(["x"] * len(NAMES))
     out = tmp_path / "out"
     args = ["--model", base, "--input", str(path), "--output", str(out), "--num-shards", "3"]  # default engine
-    assert score.main(args) == 0
+    assert main(args) == 0
     assert json.loads((out / "summary.json").read_text())["engine"] == "dofn"
     first = {name: (out / name).read_bytes() for name in os.listdir(out) if name != "summary.json"}
     (out / "scores-00007-of-00009.csv").write_text("stale\n")  # a stale shard of an earlier run with other shards
-    assert score.main(args) == 0
+    assert main(args) == 0
     second = {name: (out / name).read_bytes() for name in os.listdir(out) if name != "summary.json"}
     assert first == second
     assert sorted(first) == ["dead_letter-00000-of-00001.jsonl"] + [f"scores-0000{i}-of-00003.csv" for i in range(3)]
@@ -155,11 +152,11 @@ def test_tfrecord_and_parquet_inputs(served, tmp_path) -> None:
             writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
         writer.write(b"not an example \xff\xff")
     out = tmp_path / "tfr"
-    summary = score.score(base, [str(tmp_path / "*.tfrecord")], str(out))  # auto: RunInference for tf.Examples
+    summary = run(["--model", base, "--input", str(tmp_path / "*.tfrecord"), "--output", str(out)])  # RunInference
     assert (summary["engine"], summary["scored"], summary["dead_lettered"]) == ("runinference", 8, 1)
     rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
     assert [rows[f"r{i}"] for i in range(8)] == expected.tolist()
-    summary = score.score(base, [str(tmp_path / "*.tfrecord")], str(out), engine="dofn")
+    summary = run(["--model", base, "--input", str(tmp_path / "*.tfrecord"), "--output", str(out), "--engine", "dofn"])
     assert (summary["engine"], summary["scored"], summary["dead_lettered"]) == ("dofn", 8, 1)
     rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
     assert [rows[f"r{i}"] for i in range(8)] == expected.tolist()
@@ -167,7 +164,8 @@ def test_tfrecord_and_parquet_inputs(served, tmp_path) -> None:
     table = pa.table({name: flat[:, j].astype(np.int64) for j, name in enumerate(NAMES)})
     pq.write_table(table, str(tmp_path / "in.parquet"))
     out = tmp_path / "pq"
-    summary = score.score(base, [str(tmp_path / "in.parquet")], str(out))
+    summary = run(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(out)],
+                  test_pipeline=test_pipeline.TestPipeline(argv=[]))
     assert (summary["engine"], summary["scored"], summary["dead_lettered"]) == ("dofn", 8, 0)
     rows = {r["id"]: int(r["cluster"]) for r in _read_scores(out)}
     assert [rows[f"in.parquet:{i}"] for i in range(8)] == expected.tolist()
@@ -175,19 +173,28 @@ def test_tfrecord_and_parquet_inputs(served, tmp_path) -> None:
 
 def test_missing_model_or_input_is_one_clear_sentence(served, tmp_path, capsys) -> None:
     _, images, base = served
-    assert score.main(["--model", str(tmp_path / "nope"), "--input", "x.csv", "--output", str(tmp_path / "o")]) == 2
+    assert main(["--model", str(tmp_path / "nope"), "--input", "x.csv", "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert score.main(["--model", base, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "o")]) == 2
+    assert main(["--model", base, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "o")]) == 2
     assert "matches no files" in capsys.readouterr().err
     (tmp_path / "wrong.csv").write_text("id,a,b\n1,2,3\n")
-    assert score.main(["--model", base, "--input", str(tmp_path / "wrong.csv"), "--output", str(tmp_path / "o")]) == 2
+    assert main(["--model", base, "--input", str(tmp_path / "wrong.csv"), "--output", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lacks 16 of the model's 16 feature columns" in err[0]
 
 
+def test_bad_options_are_one_clear_sentence(served, tmp_path, capsys) -> None:
+    for flag, value, phrase in (("--num-shards", "0", "at least 1"), ("--batch-size", "-1", "at least 1")):
+        assert main(["--model", served[2], "--input", "x.csv", "--output", str(tmp_path), flag, value]) == 2
+        assert phrase in capsys.readouterr().err
+    (tmp_path / "in.txt").write_text("a\n")
+    assert main(["--model", served[2], "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o")]) == 2
+    assert "pass --format csv|parquet|tfrecord" in capsys.readouterr().err
+
+
 def test_help_explains_every_option(capsys) -> None:
     with pytest.raises(SystemExit):
-        score.main(["--help"])
+        main(["--help"])
     text = capsys.readouterr().out
     for option in ("--model", "--input", "--output", "--format", "--batch-size", "--num-shards", "--engine",
                    "--beam-arg"):
@@ -217,9 +224,9 @@ def _reference(values: dict, spec: dict):
 def _read_directly(path, fmt, spec, batch_size):
     """ReadRows without Beam: {position: (id, values)} and {position: dead-letter record}, and the read count."""
     rows, dead, read = {}, {}, None
-    for item in score.ReadRows(fmt, spec, batch_size).process(str(path)):
+    for item in ReadRows(fmt, spec, batch_size).process(str(path)):
         if isinstance(item, beam.pvalue.TaggedOutput):
-            if item.tag == "dead":
+            if item.tag == DEAD_TAG:
                 dead[item.value[0][1]] = item.value[1]
             else:
                 read = item.value[1]
@@ -243,7 +250,7 @@ def test_csv_reader_agrees_with_per_row_examples(tmp_path_factory, table, batch_
         writer = csv.writer(f)
         writer.writerow(["id", "a", "b"])
         writer.writerows([[f"r{i}", a, b] for i, (a, b) in enumerate(table)])
-    rows, dead, read = _read_directly(path, score.CSV, MIXED_SPEC, batch_size)
+    rows, dead, read = _read_directly(path, CSV, MIXED_SPEC, batch_size)
     assert read == len(table) == len(rows) + len(dead)
     for i, (a, b) in enumerate(table):
         want = _reference({"a": a, "b": b}, MIXED_SPEC)
@@ -257,18 +264,38 @@ def test_csv_reader_agrees_with_per_row_examples(tmp_path_factory, table, batch_
         assert kind == ("example" if abs(want[0]) > 2**24 else "dense")
 
 
+@pytest.mark.parametrize("suffix", [".tfrecord", ".tfrecord.gz"])
+def test_tfrecord_reader_dead_letters_the_unreadable_rest_of_a_damaged_file(tmp_path, suffix) -> None:
+    path = str(tmp_path / f"in{suffix}")
+    good = {"a": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
+            "b": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5]))}
+    example = tf.train.Example(features=tf.train.Features(feature=good)).SerializeToString()
+    with tf.io.TFRecordWriter(path, options="GZIP" if suffix.endswith(".gz") else None) as writer:
+        for _ in range(3):
+            writer.write(example)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:-12])  # the last record (or the gzip stream) cut short
+    rows, dead, read = _read_directly(path, TFRECORD, MIXED_SPEC, 8)
+    good = 2 if suffix == ".tfrecord" else len(rows)  # gzip: the damage may reach back into record 1
+    assert sorted(rows) == list(range(good)) and good >= 1 and rows[0] == (f"in{suffix}:0", "example", [3, 0.5])
+    assert list(dead) == [good] and read == good + 1
+    assert dead[good]["reason"].startswith(f"unreadable TFRecord data from record {good} on; the rest of the file is")
+
+
 def test_parquet_reader_nulls_bools_and_big_ints(tmp_path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"a": pa.array([1, None, 3, 2**40, 5], pa.int64()),
                              "b": pa.array([0.5, 1.5, float("nan"), 2.5, 3.5], pa.float64())}), str(tmp_path / "a.pq"))
-    rows, dead, read = _read_directly(tmp_path / "a.pq", score.PARQUET, MIXED_SPEC, 2)
+    rows, dead, read = _read_directly(tmp_path / "a.pq", PARQUET, MIXED_SPEC, 2)
     assert read == 5 and sorted(rows) == [0, 3, 4] and sorted(dead) == [1, 2]
     assert rows[0] == ("a.pq:0", "dense", [1.0, 0.5]) and rows[3] == ("a.pq:3", "example", [2**40, 2.5])
     assert dead[1]["reason"] == "feature 'a' is missing." and "finite" in dead[2]["reason"]
     pq.write_table(pa.table({"a": pa.array([True, False]), "b": pa.array([1.0, 2.0])}), str(tmp_path / "b.pq"))
-    rows, dead, read = _read_directly(tmp_path / "b.pq", score.PARQUET, MIXED_SPEC, 8)
+    rows, dead, read = _read_directly(tmp_path / "b.pq", PARQUET, MIXED_SPEC, 8)
     assert read == 2 and not rows and all("non-numeric" in d["reason"] for d in dead.values())
 
 
@@ -280,7 +307,7 @@ def test_dense_batches_score_like_serving_default(served) -> None:
     signatures = tf.saved_model.load(model_dir).signatures
     x = images.reshape(len(images), -1)[:16].astype(np.float32)
     dense = signatures[features.FEATURES_SIGNATURE](features=tf.constant(x))
-    encoded = signatures[features.SERVING_SIGNATURE](examples=tf.constant(score.dense_to_examples(x, spec)))
+    encoded = signatures[features.SERVING_SIGNATURE](examples=tf.constant(dense_to_examples(x, spec)))
     per_row = signatures[features.SERVING_SIGNATURE](examples=tf.constant(
         [build_example(dict(zip(spec, row.tolist(), strict=True)), spec) for row in x]))
     for name in features.OUTPUT_KEYS:
@@ -290,7 +317,7 @@ def test_dense_batches_score_like_serving_default(served) -> None:
 
 @pytest.mark.e2e
 def test_cli_in_separate_worker_processes(served, tmp_path) -> None:
-    """`python -m pipeline.score` with workers in other processes (as on Dataflow/Flink/Spark): DoFns must unpickle."""
+    """`python -m batch_scoring` with workers in other processes (as on Dataflow/Flink/Spark): DoFns must unpickle."""
     import subprocess
     import sys
 
@@ -299,7 +326,7 @@ def test_cli_in_separate_worker_processes(served, tmp_path) -> None:
     out = tmp_path / "out"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root, "TF_USE_LEGACY_KERAS": "1"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.score", "--model", base, "--input", str(tmp_path / "in.csv"),
+    done = subprocess.run([sys.executable, "-m", "batch_scoring", "--model", base, "--input", str(tmp_path / "in.csv"),
                            "--output", str(out), "--beam-arg=--direct_running_mode=multi_processing",
                            "--beam-arg=--direct_num_workers=2"], cwd=root, env=env, capture_output=True, text=True,
                           timeout=600)

@@ -1,0 +1,201 @@
+"""The batch-scoring job: check the inputs, run the Beam pipeline, check its counts, commit the outputs, summarise.
+
+``run(argv)`` is the whole job from a command line (``python -m batch_scoring``); ``score(options)`` the same from a
+:class:`~batch_scoring.options.ScoringOptions`. Either takes a ``test_pipeline`` (e.g. Beam's ``TestPipeline``) to
+run on instead of one built from the ``--beam-arg`` options.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from batch_scoring.infer import PredictBatches, run_inference
+from batch_scoring.options import (
+    AUTO,
+    CSV,
+    DEAD,
+    DOFN,
+    PARQUET,
+    READ,
+    RUNINFERENCE,
+    SCORED,
+    TFRECORD,
+    InputError,
+    ScoringError,
+    ScoringOptions,
+    detect_format,
+    parse_options,
+)
+from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows
+from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
+from model.features import CLUSTER_PROBABILITIES, LATENT_MEAN, SERVING_SIGNATURE
+from serving.feature_spec import FeatureSpec, read_feature_spec
+from serving.store import resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+
+def build_pipeline(p: beam.Pipeline, files: list[str], fmt: str, spec: FeatureSpec, model_dir: str, tmp_dir: str,
+                   options: ScoringOptions, engine: str) -> None:
+    """Add read -> score -> write (scores, dead letters, counts into ``tmp_dir``) to ``p``."""
+    read = (p
+            | "Files" >> beam.Create(files)
+            | "ReadRows" >> beam.ParDo(ReadRows(fmt, spec, options.batch_size)).with_outputs(DEAD_TAG, COUNT_TAG,
+                                                                                              main="batches"))
+    batches = read.batches | "Redistribute" >> beam.Reshuffle()  # spread one big file's batches over the workers
+    if engine == RUNINFERENCE:
+        scored = run_inference(batches, model_dir, spec, options.num_shards)
+    else:
+        scored = batches | "Score" >> beam.ParDo(PredictBatches(model_dir, spec, options.num_shards))
+    score_counts = (scored
+                    | "GroupScores" >> beam.GroupByKey()
+                    | "WriteScores" >> beam.ParDo(WriteScoreShard(tmp_dir, options.num_shards)))
+    dead_counts = (read[DEAD_TAG]
+                   | "OneDeadShard" >> beam.Map(lambda kv: (0, kv))
+                   | "GroupDead" >> beam.GroupByKey()
+                   | "WriteDead" >> beam.ParDo(WriteDeadLetters(tmp_dir)))
+    _ = ((read[COUNT_TAG], score_counts, dead_counts)
+         | "AllCounts" >> beam.Flatten()
+         | "CountList" >> beam.combiners.ToList()
+         | "WriteCounts" >> beam.ParDo(WriteCounts(tmp_dir)))
+
+
+def match_inputs(patterns: Sequence[str]) -> list[str]:
+    """The files the patterns match (hidden files left out), sorted; InputError for a pattern matching nothing."""
+    files = []
+    for pattern in patterns:
+        try:
+            matched = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
+        except Exception:  # noqa: BLE001 - Beam raises BeamIOError for a pattern with no match
+            matched = []
+        matched = [f for f in matched if not os.path.basename(f).startswith(".")]
+        if not matched:
+            raise InputError(f"input {pattern!r} matches no files.")
+        files.extend(sorted(matched))
+    return sorted(set(files))
+
+
+def check_columns(files: list[str], fmt: str, spec: FeatureSpec) -> None:
+    """Fail fast (one sentence) when a CSV/Parquet file lacks feature columns the model needs."""
+    for path in files:
+        if fmt == CSV:
+            with FileSystems.open(path) as f:
+                header = next(csv.reader(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")), [])
+        elif fmt == PARQUET:
+            import pyarrow.parquet as pq
+
+            with FileSystems.open(path) as f:
+                try:
+                    header = pq.ParquetFile(f).schema_arrow.names
+                except Exception as err:  # noqa: BLE001 - pyarrow raises several types
+                    raise InputError(f"{path} is not a readable Parquet file ({err}).") from None
+        else:
+            return
+        missing = [name for name in spec if name not in header]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise InputError(f"{path} lacks {len(missing)} of the model's {len(spec)} feature columns ({shown}).")
+
+
+def _output_dims(model_dir: str) -> tuple[int, int]:
+    """K and D from the serving signature's output shapes (for header-only files)."""
+    import tensorflow as tf
+
+    outputs = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE].structured_outputs
+    return int(outputs[CLUSTER_PROBABILITIES].shape[-1]), int(outputs[LATENT_MEAN].shape[-1])
+
+
+def resolve_engine(engine: str, fmt: str) -> str:
+    """``auto``: the dense ``dofn`` engine for CSV/Parquet, tfx-bsl ``runinference`` for tf.Example input."""
+    if engine == AUTO:
+        return RUNINFERENCE if fmt == TFRECORD else DOFN
+    return engine
+
+
+def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -> dict:
+    """Run the scoring job; returns the summary (also written to ``<output>/summary.json``)."""
+    started = time.monotonic()
+    model_dir = resolve_model_dir(options.model)
+    spec = read_feature_spec(model_dir)
+    files = match_inputs(options.inputs)
+    formats = {detect_format(f) for f in files} if options.input_format == AUTO else {options.input_format}
+    if len(formats) != 1:
+        raise InputError(f"the inputs mix formats ({', '.join(sorted(formats))}); score one format per job.")
+    fmt = formats.pop()
+    engine = resolve_engine(options.engine, fmt)
+    check_columns(files, fmt, spec)
+    output = options.output
+    if not FileSystems.exists(output):
+        FileSystems.mkdirs(output)
+    tmp_dir = FileSystems.join(output, f".tmp-score-{uuid.uuid4().hex}")
+    FileSystems.mkdirs(tmp_dir)
+    log.info("model %s (%d features), %d %s file(s), engine %s", model_dir, len(spec), len(files), fmt, engine)
+    try:
+        pipeline_started = time.monotonic()
+        with test_pipeline or beam.Pipeline(options=PipelineOptions(list(options.beam_args))) as p:
+            build_pipeline(p, files, fmt, spec, model_dir, tmp_dir, options, engine)
+        pipeline_seconds = time.monotonic() - pipeline_started
+        with FileSystems.open(FileSystems.join(tmp_dir, COUNTS_FILE)) as f:
+            counts = json.loads(f.read().decode("utf-8"))
+        if counts[SCORED] + counts[DEAD] != counts[READ]:
+            raise ScoringError(f"counts do not add up: read {counts[READ]}, scored {counts[SCORED]}, dead-lettered "
+                               f"{counts[DEAD]}; the previous outputs in {output} were left untouched.")
+        k, d = _output_dims(model_dir) if counts[SCORED] == 0 else (0, 0)
+        written = commit_outputs(tmp_dir, output, options.num_shards, k, d)
+    finally:
+        if FileSystems.exists(tmp_dir):
+            FileSystems.delete([tmp_dir])
+    summary = {
+        "model": model_dir,
+        "inputs": files,
+        "format": fmt,
+        "engine": engine,
+        READ: counts[READ],
+        SCORED: counts[SCORED],
+        DEAD: counts[DEAD],
+        "pipeline_seconds": round(pipeline_seconds, 3),
+        "total_seconds": round(time.monotonic() - started, 3),
+        "rows_per_second": round(counts[READ] / max(pipeline_seconds, 1e-9), 1),
+        "files": [os.path.basename(p) for p in written],
+    }
+    with FileSystems.create(FileSystems.join(output, SUMMARY)) as f:
+        f.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
+    log.info("summary in %s", FileSystems.join(output, SUMMARY))
+    return summary
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
+    """The job for a command line (``sys.argv[1:]`` when ``argv`` is None); returns the summary."""
+    return score(parse_options(argv), test_pipeline)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m batch_scoring``: exit 0 with a one-line summary on stdout, 2 for unusable input, 1 when the
+    counts do not add up (each error one sentence on stderr)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("batch_scoring").setLevel(logging.INFO)
+    try:
+        options = parse_options(argv)
+        summary = score(options)
+    except (FileNotFoundError, ValueError) as err:  # InputError and RequestError are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ScoringError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"read {summary[READ]}, scored {summary[SCORED]}, dead-lettered {summary[DEAD]} "
+          f"in {summary['pipeline_seconds']:.1f} s ({summary['rows_per_second']:.0f} rows/s); outputs in "
+          f"{options.output}")
+    return 0

@@ -1,0 +1,357 @@
+"""Reading: every input row ends up in a batch (dense raw values or tf.Examples) or a dead letter, and is counted.
+
+CSV: Python's csv module for the structure, Arrow's parser for the numbers; Parquet: Arrow columns; TFRecord:
+checked records (:func:`tfrecords`) parsed as tf.Examples. Rows are checked exactly as
+:func:`serving.feature_spec.build_example` checks them, so a dead letter's reason is what a serving request would get.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import gzip
+import io
+import json
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
+
+import apache_beam as beam
+import crcmod.predefined
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from batch_scoring.options import CSV, PARQUET, READ, TFRECORD
+from model.features import ID_KEY
+from serving.feature_spec import INT64, FeatureSpec, RawFeature, RequestError, build_example, to_number
+
+DEAD_TAG = "dead"  # tagged output: ((source, position), dead-letter record)
+COUNT_TAG = "count"  # tagged output: (READ, rows read from one file)
+Batch = tuple[list, list, Any]  # (keys, ids, float32 [n, F] array or serialized tf.Examples)
+_crc32c = crcmod.predefined.mkPredefinedCrcFun("crc-32c")
+
+
+def _dead(source: str, position: int, row_id: str | None, reason: str, raw: str) -> beam.pvalue.TaggedOutput:
+    """A dead letter, keyed by its input position."""
+    record = {"id": row_id, "source": source, "position": position, "reason": reason, "raw": raw}
+    return beam.pvalue.TaggedOutput(DEAD_TAG, ((source, position), record))
+
+
+def _csv_line(fields: list[str]) -> str:
+    """A row's fields as one CSV line (the dead letter's ``raw``)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(fields)
+    return out.getvalue()
+
+
+_FLOAT32_EXACT_INT = 2**24  # larger int64 values go through a tf.Example: float32 cannot hold them exactly
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NOT_PLAIN = re.compile(r"[^0-9.eE+\-,]")  # a plain decimal number has none of these characters
+
+
+def _is_plain(text: str, width: int) -> bool:
+    """True when the joined feature fields are ``width`` non-empty plain decimal numbers (Arrow may parse them)."""
+    return (_NOT_PLAIN.search(text) is None and text.count(",") == width - 1 and ",," not in text
+            and not text.startswith(",") and not text.endswith(","))
+
+
+def _parse_numbers(texts: list[str], width: int) -> np.ndarray | None:
+    """Comma-joined plain numbers (one text per row) -> float64 ``[n, width]`` with Arrow's C++ parser.
+
+    ``None`` when Arrow refuses anything (the caller then checks each row in Python). For text made only of digits,
+    signs, dots and exponents Arrow's parser accepts a subset of what Python's ``float`` accepts, with the same
+    (correctly rounded) values, so the result is what :func:`serving.feature_spec.to_number` would give.
+    """
+    if not texts:
+        return np.empty((0, width))
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{j}" for j in range(width)]
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader("\n".join(texts).encode("ascii")),  # not a Python file object: no traceback GC
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()), null_values=[],
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, UnicodeEncodeError):
+        return None
+    if table.num_rows != len(texts) or any(column.null_count for column in table.columns):
+        return None
+    return np.column_stack([column.to_numpy() for column in table.columns])
+
+
+def _clean_rows(matrix: np.ndarray, int_mask: np.ndarray) -> np.ndarray:
+    """Rows whose values are finite, within float32 and, for int64 features, integers float32 holds exactly."""
+    ok = np.isfinite(matrix).all(axis=1)
+    if int_mask.any():
+        ints = matrix[:, int_mask]
+        with np.errstate(invalid="ignore"):
+            ok &= (ints == np.round(ints)).all(axis=1) & (np.abs(ints) <= _FLOAT32_EXACT_INT).all(axis=1)
+    if (~int_mask).any():
+        with np.errstate(invalid="ignore"):
+            ok &= (np.abs(matrix[:, ~int_mask]) <= _FLOAT32_MAX).all(axis=1)
+    return ok
+
+
+def _checked_number(values: dict, name: str, feature: RawFeature) -> int | float:
+    """One feature of a raw row as :func:`build_example` checks it (RequestError with the same sentence)."""
+    if name not in values:
+        raise RequestError(f"feature {name!r} is missing.")
+    return to_number(values[name], feature)
+
+
+def _examples_batch(items: list) -> Batch:
+    """``[(key, id, serialized tf.Example)]`` -> one batch ``(keys, ids, examples)``."""
+    return [k for k, _, _ in items], [i for _, i, _ in items], [e for _, _, e in items]
+
+
+class ReadRows(beam.DoFn):
+    """One input file -> batches ``(keys, ids, inputs)``, dead letters and a read count.
+
+    ``keys`` are ``(source, position)``; ``inputs`` is a float32 ``[n, F]`` array of raw values in the model's feature
+    order (CSV, Parquet) or a list of serialized tf.Examples (TFRecord, and the rare rows holding int64 values that
+    float32 cannot represent exactly). Batches hold at most ``batch_size`` rows.
+    """
+
+    def __init__(self, fmt: str, spec: FeatureSpec, batch_size: int = 256) -> None:
+        self._fmt = fmt
+        self._spec = spec
+        self._batch_size = batch_size
+        self._int_mask = np.array([feature.dtype == INT64 for feature in spec.values()], dtype=bool)
+
+    def process(self, path: str) -> Iterable:
+        counter = [0]
+        reader = {CSV: self._csv, TFRECORD: self._tfrecord, PARQUET: self._parquet}[self._fmt]
+        yield from reader(path, counter)
+        beam.metrics.Metrics.counter("score", READ).inc(counter[0])
+        yield beam.pvalue.TaggedOutput(COUNT_TAG, (READ, counter[0]))
+
+    # ---- CSV ------------------------------------------------------------------------------------------------------
+
+    def _csv(self, path: str, counter: list) -> Iterable:
+        name = os.path.basename(path)
+        with FileSystems.open(path) as binary:
+            reader = csv.reader(io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline=""))
+            header = next(reader, None) or []
+            id_col = header.index(ID_KEY) if ID_KEY in header else None
+            columns = [header.index(feature) for feature in self._spec]
+            pending = []  # (line, id, fields) of rows with the header's field count
+            while True:
+                line = reader.line_num + 1
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    counter[0] += 1
+                    yield _dead(path, line, None, f"unparsable CSV record ({err}).", "")
+                    continue
+                if not fields:
+                    continue  # blank line: not a row
+                counter[0] += 1
+                row_id = fields[id_col] if id_col is not None and id_col < len(fields) else ""
+                row_id = row_id or f"{name}:{line}"
+                if len(fields) != len(header):
+                    yield _dead(path, line, row_id, f"the row has {len(fields)} fields but the header has "
+                                f"{len(header)}.", _csv_line(fields))
+                    continue
+                pending.append((line, row_id, fields))
+                if len(pending) >= self._batch_size:
+                    yield from self._csv_batch(path, header, columns, pending)
+                    pending = []
+            if pending:
+                yield from self._csv_batch(path, header, columns, pending)
+
+    def _csv_batch(self, path: str, header: list[str], columns: list[int], pending: list) -> Iterable:
+        texts = [",".join([fields[c] for c in columns]) for _, _, fields in pending]
+        plain = [_is_plain(text, len(columns)) for text in texts]
+        matrix = _parse_numbers([t for t, ok in zip(texts, plain, strict=True) if ok], len(columns))
+        if matrix is None:  # Arrow refused something: every row of the batch is checked in Python
+            plain = [False] * len(pending)
+        parsed, j = [], 0
+        for ok in plain:
+            parsed.append(matrix[j] if ok else None)
+            j += ok
+        yield from self._emit(
+            path, [((path, line), row_id) for line, row_id, _ in pending], parsed,
+            raw_values=lambda i: dict(zip(header, pending[i][2], strict=True)),
+            raw_text=lambda i: _csv_line(pending[i][2]))
+
+    # ---- Parquet --------------------------------------------------------------------------------------------------
+
+    def _parquet(self, path: str, counter: list) -> Iterable:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        name = os.path.basename(path)
+        with FileSystems.open(path) as handle:
+            index = 0
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=self._batch_size):
+                n = batch.num_rows
+                counter[0] += n
+                names = batch.schema.names
+                given = batch.column(names.index(ID_KEY)).to_pylist() if ID_KEY in names else [None] * n
+                ids = [str(g) if g not in (None, "") else f"{name}:{index + i}" for i, g in enumerate(given)]
+                columns = [batch.column(names.index(f)) for f in self._spec]
+                parsed = [None] * n
+                if all(pa.types.is_integer(c.type) or pa.types.is_floating(c.type) for c in columns):
+                    # nulls become NaN here, fail the finite check and are reported as missing by the row check
+                    matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.float64) for c in columns])
+                    parsed = list(matrix)
+                rows = {}
+
+                def row(i: int, batch=batch, rows=rows) -> dict:
+                    if not rows:
+                        rows.update(enumerate(batch.to_pylist()))
+                    return rows[i]
+
+                yield from self._emit(
+                    path, [((path, index + i), ids[i]) for i in range(n)], parsed,
+                    raw_values=lambda i, row=row: {k: v for k, v in row(i).items() if v is not None},
+                    raw_text=lambda i, row=row: json.dumps(row(i), default=str, allow_nan=True))
+                index += n
+
+    # ---- validation shared by CSV and Parquet ---------------------------------------------------------------------
+
+    def _emit(self, path: str, keyed: list, parsed: list, raw_values: Callable[[int], dict],
+              raw_text: Callable[[int], str]) -> Iterable:
+        """Validate one batch; yield the dense batch, a tf.Example batch for exact rows and the dead letters.
+
+        ``keyed[i]`` is ``(key, id)``; ``parsed[i]`` the row's float64 values or None. Parsed rows that are finite,
+        within float32 and integral for int64 features (and small enough for float32 to hold exactly) are accepted
+        as they are; every other row is checked value by value exactly as :func:`build_example` checks it, so its
+        dead-letter reason names the first bad feature, the same sentence as on the tf.Example path.
+        """
+        spec = self._spec
+        filled = [i for i, values in enumerate(parsed) if values is not None]
+        clean = np.zeros(len(parsed), dtype=bool)
+        if filled:
+            clean[filled] = _clean_rows(np.stack([parsed[i] for i in filled]), self._int_mask)
+        keys, ids, dense, examples = [], [], [], []
+        for i, (key, row_id) in enumerate(keyed):
+            if clean[i]:
+                keys.append(key)
+                ids.append(row_id)
+                dense.append(parsed[i])
+                continue
+            values = raw_values(i)
+            try:
+                numbers = [_checked_number(values, name, feature) for name, feature in spec.items()]
+            except RequestError as err:
+                yield _dead(path, key[1], row_id, str(err), raw_text(i))
+                continue
+            if any(feature.dtype == INT64 and abs(number) > _FLOAT32_EXACT_INT
+                   for number, feature in zip(numbers, spec.values(), strict=True)):
+                examples.append((key, row_id, build_example(values, spec)))
+            else:
+                keys.append(key)
+                ids.append(row_id)
+                dense.append(np.asarray(numbers, dtype=np.float64))
+        if keys:
+            yield keys, ids, np.stack(dense).astype(np.float32)
+        if examples:
+            yield _examples_batch(examples)
+
+    # ---- TFRecord -------------------------------------------------------------------------------------------------
+
+    def _tfrecord(self, path: str, counter: list) -> Iterable:
+        name = os.path.basename(path)
+        batch = []
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            # Python's gzip, unlike Beam's, raises at a stream cut short, so no lost record goes uncounted
+            records = tfrecords(gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw)
+            index = 0
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    break
+                except (ValueError, OSError, EOFError, zlib.error) as err:  # bad framing/checksum, cut short, bad gzip
+                    counter[0] += 1
+                    yield _dead(path, index, None, f"unreadable TFRecord data from record {index} on; the rest of "
+                                f"the file is skipped ({str(err)[:100]}).", "")
+                    break
+                counter[0] += 1
+                row_id, example, reason = self._example_row(record, f"{name}:{index}")
+                if reason is None:
+                    batch.append(((path, index), row_id, example))
+                else:
+                    yield _dead(path, index, row_id, reason, base64.b64encode(record).decode("ascii"))
+                if len(batch) >= self._batch_size:
+                    yield _examples_batch(batch)
+                    batch = []
+                index += 1
+        if batch:
+            yield _examples_batch(batch)
+
+    def _example_row(self, record: bytes, default_id: str) -> tuple[str, bytes | None, str | None]:
+        """One TFRecord record -> (id, the tf.Example rebuilt with the model's kinds, None) or (id, None, reason)."""
+        import tensorflow as tf
+        from google.protobuf.message import DecodeError
+
+        try:
+            feats = tf.train.Example.FromString(record).features.feature
+        except (DecodeError, RuntimeWarning) as err:
+            return default_id, None, f"the record is not a tf.Example ({err})."
+        row_id = _example_id(feats.get(ID_KEY)) or default_id
+        values = {}
+        for key in self._spec:
+            if key not in feats:
+                continue  # build_example reports the first missing feature
+            kind = feats[key].WhichOneof("kind")
+            value = list(getattr(feats[key], kind).value) if kind else []
+            if len(value) != 1:
+                return row_id, None, f"feature {key!r} has {len(value)} values; the model expects exactly 1."
+            values[key] = value[0]
+        try:  # a float-valued int64 feature becomes an int64_list
+            return row_id, build_example(values, self._spec), None
+        except RequestError as err:
+            return row_id, None, str(err)
+
+
+def _masked_crc32c(data: bytes) -> int:
+    """The checksum TFRecord framing stores: CRC-32C rotated right by 15 bits plus a constant."""
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecords(handle: BinaryIO) -> Iterator[bytes]:
+    """The records of a TFRecord stream, checked as they are read; ValueError at the first damaged one (a gzip
+    stream's own errors, e.g. EOFError when it is cut short, pass through).
+
+    Each record is ``uint64 length, masked crc32c(length), data, masked crc32c(data)`` (little-endian). Read here
+    rather than with ``tf.data``, whose gzip reader fails a whole buffer (up to 256 KB) at a damaged end, so that
+    every record before the damage is scored; CRC-32C is crcmod's, the one Beam's own TFRecord reader uses.
+    """
+    while True:
+        header = handle.read(12)
+        if not header:
+            return
+        if len(header) < 12:
+            raise ValueError(f"the record header is cut short ({len(header)} of 12 bytes)")
+        length, length_crc = struct.unpack("<QI", header)
+        if length_crc != _masked_crc32c(header[:8]):
+            raise ValueError("the record length fails its checksum")
+        data, footer = handle.read(length), handle.read(4)
+        if len(data) < length or len(footer) < 4:
+            raise ValueError(f"the record is cut short ({len(data)} of {length} bytes)")
+        if struct.unpack("<I", footer)[0] != _masked_crc32c(data):
+            raise ValueError("the record data fails its checksum")
+        yield data
+
+
+def _example_id(feature: Any) -> str | None:
+    """The id a tf.Example carries in its ``id`` feature (one value of any kind), else None."""
+    if feature is None or not feature.WhichOneof("kind"):
+        return None
+    values = list(getattr(feature, feature.WhichOneof("kind")).value)
+    if len(values) != 1:
+        return None
+    value = values[0]
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+

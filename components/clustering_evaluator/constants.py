@@ -1,0 +1,4 @@
+"""Names of the ClusteringEvaluator's outputs that other components read (import-light: no TensorFlow, no Beam)."""
+
+# In the blessing: the candidate's metrics, which the pusher copies into the champion record.
+METRICS_FILE = "metrics.json"

@@ -1,0 +1,110 @@
+"""The champion record: which pushed version serves, where, from which model, with which evaluation metrics.
+
+``champion.json`` lives beside the integer versions of the serving directory (TF Serving ignores it). The pusher
+writes it (:func:`write_champion`) after each push; the evaluator reads it (:func:`read_champion`) to compare a
+candidate with the serving model on runners without an ML Metadata Resolver, and the pusher reads it to avoid
+copying the serving model again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import uuid
+from typing import Any
+
+import tensorflow as tf
+
+from serving.store import TMP_PREFIX
+
+CHAMPION_FILE = "champion.json"
+
+
+class ChampionRecordError(ValueError):
+    """A champion record exists but cannot be used; the message names the file and what is wrong."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"champion record {path} {problem}; fix or delete it (taking it for 'no champion' would "
+                         "bless and push without a regression check).")
+        self.path = path
+
+
+@dataclasses.dataclass(frozen=True)
+class Champion:
+    """One champion record: the serving ``version`` at ``serving_path``, pushed from ``model_uri`` (MLMD id
+    ``model_id``) at ``pushed_at`` (UTC, ISO 8601), with the ``metrics`` its blessing recorded."""
+
+    version: int
+    serving_path: str
+    model_uri: str
+    model_id: int
+    metrics: dict[str, Any]
+    pushed_at: str
+
+
+_FIELD_TYPES: dict[str, type] = {"version": int, "serving_path": str, "model_uri": str, "model_id": int,
+                                 "metrics": dict, "pushed_at": str}
+_JSON_NAMES = {int: "integer", str: "string", dict: "object"}
+
+
+def champion_path(serving_dir: str) -> str:
+    """Where the champion record of ``serving_dir`` lives."""
+    return os.path.join(serving_dir, CHAMPION_FILE)
+
+
+def _problems(record: dict[str, Any]) -> list[str]:
+    """What makes a decoded record not a champion record: missing fields and fields of the wrong type."""
+    problems = []
+    for name, kind in _FIELD_TYPES.items():
+        if name not in record:
+            problems.append(f"no '{name}'")
+        elif not isinstance(record[name], kind) or isinstance(record[name], bool):
+            problems.append(f"'{name}' is {json.dumps(record[name])[:40]}, not a JSON {_JSON_NAMES[kind]}")
+    if not problems and record["version"] < 1:
+        problems.append(f"'version' is {record['version']}, not a positive integer")
+    if not problems and not record["serving_path"]:
+        problems.append("'serving_path' is empty")
+    return problems
+
+
+def read_champion(path: str) -> Champion | None:
+    """The champion record at ``path``, or None when there is no file (no model pushed yet).
+
+    A record that exists but is unusable (empty, truncated or otherwise not JSON, or JSON without the fields and
+    types :class:`Champion` has) raises :class:`ChampionRecordError`, one sentence naming the file and the problem.
+    That is deliberate: it is the nightly on-call's problem to see, not to paper over. Treating a damaged record as
+    "no champion" would bless the candidate on absolute thresholds alone and push it without the regression check
+    against the model it replaces. The evaluator reads the record before scoring, so the run stops there (nothing
+    blessed, nothing pushed) rather than blessing and then crashing in the pusher; both components call this
+    function, so they cannot disagree. Fields beyond :class:`Champion` are ignored (records of a newer pusher). A
+    relative ``serving_path`` is taken relative to the record's directory.
+    """
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    if not text.strip():
+        raise ChampionRecordError(path, "is empty")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ChampionRecordError(path, f"is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") \
+            from None
+    if not isinstance(record, dict):
+        raise ChampionRecordError(path, f"holds a JSON {type(record).__name__}, not an object")
+    problems = _problems(record)
+    if problems:
+        raise ChampionRecordError(path, "is not a champion record: " + ", ".join(problems))
+    fields = {name: record[name] for name in _FIELD_TYPES}
+    if "://" not in fields["serving_path"] and not os.path.isabs(fields["serving_path"]):
+        fields["serving_path"] = os.path.join(os.path.dirname(path), fields["serving_path"])
+    return Champion(**fields)
+
+
+def write_champion(path: str, champion: Champion) -> None:
+    """Replace the record at ``path`` atomically: a hidden file beside it, renamed over it when complete."""
+    tmp = os.path.join(os.path.dirname(path), f"{TMP_PREFIX}{uuid.uuid4().hex}.json")
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(dataclasses.asdict(champion), indent=2, sort_keys=True))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
