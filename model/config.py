@@ -38,9 +38,9 @@ class GMVAEConfig:
     # Stage 1: autoencoder pre-training (deterministic encoder, reconstruction loss only).
     pretrain_epochs: int = 200
     pretrain_learning_rate: float = 1e-3
-    # Stage 2: mixture initialisation. "gmm": the best-likelihood of `gmm_n_init` diagonal GMMs on the latent
-    # codes; "umap": a GMM on a UMAP embedding of the codes (their kNN-graph structure), whose clusters then
-    # set the mixture in latent space. At most `init_sample` codes are used (memory stays bounded).
+    # Stage 2: mixture initialisation. The best-likelihood of `gmm_n_init` full GMMs clusters the latent codes
+    # ("gmm") or a UMAP embedding of them ("umap": their kNN-graph structure); each cluster's share, mean and
+    # variance of the codes set the mixture. At most `init_sample` codes are used (memory stays bounded).
     init_method: Literal["gmm", "umap"] = "umap"
     gmm_n_init: int = 10
     init_sample: int = 20000
@@ -57,6 +57,8 @@ class GMVAEConfig:
     # weight of DEC self-training: sharpened Student-t assignment of the clean input as the target
     # of the (augmented) input's assignment (DEC-DA)
     self_training_weight: float = 20.0
+    # weight of the cross-entropy of q(c|x) to the clusters the initialisation found (rows of its sample)
+    init_label_weight: float = 10.0
     learn_mixture_weights: bool = True
     reconstruct_clean: bool = True  # fine-tuning reconstructs the clean input from the augmented one
     seed: int = 0

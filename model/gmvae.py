@@ -167,7 +167,8 @@ class GMVAE(keras.Model):
         self.pretraining = False
         self.prior_optimizer: keras.optimizers.Optimizer | None = None
         self._trackers = {
-            name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "balance", "self_training")
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "reconstruction", "kl", "balance", "self_training", "init_label")
         }
 
     @property
@@ -243,8 +244,12 @@ class GMVAE(keras.Model):
         prior_ids = {id(v) for v in self.prior.trainable_variables}
         return [v for v in self.trainable_variables if id(v) not in prior_ids]
 
-    def loss_terms(self, x: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-        """Per-replica scalar loss (already scaled for cross-replica summation) and terms."""
+    def loss_terms(self, x: tf.Tensor, init_labels: tf.Tensor | None = None) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Per-replica scalar loss (already scaled for cross-replica summation) and terms.
+
+        ``init_labels`` [B] (int, -1 = none): the clusters of the mixture initialisation, whose cross-entropy under
+        q(c|x) (weight ``init_label_weight``) keeps fine-tuning from dropping what the initialisation found.
+        """
         cfg = self.config
         n_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         x_in = self.augmenter(x, training=True) if self.augmenter is not None else x
@@ -259,6 +264,12 @@ class GMVAE(keras.Model):
         kl = self.kl_divergence(posterior, log_gamma)
         per_example = recon + self.kl_weight * kl
         terms = {"reconstruction": recon, "kl": kl}
+        if init_labels is not None and cfg.init_label_weight > 0:
+            labelled = init_labels >= 0
+            log_q = tf.gather(log_gamma, tf.maximum(init_labels, 0), batch_dims=1)
+            init_label = -tf.where(labelled, log_q, tf.zeros_like(log_q))
+            per_example += cfg.init_label_weight * init_label
+            terms["init_label"] = init_label
         if cfg.self_training_weight > 0:
             clean = posterior if self.augmenter is None else self.encode(x, training=True)
             q = tf.stop_gradient(self.soft_assignment(clean.loc))
@@ -281,12 +292,12 @@ class GMVAE(keras.Model):
         return loss, terms
 
     def train_step(self, data: tf.Tensor | tuple) -> dict[str, tf.Tensor]:
-        x = data[0] if isinstance(data, tuple) else data
+        x, init_labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = tf.cast(x, tf.float32)
         network_vars = self.network_variables()
         prior_vars = [] if self.pretraining else self.prior.trainable_variables
         with tf.GradientTape() as tape:
-            loss, terms = self.loss_terms(x)
+            loss, terms = self.loss_terms(x, init_labels)
         grads = tape.gradient(loss, network_vars + prior_vars)
         self.optimizer.apply_gradients(zip(grads[: len(network_vars)], network_vars, strict=True))
         if prior_vars:

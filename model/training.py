@@ -107,11 +107,16 @@ class MixtureInit:
     reason: str
 
 
+def _sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
+    """Indices of at most ``limit`` of n rows, a seeded uniform sample in row order (all rows when n <= limit)."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+
+
 def _sample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """At most ``limit`` rows of x, a seeded uniform sample (all rows when there are fewer)."""
-    if len(x) <= limit:
-        return x
-    return x[np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))]
+    return x[_sample_rows(len(x), limit, seed)]
 
 
 def _gmm(z: np.ndarray, k: int, covariance: str, n_init: int, seed: int) -> GaussianMixture:
@@ -169,11 +174,12 @@ def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple
     """Cluster latent codes z [N, D] for stage 2: the decision, mixture (weights [K], means and variances [K, D])
     and every code's cluster.
 
-    ``init_method="gmm"``: the best-likelihood of ``gmm_n_init`` diagonal GMMs on z is the mixture. ``"umap"``: a
-    full GMM on a UMAP embedding of z assigns the codes to clusters (neighbourhood structure separates classes the
-    raw codes mix); each cluster's share, mean and variance of z set the mixture. Neither rule prefers even cluster
-    sizes. K is ``cfg.n_components``, or when that is None the BIC-best K in ``cfg.auto_components`` on the same
-    representation. Too few rows for K raise `InitialisationError` with what to change.
+    The best-likelihood of ``gmm_n_init`` full-covariance GMMs assigns the codes to clusters, fitted on z itself
+    (``init_method="gmm"``) or on a UMAP embedding of z (``"umap"``: neighbourhood structure separates classes the
+    raw codes mix); each cluster's share, mean and variance of z set the (diagonal) mixture. Neither rule prefers
+    even cluster sizes. K is ``cfg.n_components``, or when that is None the best K in ``cfg.auto_components`` by
+    `choose_n_components` on the same representation. Too few rows for K raise `InitialisationError` saying what
+    to change.
     """
     z = np.asarray(z, dtype=np.float64)
     k = cfg.n_components
@@ -196,16 +202,12 @@ def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple
         reason = f"K={k} is the best of K={low}..{high} by the {criterion}"
     else:
         reason = f"K={k} was given"
-    if cfg.init_method == "umap":
-        labels = _gmm(r, k, "full", cfg.gmm_n_init, cfg.seed).predict(r)
-        overall = np.var(z, axis=0)
-        weights = np.array([np.mean(labels == c) for c in range(k)])
-        means = np.stack([z[labels == c].mean(0) if np.any(labels == c) else z.mean(0) for c in range(k)])
-        variances = np.stack([z[labels == c].var(0) if np.sum(labels == c) > 1 else overall for c in range(k)])
-        variances = variances + 1e-4 * float(overall.mean() or 1.0)
-    else:
-        gmm = _gmm(z, k, "diag", cfg.gmm_n_init, cfg.seed)
-        labels, weights, means, variances = gmm.predict(z), gmm.weights_, gmm.means_, gmm.covariances_
+    labels = _gmm(r, k, "full", cfg.gmm_n_init, cfg.seed).predict(r)
+    overall = np.var(z, axis=0)
+    weights = np.array([np.mean(labels == c) for c in range(k)])
+    means = np.stack([z[labels == c].mean(0) if np.any(labels == c) else z.mean(0) for c in range(k)])
+    variances = np.stack([z[labels == c].var(0) if np.sum(labels == c) > 1 else overall for c in range(k)])
+    variances = variances + 1e-4 * float(overall.mean() or 1.0)
     return MixtureInit(k, cfg.init_method, scores, reason), (weights, means, variances), labels
 
 
@@ -225,8 +227,12 @@ def fine_tune(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 1,
     checkpoint_dir: str | None = None,
+    init_labels: np.ndarray | None = None,
 ) -> dict[str, list]:
-    """Stage 3: minimise the negative ELBO (+ configured terms) with KL warm-up and cosine LR decay."""
+    """Stage 3: minimise the negative ELBO (+ configured terms) with KL warm-up and cosine LR decay.
+
+    ``init_labels`` [N] (cluster of the initialisation, -1 for rows outside its sample) feed the init-label term.
+    """
     cfg = model.config
     if cfg.epochs <= 0:
         return {}
@@ -242,6 +248,7 @@ def fine_tune(
     progress, keras_verbose = _progress(verbose, "fine-tune")
     hist = model.fit(
         x,
+        None if init_labels is None else np.asarray(init_labels, dtype=np.int64),
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
         shuffle=True,
@@ -346,22 +353,27 @@ def fit_gmvae(
         on_stage("pretrain", model)
     start = time.perf_counter()
     if initialised:
-        decision = MixtureInit(**{**initialised, "scores": {int(k): v for k, v in initialised["scores"].items()}})
+        decision = MixtureInit(**{**initialised["decision"],
+                                  "scores": {int(k): v for k, v in initialised["decision"]["scores"].items()}})
+        init_labels = np.asarray(initialised["labels"], dtype=np.int64)
         model = _with_components(model, decision.n_components, strategy)
         _restore(model, checkpoint_dir, "init")
         history["resumed_stages"].append("init")
     else:
-        z = latent_means(model, _sample(x, config.init_sample, config.seed))
-        decision, mixture, _ = initial_mixture(z, config)
+        rows = _sample_rows(len(x), config.init_sample, config.seed)
+        decision, mixture, labels = initial_mixture(latent_means(model, x[rows]), config)
+        init_labels = np.full(len(x), -1, dtype=np.int64)
+        init_labels[rows] = labels
         model = _with_components(model, decision.n_components, strategy)
         model.prior.set_mixture(*mixture)
-        _mark_done(model, checkpoint_dir, "init", dataclasses.asdict(decision))
+        _mark_done(model, checkpoint_dir, "init", {"decision": dataclasses.asdict(decision),
+                                                   "labels": init_labels.tolist()})
     history.update(n_components=decision.n_components, k_reason=decision.reason, k_scores=decision.scores,
                    init_method=decision.method, init_seconds=time.perf_counter() - start)
     if on_stage:
         on_stage("init", model)
     start = time.perf_counter()
-    history.update(fine_tune(model, x, strategy, callbacks, verbose, checkpoint_dir))
+    history.update(fine_tune(model, x, strategy, callbacks, verbose, checkpoint_dir, init_labels))
     history["fine_tune_seconds"] = time.perf_counter() - start
     return model, history
 
