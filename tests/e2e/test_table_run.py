@@ -55,7 +55,7 @@ def test_a_table_with_text_and_missing_values_is_trained_blessed_pushed_and_serv
     printed = capsys.readouterr().out
     assert "colour: categorical, 3 categories (one-hot)" in printed
     assert "income: numeric, " in printed and "missing (imputed: mean + indicator)" in printed
-    assert "comment: dropped, a different text value in every row" in printed
+    assert "comment: dropped, more than 50 distinct text values (free text or an identifier)" in printed
 
     outputs = _outputs(root)
     _, evaluation = outputs[("ClusteringEvaluator", "ModelEvaluation")]
