@@ -153,3 +153,25 @@ def test_help_lists_every_exit_code(capsys):
     for code in ("2 unusable", "3 the data", "4 training diverged", "5 the champion record"):
         assert code in text
     assert "--verbose" in text
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_the_bars_are_drawn_as_they_are(tmp_path):
+    import sys
+
+    before = sys.stderr
+    with run_output.console_output(str(tmp_path / "run.log"), stream=_Terminal()):
+        assert sys.stderr is before
+    assert sys.stderr is before
+
+
+def test_the_trainer_reads_the_progress_setting_the_console_gives():
+    import inspect
+
+    from pipeline import trainer
+
+    assert f'os.environ.get("{run_output.TRAINER_VERBOSE_ENV}")' in inspect.getsource(trainer.run_fn)
