@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -16,6 +17,13 @@ import time
 from pipeline import configs
 from pipeline.cli import add_model_flags, json_object, model_settings
 from pipeline.data import CATEGORICAL, DEFAULT_SOURCE, DROPPED, DataError, StagedData, column_report, stage
+from pipeline.run_output import console_output, log_path_for, summary_lines
+
+# Exit codes, as the --help epilog and the README list them.
+EXIT_BAD_INPUT = 2
+EXIT_DATA_ANOMALIES = 3
+EXIT_TRAINING_DIVERGED = 4
+EXIT_CHAMPION_RECORD = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ingest, validate, transform (and train, evaluate, push) a GMVAE clustering model with TFX "
         "on this machine (LocalDagRunner, Beam DirectRunner, ML Metadata in SQLite).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not "
+        epilog="Prints one line when each component starts and finishes, a progress bar per training stage and a "
+        "closing summary (blessed or not and why, metrics, pushed version, report, TensorBoard, ML Metadata); every "
+        "log line goes to <output-root>/logs/run-<time>.log. "
+        "Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not "
         "match its schema (each anomaly listed, nothing trained or pushed); 4 training diverged (NaN/inf loss, nothing "
-        "exported or pushed).",
+        "exported or pushed); 5 the champion record beside the serving directory is unusable (empty, truncated, not "
+        "a champion record; nothing blessed or pushed: fix or delete it).",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -56,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"default: {' '.join(configs.DEFAULT_BEAM_ARGS)}")
     parser.add_argument("--no-cache", action="store_true",
                         help="re-run every component even when its inputs are unchanged")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every TFX, absl, Beam and TensorFlow log line and one line per training epoch on "
+                        "the console, as well as in the log file")
     add_model_flags(parser)
     return parser
 
@@ -93,12 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         staged = stage(args.data, paths.staging)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
+    # TensorFlow's C++ log lines (read when TensorFlow is first imported): INFO and WARNING never (`make run` sets
+    # 2 too), and on the quiet console not its ERROR lines either (cuFFT/cuDNN/cuBLAS "factory already registered").
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") if args.verbose else "3"
     from components.anomaly_gate.executor import DataAnomaliesError
     from model.training import InitialisationError, TrainingDivergedError
     from pipeline import local_runner
     from pipeline.pipeline import create_pipeline
+    from serving.champion import ChampionRecordError
 
     schema = args.schema or (configs.DIGITS_SCHEMA if args.data == DEFAULT_SOURCE else None)
     scaling = choose_scaling(args.scaling, staged)
@@ -109,35 +128,52 @@ def main(argv: list[str] | None = None) -> int:
           f"clusters: {settings.clusters or 'preset default'}")
     if staged.columns:
         print("columns:\n" + "\n".join(column_report(staged.columns)))
-    pipeline = create_pipeline(
-        pipeline_name=args.pipeline_name,
-        pipeline_root=paths.pipeline_root,
-        data_root=staged.input_dir,
-        data_format=staged.format,
-        preprocessing_fn=configs.PREPROCESSING_FN,
-        run_fn=configs.RUN_FN,
-        feature_plan=feature_plan(staged, scaling),
-        serving_model_dir=paths.serving,
-        model_settings=settings,
-        thresholds=args.thresholds,
-        regression_tolerances=args.tolerances,
-        image_shape=staged.image_shape,
-        schema_path=schema,
-        use_resolver=not args.no_resolver,
-        metadata_connection_config=local_runner.sqlite_config(paths.metadata),
-        beam_pipeline_args=list(args.beam_arg or configs.DEFAULT_BEAM_ARGS),
-        enable_cache=not args.no_cache,
-    )
+    log_path = log_path_for(args.output_root)
+    print(f"full log: {log_path}")
+    errors = {DataAnomaliesError: EXIT_DATA_ANOMALIES, TrainingDivergedError: EXIT_TRAINING_DIVERGED,
+              InitialisationError: EXIT_BAD_INPUT, ChampionRecordError: EXIT_CHAMPION_RECORD}
     start = time.monotonic()
-    try:
-        local_runner.run(pipeline)
-    except (DataAnomaliesError, TrainingDivergedError, InitialisationError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return {DataAnomaliesError: 3, TrainingDivergedError: 4}.get(type(err), 2)
-    print(f"\npipeline {args.pipeline_name} finished in {time.monotonic() - start:.1f} s; outputs:")
-    for component, kind, state, uri in local_runner.latest_run_artifacts(paths.metadata, args.pipeline_name):
-        print(f"  {component:<22} {kind:<22} {state:<9} {uri}")
-    print(f"  {'ML Metadata':<22} {'SQLite':<22} {'':<9} {paths.metadata}")
+    with console_output(log_path, verbose=args.verbose) as console:
+        pipeline = create_pipeline(
+            pipeline_name=args.pipeline_name,
+            pipeline_root=paths.pipeline_root,
+            data_root=staged.input_dir,
+            data_format=staged.format,
+            preprocessing_fn=configs.PREPROCESSING_FN,
+            run_fn=configs.RUN_FN,
+            feature_plan=feature_plan(staged, scaling),
+            serving_model_dir=paths.serving,
+            model_settings=settings,
+            thresholds=args.thresholds,
+            regression_tolerances=args.tolerances,
+            image_shape=staged.image_shape,
+            schema_path=schema,
+            use_resolver=not args.no_resolver,
+            metadata_connection_config=local_runner.sqlite_config(paths.metadata),
+            beam_pipeline_args=list(args.beam_arg or configs.DEFAULT_BEAM_ARGS),
+            enable_cache=not args.no_cache,
+        )
+        if console is not None:
+            console.total = len(pipeline.components)
+        try:
+            local_runner.run(pipeline)
+        except tuple(errors) as err:
+            logging.getLogger(__name__).exception("run stopped")
+            failed = err
+        else:
+            failed = None
+        outputs = local_runner.latest_run_outputs(paths.metadata, args.pipeline_name)
+        logging.getLogger(__name__).info("outputs:\n%s", "\n".join(
+            f"  {o.component:<22} {o.kind:<22} {o.state:<9} {o.uri}" for o in outputs))
+    if failed is not None:
+        print(f"error: {failed}\n(full log: {log_path})", file=sys.stderr)
+        return next(code for kind, code in errors.items() if isinstance(failed, kind))
+    if args.verbose:
+        print("outputs:")
+        for o in outputs:
+            print(f"  {o.component:<22} {o.kind:<22} {o.state:<9} {o.uri}")
+    print(f"\npipeline {args.pipeline_name} finished in {time.monotonic() - start:.1f} s")
+    print("\n".join(summary_lines(outputs, paths.metadata, log_path)))
     return 0
 
 

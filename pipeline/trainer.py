@@ -112,7 +112,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     checkpoint_dir = checkpoint_dir_for(fn_args)
     logging.info("Training checkpoints (a re-run after a crash resumes from them): %s", checkpoint_dir)
     model, history = fit_gmvae(
-        x_train, config, strategy=strategy, callbacks=callbacks, verbose=2, checkpoint_dir=checkpoint_dir)
+        x_train, config, strategy=strategy, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
+        verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
 
     raw_spec = tf_transform_output.raw_feature_spec()
     feature_names = sorted((name for name in raw_spec if is_feature(name)), key=natural_key)
