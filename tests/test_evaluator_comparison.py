@@ -4,14 +4,15 @@ cluster profiles of tables; a model without a training summary (older models) st
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
+from components.clustering_evaluator import comparison, profiles
 from components.clustering_evaluator import executor as ce_executor
-from components.clustering_evaluator import profiles
 from model import baselines, features
 from model.config import GMVAEConfig
 from model.export import export_saved_model
@@ -183,3 +184,25 @@ def test_an_older_model_without_a_summary_still_evaluates(assets, tmp_path) -> N
     assert record["cluster_profiles"]["clusters"], "profiles do not need the summary"
     assert blessing.get_int_custom_property("blessed") == 1
     assert features.CLUSTER in ce_executor.scoring.read_scores(str(tmp_path / "evaluation" / "scores" / "candidate"))
+
+
+def test_an_unusable_summary_gives_a_note_not_a_failed_evaluation(assets, tmp_path) -> None:
+    broken = assets["root"] / "broken_model"
+    if not broken.exists():
+        shutil.copytree(assets["root"] / "model", broken)
+        (broken / baselines.PRETRAINED_ENCODER_FILE).write_bytes(b"not an h5 file")
+    record, page, blessing = _run(assets, tmp_path, model="broken_model")
+    assert record["comparison"]["note"].startswith("no comparison: the training summary could not be used")
+    assert "no comparison: the training summary could not be used" in page
+    assert blessing.get_int_custom_property("blessed") == 1
+
+
+@pytest.mark.parametrize(("nmi", "start"), [
+    ((0.80, 0.62, 0.76), "the GMVAE beats both baselines by at least 0.040 NMI"),
+    ((0.80, 0.79, 0.60), "a GMM on the inputs does as well (NMI 0.790 vs 0.800)"),
+    ((0.80, 0.60, 0.81), "AE + GMM on the same autoencoder does as well"),
+])
+def test_the_verdict_names_the_cheaper_method_that_does_as_well(nmi, start) -> None:
+    methods = {m: {"nmi": v, "agreement_ari": 0.5, "train_seconds": 1.0} for m, v in zip(comparison.METHODS, nmi,
+                                                                                           strict=True)}
+    assert comparison.verdict(methods).startswith(start)
