@@ -163,7 +163,10 @@ def test_a_table_gets_profiles_naming_the_distinguishing_feature(assets, tmp_pat
 
 def test_profiles_of_known_clusters() -> None:
     numeric, region, group = _table(0)
-    result = profiles.cluster_profiles(group, 4, numeric, NUMERIC, np.array(region)[:, None], ["region"])
+    comment = [f"note {i}" for i in range(N)]  # free text: no "most frequent" value
+    text = np.column_stack([comment, region])
+    result = profiles.cluster_profiles(group, 4, numeric, NUMERIC, text, ["comment", "region"])
+    assert result["categorical_features"] == ["region"] and result["free_text_features"] == ["comment"]
     for c in range(3):
         entry = result["clusters"][c]
         assert entry["n"] == 30 and entry["top_features"][0]["feature"] == "income"
@@ -173,6 +176,7 @@ def test_profiles_of_known_clusters() -> None:
     assert low < middle < 0 < high
     assert result["clusters"][3]["n"] == 0 and "top_features" not in result["clusters"][3]  # empty cluster
     lines = "\n".join(profiles.markdown(result))
+    assert "not profiled: comment." in lines
     assert f"| 2 | 30 | 33.3% | income {high:+.1f} sd (" in lines and "| 3 | 0 | 0.0% | n/a | n/a |" in lines
 
 

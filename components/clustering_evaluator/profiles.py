@@ -2,7 +2,7 @@
 
 Per numeric input column: the cluster's mean against the whole eval split's mean; a cluster's distinguishing
 features are the largest |cluster mean - overall mean| / overall std. Per categorical column: the most frequent
-category in the cluster.
+category in the cluster (not for free-text columns, with a different value in most rows: `MAX_DISTINCT_SHARE`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 TOP_FEATURES = 3
 MAX_TABLE_FEATURES = 30
+MAX_DISTINCT_SHARE = 0.5  # a text column with more distinct values than this share of the rows is free text
 
 
 def _fmt(value: float) -> str:
@@ -31,6 +32,12 @@ def cluster_profiles(
 ) -> dict[str, Any]:
     """JSON-ready profiles: overall means/stds and, per cluster, size, means, top distinguishing features, modes."""
     clusters = np.asarray(clusters).ravel()
+    free_text = [j for j, _ in enumerate(category_names) if categories is not None
+                 and len(set(categories[:, j])) > max(2, MAX_DISTINCT_SHARE * len(clusters))]
+    if free_text:
+        keep = [j for j in range(len(category_names)) if j not in free_text]
+        skipped = [category_names[j] for j in free_text]
+        categories, category_names = categories[:, keep], [category_names[j] for j in keep]
     numeric = np.empty((len(clusters), 0)) if numeric is None else np.asarray(numeric, dtype=np.float64)
     with np.errstate(all="ignore"):
         overall_mean = np.nanmean(numeric, axis=0) if numeric.size else np.zeros(0)
@@ -61,6 +68,7 @@ def cluster_profiles(
     return {
         "numeric_features": list(numeric_names),
         "categorical_features": list(category_names),
+        "free_text_features": skipped if free_text else [],
         "overall_mean": {n: float(m) for n, m in zip(numeric_names, overall_mean, strict=True)},
         "overall_std": {n: float(s) for n, s in zip(numeric_names, overall_std, strict=True)},
         "clusters": profiles,
@@ -102,4 +110,7 @@ def markdown(profiles: Mapping[str, Any]) -> list[str]:
         for n in shown:
             cells = "".join(f" {_fmt(e.get('means', {}).get(n, float('nan')))} |" for e in clusters)
             lines.append(f"| {n} | {_fmt(profiles['overall_mean'][n])} |" + cells)
+    if profiles.get("free_text_features"):
+        lines += ["", "Free-text columns (a different value in most rows), not profiled: "
+                  + ", ".join(profiles["free_text_features"]) + "."]
     return [*lines, ""]
