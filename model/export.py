@@ -33,6 +33,9 @@ class _ExportModule(tf.Module):
         self.serve = tf.function(
             self._serve, input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT_KEY)]
         )
+        self.transform = tf.function(
+            self._transform, input_signature=[tf.TensorSpec([None], tf.string, name=features.SERVING_INPUT_KEY)]
+        )
         # Dense float rows cannot carry text: with a categorical (string) column only serving_default exists.
         self.numeric_only = all(spec.dtype != tf.string for spec in self._spec.values())
         if self.numeric_only:
@@ -55,6 +58,11 @@ class _ExportModule(tf.Module):
 
     def _serve(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._outputs(tf.io.parse_example(examples, self._spec))
+
+    def _transform(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The model input [B, input_dim] of serialized tf.Examples (what the evaluator's baselines read)."""
+        raw = tf.io.parse_example(examples, self._spec)
+        return {features.TRANSFORMED_FEATURES_KEY: tf.cast(self._preprocess(dict(raw)), tf.float32)}
 
     def _predict_features(self, features: tf.Tensor) -> dict[str, tf.Tensor]:
         """Split dense columns into raw features with the dtype and shape parsing would give them.
@@ -84,7 +92,7 @@ def export_saved_model(
     preprocess: Preprocess | None = None,
     feature_spec: Mapping[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] | None = None,
 ) -> str:
-    """Write a SavedModel with the `serving_default` and `predict_features` signatures.
+    """Write a SavedModel with the `serving_default`, `predict_features` and `transform_features` signatures.
 
     `serving_default` takes serialized tf.Examples (1-D string tensor, input key
     `features.SERVING_INPUT_KEY`), each with one float per name in `feature_names`;
@@ -93,10 +101,12 @@ def export_saved_model(
     Both map the raw features {name: [B]} through `preprocess` to the model input [B, input_dim]
     (default: stack in `feature_names` order, multiply by `config.input_scale`, clip to [0, 1]
     for Bernoulli) and return `cluster` int64 [B], `cluster_probabilities` [B, K],
-    `latent_mean` [B, D] and `elbo` [B]. `feature_spec` (default: one float32 scalar per name) is how
-    tf.Examples are parsed, e.g. tf.Transform's raw feature spec (int64 [1] columns stay int64 [1]);
-    dense inputs are cast and reshaped to the same spec. A trackable `preprocess` (tf.Module, Keras layer such
-    as tf.Transform's TransformFeaturesLayer) is attached so its variables and assets are saved.
+    `latent_mean` [B, D] and `elbo` [B]. `transform_features` takes serialized tf.Examples like `serving_default`
+    and returns only the model input, `features` [B, input_dim] (the evaluator scores baselines on it).
+    `feature_spec` (default: one float32 scalar per name) is how tf.Examples are parsed, e.g. tf.Transform's raw
+    feature spec (int64 [1] columns stay int64 [1]); dense inputs are cast and reshaped to the same spec. A
+    trackable `preprocess` (tf.Module, Keras layer such as tf.Transform's TransformFeaturesLayer) is attached so
+    its variables and assets are saved.
     Loadable with `tf.saved_model.load` and the TF1 `tf.compat.v1.saved_model.loader`.
     """
     if len(feature_names) == 0:
@@ -107,7 +117,10 @@ def export_saved_model(
     if missing:
         raise ValueError(f"feature_spec and feature_names differ on {sorted(missing)}")
     module = _ExportModule(model, feature_names, preprocess, feature_spec)
-    signatures = {features.SERVING_SIGNATURE: module.serve.get_concrete_function()}
+    signatures = {
+        features.SERVING_SIGNATURE: module.serve.get_concrete_function(),
+        features.TRANSFORM_SIGNATURE: module.transform.get_concrete_function(),
+    }
     if module.numeric_only:
         signatures[features.FEATURES_SIGNATURE] = module.predict_features.get_concrete_function()
     tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -10,6 +10,8 @@ TRANSFORMED_FEATURES_KEY = "features"
 
 SERVING_SIGNATURE = "serving_default"
 FEATURES_SIGNATURE = "predict_features"
+# serialized tf.Examples -> the model input [B, F] under TRANSFORMED_FEATURES_KEY (for the evaluator's baselines)
+TRANSFORM_SIGNATURE = "transform_features"
 SERVING_INPUT_KEY = "examples"
 FEATURES_INPUT_KEY = "features"
 

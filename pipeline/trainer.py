@@ -23,7 +23,7 @@ from model.distribute import get_strategy
 from model.export import export_saved_model
 from model.features import TRANSFORMED_FEATURES_KEY, is_feature, natural_key
 from model.training import fit_gmvae
-from pipeline import configs
+from pipeline import configs, training_summary
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
@@ -111,8 +111,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))]
     checkpoint_dir = checkpoint_dir_for(fn_args)
     logging.info("Training checkpoints (a re-run after a crash resumes from them): %s", checkpoint_dir)
+    model_dir = training_summary.model_artifact_dir(fn_args.serving_model_dir)
+    fitted: dict = {}
+
+    def on_stage(stage: str, stage_model) -> None:
+        # after "init" K is final and the encoder is still the pre-trained one: the baselines' moment
+        if stage == "init":
+            fitted.update(training_summary.fit_baselines(stage_model, x_train, model_dir))
+
     model, history = fit_gmvae(
-        x_train, config, strategy=strategy, callbacks=callbacks, checkpoint_dir=checkpoint_dir,
+        x_train, config, strategy=strategy, callbacks=callbacks, checkpoint_dir=checkpoint_dir, on_stage=on_stage,
         verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
 
     raw_spec = tf_transform_output.raw_feature_spec()
@@ -124,6 +132,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         preprocess=_TransformedInput(tf_transform_output),
         feature_spec={name: raw_spec[name] for name in feature_names},
     )
+    training_summary.write_summary(model_dir, training_summary.summary(model, history, len(x_train), fitted))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, default=float)
     if checkpoint_dir and tf.io.gfile.exists(checkpoint_dir):

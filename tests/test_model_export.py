@@ -35,7 +35,8 @@ def test_saved_model_matches_in_memory(trained, tmp_path) -> None:
     assert len(np.unique(expected[features.CLUSTER])) > 1
     path = export_saved_model(model, str(tmp_path / "export"), NAMES)
     loaded = tf.saved_model.load(path)
-    assert set(loaded.signatures) == {features.SERVING_SIGNATURE, features.FEATURES_SIGNATURE}
+    assert set(loaded.signatures) == {features.SERVING_SIGNATURE, features.FEATURES_SIGNATURE,
+                                      features.TRANSFORM_SIGNATURE}
     serving = loaded.signatures[features.SERVING_SIGNATURE]
     dense = loaded.signatures[features.FEATURES_SIGNATURE]
     (serving_spec,) = serving.structured_input_signature[1].values()
@@ -51,6 +52,9 @@ def test_saved_model_matches_in_memory(trained, tmp_path) -> None:
         for key in (features.CLUSTER_PROBABILITIES, features.LATENT_MEAN, features.ELBO):
             assert got[key].shape[0] == len(raw)
             np.testing.assert_allclose(got[key].numpy(), expected[key], rtol=1e-4, atol=1e-4)
+    transformed = loaded.signatures[features.TRANSFORM_SIGNATURE](
+        **{features.SERVING_INPUT_KEY: tf.constant(_examples(raw))})[features.TRANSFORMED_FEATURES_KEY]
+    np.testing.assert_allclose(transformed.numpy(), np.clip(raw * model.config.input_scale, 0.0, 1.0), rtol=1e-6)
 
 
 def test_tf1_session_loader(trained, tmp_path) -> None:

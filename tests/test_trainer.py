@@ -1,9 +1,16 @@
-"""The Trainer module's pure parts: model config from the typed settings, the resumable checkpoint key."""
+"""The Trainer module's pure parts: model config from the typed settings, the resumable checkpoint key, the training
+summary beside the SavedModel."""
 
+import json
+
+import numpy as np
 import pytest
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from pipeline import configs, trainer
+from model import baselines
+from model.config import GMVAEConfig
+from model.training import build_model
+from pipeline import configs, trainer, training_summary
 from pipeline.configs import ModelSettings
 
 
@@ -64,3 +71,22 @@ def test_a_retried_training_finds_the_same_checkpoint_directory(tmp_path):
     assert trainer.checkpoint_dir_for(_fn_args(tmp_path)) == first
     assert trainer.checkpoint_dir_for(_fn_args(tmp_path, overrides={"seed": 1})) != first
     assert trainer.checkpoint_dir_for(FnArgs(train_files=[], custom_config={})) is None
+
+
+def test_the_training_summary_goes_beside_the_saved_model_and_a_failed_baseline_does_not_stop_training(tmp_path):
+    model_dir = training_summary.model_artifact_dir(str(tmp_path / "model" / "Format-Serving") + "/")
+    assert model_dir == str(tmp_path / "model")
+    model = build_model(GMVAEConfig(input_dim=3, n_components=4, latent_dim=2, hidden_units=(8,),
+                                    likelihood="gaussian"))
+    failed = training_summary.fit_baselines(model, np.zeros((2, 3), np.float32), model_dir)  # 2 rows, K=4
+    assert set(failed) == {"baseline_error"}
+    fitted = training_summary.fit_baselines(model, np.random.default_rng(0).normal(size=(200, 3)), model_dir)
+    assert fitted["baselines"][baselines.AE_GMM]["n_components"] == 4
+    assert (tmp_path / "model" / baselines.PRETRAINED_ENCODER_FILE).exists()
+    history = {"n_components": 4, "k_reason": "K=4 was given", "k_scores": {5: 1.0}, "init_method": "gmm",
+               "pretrain_seconds": 2.0, "fine_tune_seconds": 3.0}
+    path = training_summary.write_summary(model_dir, training_summary.summary(model, history, 200, failed))
+    with open(path) as f:
+        content = json.load(f)
+    assert content["seconds"] == {"pretrain": 2.0, "fine_tune": 3.0, "total": 5.0}
+    assert content["k_scores"] == {"5": 1.0} and content["baseline_error"] and len(content["mixture_weights"]) == 4

@@ -18,7 +18,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
-from components.clustering_evaluator import report, scoring
+from components.clustering_evaluator import comparison, profiles, report, scoring
 from components.clustering_evaluator.constants import METRICS_FILE
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
@@ -164,17 +164,22 @@ class Executor(evaluator_executor.Executor):
             model_paths[BASELINE] = baseline.model_path
         notes: list[str] = []
         input_names: dict[str, list[str]] = {}
+        category_names: dict[str, list[str]] = {}
         if image_shape is not None:
             names = scoring.numeric_feature_names(split_uri, label_key)
             if len(names) == int(np.prod(image_shape)):
                 input_names[CANDIDATE] = names
             else:
                 notes.append(f"no prototypes: {len(names)} numeric features do not fill image_shape {image_shape}")
+        else:  # tables: raw columns for the cluster profiles
+            input_names[CANDIDATE], category_names[CANDIDATE] = scoring.feature_columns(split_uri, label_key)
+        summary, no_summary = comparison.read_training_summary(model.uri)
 
         fileio.makedirs(evaluation.uri)
         with self._make_beam_pipeline() as pipeline:
             prefixes = scoring.score(
-                pipeline, split_uri, model_paths, os.path.join(evaluation.uri, SCORES_DIR), label_key, input_names
+                pipeline, split_uri, model_paths, os.path.join(evaluation.uri, SCORES_DIR), label_key, input_names,
+                category_names, model_input=(CANDIDATE,) if summary else (),
             )
         scores = {name: scoring.read_scores(prefix) for name, prefix in prefixes.items()}
         metrics = {name: scoring.metrics_from_scores(s) for name, s in scores.items()}
@@ -182,6 +187,13 @@ class Executor(evaluator_executor.Executor):
             notes.append(f"not every example has '{label_key}': acc, nmi and ari not computed")
         verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE))
         logging.info("ClusteringEvaluator decision for %s: %s", model.uri, verdict.summary)
+        candidate = scores[CANDIDATE]
+        compared = comparison.compare(summary, model.uri, candidate, metrics[CANDIDATE]) if summary else None
+        profiled = None
+        if image_shape is None:
+            profiled = profiles.cluster_profiles(
+                candidate[features.CLUSTER], int(metrics[CANDIDATE]["n_clusters"]), candidate.get(scoring.INPUTS),
+                input_names[CANDIDATE], candidate.get(scoring.CATEGORIES), category_names[CANDIDATE])
 
         _write_json(
             os.path.join(evaluation.uri, METRICS_FILE),
@@ -196,9 +208,10 @@ class Executor(evaluator_executor.Executor):
                 "regression_tolerances": tolerances,
                 "decision": verdict.to_json(),
                 "notes": notes,
+                "comparison": compared if compared is not None else {"note": no_summary},
+                "cluster_profiles": profiled,
             },
         )
-        candidate = scores[CANDIDATE]
         counts = {
             name: np.bincount(s[features.CLUSTER], minlength=int(metrics[name]["n_clusters"]))
             for name, s in scores.items()
@@ -208,8 +221,12 @@ class Executor(evaluator_executor.Executor):
             counts,
             candidate[features.LATENT_MEAN],
             candidate[features.CLUSTER],
-            (candidate[scoring.INPUTS], image_shape) if scoring.INPUTS in candidate else None,
+            (candidate[scoring.INPUTS], image_shape) if scoring.INPUTS in candidate and image_shape else None,
+            mixture_weights=compared.get("mixture_weights") if compared else None,
         )
+        sections = [comparison.markdown(compared, no_summary)]
+        if profiled is not None:
+            sections.append(profiles.markdown(profiled))
         report.write_markdown(
             os.path.join(evaluation.uri, report.REPORT_MD),
             verdict,
@@ -220,6 +237,7 @@ class Executor(evaluator_executor.Executor):
             tolerances,
             plots,
             notes,
+            sections,
         )
 
         fileio.makedirs(blessing.uri)

@@ -30,14 +30,20 @@ def _save(fig: Figure, path: str) -> None:
         f.write(buffer.getvalue())
 
 
-def plot_occupancy(cluster_counts: Mapping[str, np.ndarray], path: str) -> None:
-    """Grouped bar chart of the share of examples per cluster, one group member per model."""
+def plot_occupancy(
+    cluster_counts: Mapping[str, np.ndarray], path: str, mixture_weights: Sequence[float] | None = None
+) -> None:
+    """Grouped bar chart of the share of examples per cluster, one group member per model; the candidate's learned
+    mixture weights as markers when given."""
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(cluster_counts)
     for i, (name, counts) in enumerate(cluster_counts.items()):
         share = counts / max(counts.sum(), 1)
         ax.bar(np.arange(len(counts)) + (i - (len(cluster_counts) - 1) / 2) * width, share, width, label=name)
+    if mixture_weights:
+        ax.scatter(np.arange(len(mixture_weights)), mixture_weights, marker="_", s=400, color="black", zorder=3,
+                   label="candidate's learned mixture weight")
     ax.set(xlabel="cluster", ylabel="share of examples", title="Cluster occupancy")
     ax.set_xticks(np.arange(max(len(c) for c in cluster_counts.values())))
     ax.legend()
@@ -104,8 +110,10 @@ def write_markdown(
     tolerances: Mapping[str, float],
     plots: Sequence[tuple[str, str]],
     notes: Sequence[str] = (),
+    sections: Sequence[Sequence[str]] = (),
 ) -> None:
-    """The report page: decision and its reasons, metric table, thresholds, tolerances, notes and plots."""
+    """The report page: decision and its reasons, metric table, the extra `sections` (markdown lines: baseline
+    comparison, K, cluster profiles), thresholds, tolerances, notes and plots."""
     lines = [
         "# Clustering evaluation",
         "",
@@ -127,7 +135,10 @@ def write_markdown(
         if baseline is not None:
             row += f" {_fmt(metric, baseline.get(metric))} |"
         lines.append(row)
-    lines += ["", "## Thresholds", "", *_bullets(f"`{k}`: {v:g}" for k, v in thresholds.items()), ""]
+    lines.append("")
+    for section in sections:
+        lines += list(section)
+    lines += ["## Thresholds", "", *_bullets(f"`{k}`: {v:g}" for k, v in thresholds.items()), ""]
     lines += [
         "## Regression tolerances (allowed worsening vs baseline; `mean_elbo` relative)",
         "",
@@ -148,9 +159,10 @@ def write_plots(
     latent: np.ndarray,
     clusters: np.ndarray,
     prototypes: tuple[np.ndarray, Sequence[int]] | None,
+    mixture_weights: Sequence[float] | None = None,
 ) -> list[tuple[str, str]]:
     """Writes the PNGs into `output_dir`; returns [(title, file name)] for the markdown page."""
-    plot_occupancy(cluster_counts, os.path.join(output_dir, OCCUPANCY_PNG))
+    plot_occupancy(cluster_counts, os.path.join(output_dir, OCCUPANCY_PNG), mixture_weights)
     plot_latent_pca(latent, clusters, os.path.join(output_dir, LATENT_PNG))
     plots = [("Cluster occupancy", OCCUPANCY_PNG), ("Latent space", LATENT_PNG)]
     if prototypes is not None:

@@ -1,7 +1,8 @@
 """Beam scoring of serialized tf.Examples with a SavedModel's serving signature, and the metrics of the scores.
 
-Each scored batch is written as one record (an ``.npz`` of the model outputs plus the parsed label, and the raw
-input features when asked) to gzip TFRecords, so the per-example scores stay in the evaluation artifact.
+Each scored batch is written as one record (an ``.npz`` of the model outputs plus the parsed label, and when asked
+the raw numeric and categorical input columns and the model input from the ``transform_features`` signature) to
+gzip TFRecords, so the per-example scores stay in the evaluation artifact.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from model.metrics import clustering_report
 LABEL = "label"
 HAS_LABEL = "has_label"
 INPUTS = "inputs"
+CATEGORIES = "categories"
+MODEL_INPUT = "model_input"
 MAX_BATCH_SIZE = 256
 
 
@@ -65,20 +68,61 @@ def numeric_feature_names(split_uri: str, label_key: str) -> list[str]:
     raise ValueError(f"no examples in {split_uri}")
 
 
-class ScoreBatches(beam.DoFn):
-    """Scores batches of serialized tf.Examples with the `serving_default` signature of one SavedModel."""
+def _first_text(feature: tf.train.Feature | None) -> str:
+    """A categorical value as text ("" when the example has none)."""
+    if feature is None or not feature.bytes_list.value:
+        return _label_text(feature) or ""
+    return feature.bytes_list.value[0].decode("utf-8", "replace")
 
-    def __init__(self, model_path: str, label_key: str, input_names: Sequence[str] = ()) -> None:
+
+def feature_columns(split_uri: str, label_key: str, n_examples: int = 200) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) feature columns (not id or label) seen in the first examples of a split, natural
+    order; a column is categorical when it holds text (bytes). Several examples are read because a column with
+    missing values is absent from some."""
+    dataset = tf.data.TFRecordDataset(example_files(split_uri), compression_type="GZIP").take(n_examples)
+    kinds: dict[str, str] = {}
+    for record in dataset:
+        for name, feature in tf.train.Example.FromString(record.numpy()).features.feature.items():
+            kind = feature.WhichOneof("kind")
+            if features.is_feature(name) and name != label_key and kind is not None:
+                kinds[name] = "categorical" if kind == "bytes_list" or kinds.get(name) == "categorical" else "numeric"
+    ordered = sorted(kinds, key=features.natural_key)
+    return [n for n in ordered if kinds[n] == "numeric"], [n for n in ordered if kinds[n] == "categorical"]
+
+
+class ScoreBatches(beam.DoFn):
+    """Scores batches of serialized tf.Examples with the `serving_default` signature of one SavedModel.
+
+    Optionally keeps the raw numeric columns `input_names` (NaN where missing), the categorical columns
+    `category_names` (text, "" where missing) and, with `model_input`, the model input of every example from the
+    `transform_features` signature (when the model has it).
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        label_key: str,
+        input_names: Sequence[str] = (),
+        category_names: Sequence[str] = (),
+        model_input: bool = False,
+    ) -> None:
         self._model_path = model_path
         self._label_key = label_key
         self._input_names = list(input_names)
+        self._category_names = list(category_names)
+        self._model_input = model_input
 
     def setup(self) -> None:
-        self._predict = tf.saved_model.load(self._model_path).signatures[features.SERVING_SIGNATURE]
+        signatures = tf.saved_model.load(self._model_path).signatures
+        self._predict = signatures[features.SERVING_SIGNATURE]
+        self._transform = signatures.get(features.TRANSFORM_SIGNATURE) if self._model_input else None
 
     def process(self, batch: list[bytes]) -> Iterator[bytes]:
         outputs = self._predict(**{features.SERVING_INPUT_KEY: tf.constant(batch)})
         arrays = {key: outputs[key].numpy() for key in features.OUTPUT_KEYS}
+        if self._transform is not None:
+            transformed = self._transform(**{features.SERVING_INPUT_KEY: tf.constant(batch)})
+            arrays[MODEL_INPUT] = transformed[features.TRANSFORMED_FEATURES_KEY].numpy()
         examples = [tf.train.Example.FromString(record).features.feature for record in batch]
         labels = [_label_text(example.get(self._label_key)) for example in examples]
         arrays[HAS_LABEL] = np.array([label is not None for label in labels])
@@ -88,6 +132,10 @@ class ScoreBatches(beam.DoFn):
                 [[_first_number(example.get(name)) for name in self._input_names] for example in examples],
                 dtype=np.float32,
             )
+        if self._category_names:
+            arrays[CATEGORIES] = np.array(
+                [[_first_text(example.get(name)) for name in self._category_names] for example in examples], dtype=str
+            ).reshape(len(examples), len(self._category_names))
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         yield buffer.getvalue()
@@ -100,10 +148,13 @@ def score(
     output_dir: str,
     label_key: str,
     input_names: Mapping[str, Sequence[str]] | None = None,
+    category_names: Mapping[str, Sequence[str]] | None = None,
+    model_input: Sequence[str] = (),
 ) -> dict[str, str]:
     """Adds to `pipeline` the scoring of one split by every model of `model_paths` ({name: SavedModel dir}).
 
-    The examples are read once; `input_names[name]` are raw features kept for that model's report.
+    The examples are read once; `input_names[name]` (numeric) and `category_names[name]` (text) are raw features
+    kept for that model's report, and the models named in `model_input` also keep their model input.
     Returns {name: file prefix of its scores} (run the pipeline, then `read_scores`).
     """
     batches = (
@@ -116,7 +167,9 @@ def score(
         prefixes[name] = os.path.join(output_dir, name)
         _ = (
             batches
-            | f"Score[{name}]" >> beam.ParDo(ScoreBatches(path, label_key, (input_names or {}).get(name, ())))
+            | f"Score[{name}]" >> beam.ParDo(ScoreBatches(
+                path, label_key, (input_names or {}).get(name, ()), (category_names or {}).get(name, ()),
+                name in model_input))
             | f"Write[{name}]" >> beam.io.WriteToTFRecord(prefixes[name], file_name_suffix=".tfrecord.gz")
         )
     return prefixes

@@ -1,0 +1,195 @@
+"""Does the deep model earn its cost? The candidate against two cheap baselines on the same eval examples.
+
+The Trainer stores, beside the SavedModel, ``training_summary.json`` (K and why, the learned mixture weights,
+stage seconds, two fitted baselines) and the pre-trained encoder (`pipeline/training_summary.py`). Here both
+baselines cluster the eval split's model inputs (from the candidate's ``transform_features`` signature) and get
+the candidate's metrics. Informational only: the bless rule does not read any of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.io import fileio
+
+from components.clustering_evaluator import scoring
+from model import baselines, features
+from model.config import GMVAEConfig
+from model.metrics import ari, clustering_report
+
+CANDIDATE = "candidate"
+METHODS = (CANDIDATE, baselines.GMM_INPUTS, baselines.AE_GMM)
+TITLES = {CANDIDATE: "candidate (GMVAE)", **baselines.TITLES}
+SPACES = {CANDIDATE: "latent means", baselines.GMM_INPUTS: "the inputs", baselines.AE_GMM: "pre-trained codes"}
+AS_GOOD = 0.02  # NMI (or ARI agreement) margin within which a baseline "does as well"
+ROWS = ("acc", "nmi", "ari", "silhouette", "min_share", "max_share", "empty", "agreement_ari", "train_seconds")
+
+
+def read_training_summary(model_uri: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the summary the Trainer wrote in the Model artifact, None) or (None, why there is none)."""
+    path = os.path.join(model_uri, baselines.TRAINING_SUMMARY_FILE)
+    if not fileio.exists(path):
+        return None, f"no {baselines.TRAINING_SUMMARY_FILE} in the model artifact (older model): no comparison"
+    try:
+        with fileio.open(path) as f:
+            content = json.load(f)
+    except (OSError, ValueError) as error:
+        return None, f"{path} is unreadable ({error}): no comparison"
+    if not isinstance(content, dict) or "n_components" not in content:
+        return None, f"{path} is not a training summary: no comparison"
+    return content, None
+
+
+def _config(summary: Mapping[str, Any]) -> GMVAEConfig:
+    known = {f.name for f in dataclasses.fields(GMVAEConfig)}
+    return GMVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()
+                          if k in known})
+
+
+def pretrained_codes(model_uri: str, summary: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
+    """E[z|x] of the pre-trained encoder the Trainer saved (the GMVAE's autoencoder before fine-tuning)."""
+    from model.training import build_model, latent_means  # imported here: builds Keras models
+
+    model = build_model(_config(summary))
+    source = os.path.join(model_uri, summary.get("pretrained_encoder", baselines.PRETRAINED_ENCODER_FILE))
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, baselines.PRETRAINED_ENCODER_FILE)
+        tf.io.gfile.copy(source, local)  # h5py reads local files only
+        model.encoder.load_weights(local)
+    return latent_means(model, np.asarray(x, dtype=np.float32))
+
+
+def _metrics(labels, clusters: np.ndarray, k: int, space: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
+    metrics = clustering_report(labels, clusters, k, latent=space)
+    metrics["agreement_ari"] = ari(candidate, clusters)
+    return metrics
+
+
+def verdict(methods: Mapping[str, Mapping[str, float]]) -> str:
+    """One line: does the candidate beat both baselines, or does a cheaper one do as well?"""
+    cand, inputs, ae = (methods[m] for m in METHODS)
+    nan = float("nan")
+    cost = f"{inputs.get('train_seconds', nan):.1f} s instead of {cand.get('train_seconds', nan):.0f} s"
+    if "nmi" in cand:
+        if inputs["nmi"] >= cand["nmi"] - AS_GOOD:
+            return (f"a GMM on the inputs does as well (NMI {inputs['nmi']:.3f} vs {cand['nmi']:.3f}) in {cost} of "
+                    "training: consider it")
+        if ae["nmi"] >= cand["nmi"] - AS_GOOD:
+            return (f"AE + GMM on the same autoencoder does as well (NMI {ae['nmi']:.3f} vs {cand['nmi']:.3f}): "
+                    "fine-tuning the mixture adds little")
+        margin = cand["nmi"] - max(inputs["nmi"], ae["nmi"])
+        return (f"the GMVAE beats both baselines by at least {margin:.3f} NMI ({cand['nmi']:.3f} vs {ae['nmi']:.3f} "
+                f"for AE + GMM and {inputs['nmi']:.3f} for a GMM on the inputs)")
+    if inputs["agreement_ari"] >= 1.0 - 5 * AS_GOOD:
+        return (f"no labels; a GMM on the inputs finds nearly the same clusters (ARI {inputs['agreement_ari']:.2f} "
+                f"with the candidate) in {cost} of training: consider it")
+    return (f"no labels, so no accuracy: the baselines agree with the candidate at ARI "
+            f"{inputs['agreement_ari']:.2f} (GMM on the inputs) and {ae['agreement_ari']:.2f} (AE + GMM); "
+            "silhouettes are each in the method's own space")
+
+
+def compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np.ndarray],
+            candidate_metrics: Mapping[str, float]) -> dict[str, Any]:
+    """The ``comparison`` section of metrics.json: K and why, mixture weights vs eval shares, and when the
+    baselines and the model input are there, every method's metrics and the verdict. Informational, so a summary
+    it cannot use gives a section with a ``note`` instead of stopping the evaluation."""
+    try:
+        return _compare(summary, model_uri, scores, candidate_metrics)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, tf.errors.OpError) as error:
+        return {"note": f"no comparison: the training summary could not be used ({type(error).__name__}: {error})"}
+
+
+def _compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np.ndarray],
+             candidate_metrics: Mapping[str, float]) -> dict[str, Any]:
+    k = int(summary["n_components"])
+    clusters = scores[features.CLUSTER]
+    shares = np.bincount(clusters, minlength=k) / max(clusters.size, 1)
+    seconds = summary.get("seconds", {})
+    section: dict[str, Any] = {
+        "k": k,
+        "k_reason": summary.get("k_reason"),
+        "k_scores": summary.get("k_scores", {}),
+        "init_method": summary.get("init_method"),
+        "mixture_weights": summary.get("mixture_weights"),
+        "eval_shares": shares.tolist(),
+        "training_seconds": seconds,
+    }
+    fitted = summary.get("baselines")
+    if not fitted or scoring.MODEL_INPUT not in scores:
+        section["note"] = summary.get("baseline_error") or "no baselines or no transform_features signature"
+        return section
+    labels = scores[scoring.LABEL] if bool(np.all(scores[scoring.HAS_LABEL])) else None
+    x = scores[scoring.MODEL_INPUT]
+    methods: dict[str, dict[str, float]] = {CANDIDATE: {**candidate_metrics, "agreement_ari": 1.0,
+                                                        "train_seconds": float(seconds.get("total", math.nan))}}
+    inputs = fitted[baselines.GMM_INPUTS]
+    methods[baselines.GMM_INPUTS] = _metrics(labels, baselines.predict(inputs, x), k,
+                                             baselines.representation(inputs, x), clusters)
+    methods[baselines.GMM_INPUTS]["train_seconds"] = float(inputs["fit_seconds"])
+    ae = fitted[baselines.AE_GMM]
+    codes = pretrained_codes(model_uri, summary, x)
+    methods[baselines.AE_GMM] = _metrics(labels, baselines.predict(ae, codes), k, codes, clusters)
+    methods[baselines.AE_GMM]["train_seconds"] = float(seconds.get("pretrain", math.nan) + ae["fit_seconds"])
+    section["methods"] = {name: {key: m.get(key) for key in ROWS if key in m} for name, m in methods.items()}
+    section["silhouette_space"] = SPACES
+    section["verdict"] = verdict(methods)
+    return section
+
+
+def _cell(value: Any, key: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if key in ("min_share", "max_share"):
+        return f"{100 * value:.1f}%"
+    if key == "empty":
+        return str(int(value))
+    if key == "train_seconds":
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+ROW_TITLES = {"agreement_ari": "agreement with the candidate (ARI)", "train_seconds": "training seconds",
+              "silhouette": "silhouette (each in its own space)", "min_share": "smallest cluster",
+              "max_share": "largest cluster", "empty": "empty clusters"}
+
+
+def markdown(section: Mapping[str, Any] | None, note: str | None = None) -> list[str]:
+    """Report lines: the comparison table and verdict, K and why, learned weights beside eval shares."""
+    lines = ["## Is the deep model worth it? candidate vs GMM on the inputs vs AE + GMM (same autoencoder)", ""]
+    if section is None or "k" not in section:
+        return [*lines, f"- {(section or {}).get('note') or note or 'no training summary'}", ""]
+    methods = section.get("methods")
+    if methods:
+        lines += [f"**{section['verdict']}**", "", "| metric | " + " | ".join(TITLES[m] for m in METHODS) + " |",
+                  "|---|" + "---|" * len(METHODS)]
+        for key in ROWS:
+            if any(key in methods[m] for m in METHODS):
+                cells = " | ".join(_cell(methods[m].get(key), key) for m in METHODS)
+                lines.append(f"| {ROW_TITLES.get(key, key)} | {cells} |")
+        lines += ["", "Same K and the same eval examples for all three. Silhouette: the candidate on its latent means, "
+                  "the GMM on the inputs (PCA-50 when there are more than 50), AE + GMM on the pre-trained codes. "
+                  "AE + GMM's seconds include the autoencoder pre-training. Informational: not part of the bless "
+                  "rule.", ""]
+    else:
+        lines += [f"- no baseline comparison: {section.get('note')}", ""]
+    lines += ["## K: how many clusters and why", "", f"K = {section['k']}: {section.get('k_reason')} "
+              f"(mixture initialised by `{section.get('init_method')}`).", ""]
+    scores = section.get("k_scores") or {}
+    if scores:
+        lines += ["| K | score |", "|---|---|", *(f"| {k} | {v:.4g} |" for k, v in scores.items()), ""]
+    weights = section.get("mixture_weights") or []
+    shares = section.get("eval_shares") or []
+    lines += ["| cluster | learned mixture weight | share of eval examples |", "|---|---|---|"]
+    for c in range(max(len(weights), len(shares))):
+        w = f"{100 * weights[c]:.1f}%" if c < len(weights) else "n/a"
+        s = f"{100 * shares[c]:.1f}%" if c < len(shares) else "n/a"
+        lines.append(f"| {c} | {w} | {s} |")
+    return [*lines, ""]
