@@ -65,7 +65,7 @@ def read_feature_spec(model_dir: str) -> FeatureSpec:
     for meta in saved.meta_graphs:
         if SERVING_SIGNATURE not in meta.signature_def:
             continue
-        for function in meta.graph_def.library.function:
+        for function in _serving_functions(meta):
             nodes = {node.name: node for node in function.node_def}
 
             def const(ref: str, nodes=nodes):
@@ -97,6 +97,35 @@ def read_feature_spec(model_dir: str) -> FeatureSpec:
                     features[name] = RawFeature(name, _DTYPES[dtype], shape, optional)
                 return {name: features[name] for name in sorted(features, key=natural_key)}
     raise ValueError(f"{model_dir} has no '{SERVING_SIGNATURE}' signature that parses tf.Example features.")
+
+
+def _called(nodes) -> list[str]:
+    """The names of the functions ``nodes`` call (attrs such as ``f`` of ``StatefulPartitionedCall``)."""
+    names = []
+    for node in nodes:
+        for attr in node.attr.values():
+            if attr.WhichOneof("value") == "func":
+                names.append(attr.func.name)
+            elif attr.WhichOneof("value") == "list":
+                names.extend(func.name for func in attr.list.func)
+    return names
+
+
+def _serving_functions(meta) -> list:
+    """The graph functions ``serving_default`` runs, callers first (every function if the call graph is not found),
+    so that another signature's parsing (e.g. a ``transform_features`` signature) is never read instead."""
+    library = {function.signature.name: function for function in meta.graph_def.library.function}
+    graph = {node.name: node for node in meta.graph_def.node}
+    outputs = [t.name.split(":")[0] for t in meta.signature_def[SERVING_SIGNATURE].outputs.values()]
+    queue, seen, order = _called(graph[name] for name in outputs if name in graph), set(), []
+    while queue:
+        name = queue.pop(0)
+        if name in seen or name not in library:
+            continue
+        seen.add(name)
+        order.append(library[name])
+        queue.extend(_called(library[name].node_def))
+    return order or list(library.values())
 
 
 def model_signatures(model_dir: str) -> set[str]:

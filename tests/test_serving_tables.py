@@ -143,6 +143,26 @@ def test_spec_reader_returns_text_and_optional_features(text_model, numeric_mode
     assert features.FEATURES_SIGNATURE in fs.model_signatures(numeric_model)
 
 
+def test_spec_reader_reads_the_parsing_of_serving_default_not_of_another_signature(tmp_path) -> None:
+    """A second signature that parses other features (like a transform_features signature) is never read instead."""
+
+    class TwoParsers(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def _a_other(self, examples):
+            parsed = tf.io.parse_example(examples, {"label": tf.io.FixedLenFeature([], tf.int64),
+                                                    "note": tf.io.VarLenFeature(tf.string)})
+            return {"out": tf.cast(parsed["label"], tf.float32)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def _serve(self, examples):
+            return {"out": tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([], tf.float32)})["x"]}
+
+    module = TwoParsers()
+    serve = module._serve.get_concrete_function()  # traced first: the other parser comes first in the library
+    tf.saved_model.save(module, str(tmp_path), signatures={features.SERVING_SIGNATURE: serve, "other": module._a_other})
+    assert fs.read_feature_spec(str(tmp_path)) == {"x": fs.RawFeature("x", fs.FLOAT32, ())}
+
+
 def test_build_example_omits_missing_optional_values_and_refuses_missing_required_ones(text_model) -> None:
     spec = fs.read_feature_spec(text_model)
     for missing in MISSING:
