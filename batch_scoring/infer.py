@@ -27,15 +27,24 @@ log = logging.getLogger(__name__)
 
 
 def dense_to_examples(matrix: np.ndarray, spec: FeatureSpec) -> list[bytes]:
-    """Dense raw rows -> serialized tf.Examples (int64_list or float_list per the spec) with tfx-bsl's C++ encoder."""
+    """Dense raw rows -> serialized tf.Examples (int64_list or float_list per the spec) with tfx-bsl's C++ encoder.
+
+    NaN in an optional feature's column is a missing value: that feature's list is empty, which parses as missing.
+    """
     import pyarrow as pa
     from tfx_bsl.coders.example_coder import RecordBatchToExamples
 
     n = len(matrix)
-    offsets = pa.array(np.arange(n + 1, dtype=np.int64))
+    all_offsets = pa.array(np.arange(n + 1, dtype=np.int64))
     arrays = []
     for j, feature in enumerate(spec.values()):
-        column = matrix[:, j].astype(np.int64 if feature.dtype == INT64 else np.float32)
+        column, offsets = matrix[:, j], all_offsets
+        if feature.optional:
+            present = ~np.isnan(column)
+            if not present.all():
+                column = column[present]
+                offsets = pa.array(np.concatenate([[0], np.cumsum(present)]).astype(np.int64))
+        column = column.astype(np.int64 if feature.dtype == INT64 else np.float32)
         arrays.append(pa.LargeListArray.from_arrays(offsets, pa.array(column)))
     return RecordBatchToExamples(pa.RecordBatch.from_arrays(arrays, names=list(spec)))
 
@@ -70,8 +79,9 @@ class Progress:
 class PredictBatches(beam.DoFn):
     """Load the SavedModel once per worker (``setup``) and score ``(keys, ids, inputs)`` batches.
 
-    Dense float32 inputs go through ``predict_features`` (through ``serving_default`` for a model without it),
-    serialized tf.Examples through ``serving_default``; one model call per batch.
+    Dense float32 inputs (NaN = a missing optional value) go through ``predict_features`` (through
+    ``serving_default`` for a model without it), serialized tf.Examples through ``serving_default``; one model call
+    per batch.
     """
 
     def __init__(self, model_dir: str, spec: FeatureSpec, num_shards: int) -> None:

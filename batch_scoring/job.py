@@ -40,20 +40,21 @@ from batch_scoring.options import (
 )
 from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows
 from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
-from model.features import CLUSTER_PROBABILITIES, LATENT_MEAN, SERVING_SIGNATURE
-from serving.feature_spec import FeatureSpec, read_feature_spec
+from model.features import CLUSTER_PROBABILITIES, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
+from serving.feature_spec import FeatureSpec, has_text, model_signatures, read_feature_spec
 from serving.store import resolve_model_dir
 
 log = logging.getLogger(__name__)
 
 
 def build_pipeline(p: beam.Pipeline, files: list[str], fmt: str, spec: FeatureSpec, model_dir: str, tmp_dir: str,
-                   options: ScoringOptions, engine: str) -> None:
-    """Add read -> score -> write (scores, dead letters, counts into ``tmp_dir``) to ``p``."""
+                   options: ScoringOptions, engine: str, dense: bool = True) -> None:
+    """Add read -> score -> write (scores, dead letters, counts into ``tmp_dir``) to ``p``; CSV/Parquet rows are
+    read as dense raw values when ``dense`` (the model has ``predict_features``), else as tf.Examples."""
+    reader = ReadRows(fmt, spec, options.batch_size, dense=dense)
     read = (p
             | "Files" >> beam.Create(files)
-            | "ReadRows" >> beam.ParDo(ReadRows(fmt, spec, options.batch_size)).with_outputs(DEAD_TAG, COUNT_TAG,
-                                                                                              main="batches"))
+            | "ReadRows" >> beam.ParDo(reader).with_outputs(DEAD_TAG, COUNT_TAG, main="batches"))
     batches = read.batches | "Redistribute" >> beam.Reshuffle()  # spread one big file's batches over the workers
     if engine == RUNINFERENCE:
         scored = run_inference(batches, model_dir, spec, options.num_shards)
@@ -117,10 +118,11 @@ def _output_dims(model_dir: str) -> tuple[int, int]:
     return int(outputs[CLUSTER_PROBABILITIES].shape[-1]), int(outputs[LATENT_MEAN].shape[-1])
 
 
-def resolve_engine(engine: str, fmt: str) -> str:
-    """``auto``: the dense ``dofn`` engine for CSV/Parquet, tfx-bsl ``runinference`` for tf.Example input."""
+def resolve_engine(engine: str, fmt: str, dense: bool = True) -> str:
+    """``auto``: the dense ``dofn`` engine for CSV/Parquet when the model has ``predict_features`` (``dense``), else
+    the tf.Example path, tfx-bsl ``runinference`` (tf.Example input, models with text columns)."""
     if engine == AUTO:
-        return RUNINFERENCE if fmt == TFRECORD else DOFN
+        return DOFN if fmt != TFRECORD and dense else RUNINFERENCE
     return engine
 
 
@@ -134,7 +136,8 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
     if len(formats) != 1:
         raise InputError(f"the inputs mix formats ({', '.join(sorted(formats))}); score one format per job.")
     fmt = formats.pop()
-    engine = resolve_engine(options.engine, fmt)
+    dense = FEATURES_SIGNATURE in model_signatures(model_dir) and not has_text(spec)
+    engine = resolve_engine(options.engine, fmt, dense)
     check_columns(files, fmt, spec)
     output = options.output
     if not FileSystems.exists(output):
@@ -145,7 +148,7 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
     try:
         pipeline_started = time.monotonic()
         with test_pipeline or beam.Pipeline(options=PipelineOptions(list(options.beam_args))) as p:
-            build_pipeline(p, files, fmt, spec, model_dir, tmp_dir, options, engine)
+            build_pipeline(p, files, fmt, spec, model_dir, tmp_dir, options, engine, dense)
         pipeline_seconds = time.monotonic() - pipeline_started
         with FileSystems.open(FileSystems.join(tmp_dir, COUNTS_FILE)) as f:
             counts = json.loads(f.read().decode("utf-8"))

@@ -14,7 +14,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     TFRECORD: (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz"),
 }
 RUNINFERENCE, DOFN = "runinference", "dofn"
-ENGINES = (RUNINFERENCE, DOFN)  # AUTO picks dofn for CSV/Parquet, runinference for TFRecord
+ENGINES = (RUNINFERENCE, DOFN)  # AUTO: dofn for CSV/Parquet if the model has predict_features, else runinference
 READ, SCORED, DEAD = "read", "scored", "dead_lettered"  # the counts the job checks and reports
 
 
@@ -80,9 +80,11 @@ def parser() -> argparse.ArgumentParser:
                      help="number of scores-*.csv files (rows are spread by a hash of their position; default 1).")
     cli.add_argument("--engine", choices=(AUTO, *ENGINES), default=AUTO,
                      help="dofn: a DoFn that loads the model once per worker and scores each batch with one call "
-                          "(dense raw values through predict_features for CSV/Parquet, no tf.Example); "
+                          "(dense raw values through predict_features for CSV/Parquet, no tf.Example, when the "
+                          "model has that signature; tf.Examples through serving_default otherwise); "
                           "runinference: tf.Examples through tfx-bsl RunInference (the BulkInferrer engine); "
-                          "auto (default): dofn for CSV/Parquet, runinference for TFRecord.")
+                          "auto (default): dofn for CSV/Parquet, runinference for TFRecord and for models with text "
+                          "(categorical) columns, which have no predict_features signature.")
     cli.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                      help="Beam pipeline option, repeatable, e.g. --beam-arg=--runner=DataflowRunner "
                           "(default: DirectRunner).")

@@ -2,7 +2,9 @@
 
 CSV: Python's csv module for the structure, Arrow's parser for the numbers; Parquet: Arrow columns; TFRecord:
 checked records (:func:`tfrecords`) parsed as tf.Examples. Rows are checked exactly as
-:func:`serving.feature_spec.build_example` checks them, so a dead letter's reason is what a serving request would get.
+:func:`serving.feature_spec.build_example` checks them, so a dead letter's reason is what a serving request would get:
+a missing value (empty, NA, NaN, null...) of an optional (sparse) feature is NaN in a dense row and left out of a
+tf.Example, of a required feature it dead-letters the row. A model with text columns gets tf.Examples only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import re
 import struct
@@ -27,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from batch_scoring.options import CSV, PARQUET, READ, TFRECORD
 from model.features import ID_KEY
-from serving.feature_spec import INT64, FeatureSpec, RawFeature, RequestError, build_example, to_number
+from serving.feature_spec import INT64, FeatureSpec, RawFeature, RequestError, build_example, to_value
 
 DEAD_TAG = "dead"  # tagged output: ((source, position), dead-letter record)
 COUNT_TAG = "count"  # tagged output: (READ, rows read from one file)
@@ -99,10 +102,10 @@ def _clean_rows(matrix: np.ndarray, int_mask: np.ndarray) -> np.ndarray:
 
 
 def _checked_number(values: dict, name: str, feature: RawFeature) -> int | float:
-    """One feature of a raw row as :func:`build_example` checks it (RequestError with the same sentence)."""
-    if name not in values:
-        raise RequestError(f"feature {name!r} is missing.")
-    return to_number(values[name], feature)
+    """One numeric feature of a raw row as :func:`build_example` checks it (RequestError with the same sentence);
+    NaN for a missing value of an optional feature (``predict_features`` reads NaN as missing)."""
+    value = to_value(values.get(name), feature)
+    return math.nan if value is None else value
 
 
 def _examples_batch(items: list) -> Batch:
@@ -114,14 +117,16 @@ class ReadRows(beam.DoFn):
     """One input file -> batches ``(keys, ids, inputs)``, dead letters and a read count.
 
     ``keys`` are ``(source, position)``; ``inputs`` is a float32 ``[n, F]`` array of raw values in the model's feature
-    order (CSV, Parquet) or a list of serialized tf.Examples (TFRecord, and the rare rows holding int64 values that
-    float32 cannot represent exactly). Batches hold at most ``batch_size`` rows.
+    order (CSV, Parquet, when ``dense``: the model has ``predict_features``; NaN where an optional feature is missing)
+    or a list of serialized tf.Examples (TFRecord, every row when not ``dense``, and the rare rows holding int64
+    values that float32 cannot represent exactly). Batches hold at most ``batch_size`` rows.
     """
 
-    def __init__(self, fmt: str, spec: FeatureSpec, batch_size: int = 256) -> None:
+    def __init__(self, fmt: str, spec: FeatureSpec, batch_size: int = 256, dense: bool = True) -> None:
         self._fmt = fmt
         self._spec = spec
         self._batch_size = batch_size
+        self._dense = dense
         self._int_mask = np.array([feature.dtype == INT64 for feature in spec.values()], dtype=bool)
 
     def process(self, path: str) -> Iterable:
@@ -169,7 +174,7 @@ class ReadRows(beam.DoFn):
 
     def _csv_batch(self, path: str, header: list[str], columns: list[int], pending: list) -> Iterable:
         texts = [",".join([fields[c] for c in columns]) for _, _, fields in pending]
-        plain = [_is_plain(text, len(columns)) for text in texts]
+        plain = [self._dense and _is_plain(text, len(columns)) for text in texts]
         matrix = _parse_numbers([t for t, ok in zip(texts, plain, strict=True) if ok], len(columns))
         if matrix is None:  # Arrow refused something: every row of the batch is checked in Python
             plain = [False] * len(pending)
@@ -199,8 +204,8 @@ class ReadRows(beam.DoFn):
                 ids = [str(g) if g not in (None, "") else f"{name}:{index + i}" for i, g in enumerate(given)]
                 columns = [batch.column(names.index(f)) for f in self._spec]
                 parsed = [None] * n
-                if all(pa.types.is_integer(c.type) or pa.types.is_floating(c.type) for c in columns):
-                    # nulls become NaN here, fail the finite check and are reported as missing by the row check
+                if self._dense and all(pa.types.is_integer(c.type) or pa.types.is_floating(c.type) for c in columns):
+                    # nulls become NaN here, fail the finite check and go through the row check (missing values)
                     matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.float64) for c in columns])
                     parsed = list(matrix)
                 rows = {}
@@ -225,9 +230,20 @@ class ReadRows(beam.DoFn):
         ``keyed[i]`` is ``(key, id)``; ``parsed[i]`` the row's float64 values or None. Parsed rows that are finite,
         within float32 and integral for int64 features (and small enough for float32 to hold exactly) are accepted
         as they are; every other row is checked value by value exactly as :func:`build_example` checks it, so its
-        dead-letter reason names the first bad feature, the same sentence as on the tf.Example path.
+        dead-letter reason names the first bad feature, the same sentence as on the tf.Example path. Without
+        ``dense`` every row becomes a tf.Example.
         """
         spec = self._spec
+        if not self._dense:
+            examples = []
+            for i, (key, row_id) in enumerate(keyed):
+                try:
+                    examples.append((key, row_id, build_example(raw_values(i), spec)))
+                except RequestError as err:
+                    yield _dead(path, key[1], row_id, str(err), raw_text(i))
+            if examples:
+                yield _examples_batch(examples)
+            return
         filled = [i for i, values in enumerate(parsed) if values is not None]
         clean = np.zeros(len(parsed), dtype=bool)
         if filled:
@@ -245,7 +261,7 @@ class ReadRows(beam.DoFn):
             except RequestError as err:
                 yield _dead(path, key[1], row_id, str(err), raw_text(i))
                 continue
-            if any(feature.dtype == INT64 and abs(number) > _FLOAT32_EXACT_INT
+            if any(feature.dtype == INT64 and not math.isnan(number) and abs(number) > _FLOAT32_EXACT_INT
                    for number, feature in zip(numbers, spec.values(), strict=True)):
                 examples.append((key, row_id, build_example(values, spec)))
             else:
@@ -300,15 +316,17 @@ class ReadRows(beam.DoFn):
             return default_id, None, f"the record is not a tf.Example ({err})."
         row_id = _example_id(feats.get(ID_KEY)) or default_id
         values = {}
-        for key in self._spec:
+        for key, feature in self._spec.items():
             if key not in feats:
-                continue  # build_example reports the first missing feature
+                continue  # build_example leaves out a missing optional feature, reports a missing required one
             kind = feats[key].WhichOneof("kind")
             value = list(getattr(feats[key], kind).value) if kind else []
+            if not value and feature.optional:
+                continue  # an empty list parses as missing
             if len(value) != 1:
                 return row_id, None, f"feature {key!r} has {len(value)} values; the model expects exactly 1."
             values[key] = value[0]
-        try:  # a float-valued int64 feature becomes an int64_list
+        try:  # a float-valued int64 feature becomes an int64_list; a number for a text feature its str
             return row_id, build_example(values, self._spec), None
         except RequestError as err:
             return row_id, None, str(err)

@@ -21,6 +21,10 @@ LATENT_MEAN = "latent_mean"
 ELBO = "elbo"
 OUTPUT_KEYS = (CLUSTER, CLUSTER_PROBABILITIES, LATENT_MEAN, ELBO)
 
+# The spellings of a missing value in a table (compared stripped and lower-cased): staging writes them as empty
+# fields, serving and batch scoring leave the feature out of the tf.Example (NaN in a dense predict_features row).
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+
 
 def is_feature(name: str) -> bool:
     """True for every input column that is a model feature (not the id or the label)."""

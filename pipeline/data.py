@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.features import ID_KEY, LABEL_KEY, is_feature, natural_key
+from model.features import ID_KEY, LABEL_KEY, MISSING_TOKENS, is_feature, natural_key
 
 DEFAULT_SOURCE = "digits"
 CSV = "csv"
@@ -27,7 +27,6 @@ TFRECORD = "tfrecord"
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecord.gz", ".tfrecords", ".gz")
 
 NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
-MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 # A text column with more distinct values than this is free text or an identifier, not a category.
 MAX_CATEGORIES = 50
 # A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.

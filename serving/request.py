@@ -9,12 +9,14 @@ Our model has two signatures (names in :mod:`model.features`):
 
 * ``serving_default``: input ``examples``, a 1-D string tensor of serialized ``tf.Example`` s. Binary JSON values are
   sent base64-encoded as ``{"b64": "..."}``.
-* ``predict_features``: input ``features``, dense float32 ``[B, F]`` in the model's feature order.
+* ``predict_features``: input ``features``, dense float32 ``[B, F]`` in the model's feature order, NaN where an
+  optional (sparse) feature is missing. A model with text (categorical) columns has no ``predict_features`` signature.
 
 :func:`parse_request` turns a body into exactly the tensors TF Serving feeds the signature (numpy arrays), rejecting
 anything TF Serving or the model would reject with one :class:`RequestError` sentence. It is stricter than TF Serving in
-one way: rows with NaN/inf values, or tf.Examples that lack a feature or carry it with the wrong kind, are rejected
-here instead of producing NaN scores or a parse error deep in the graph. The feature spec comes from
+one way: rows with NaN/inf values (NaN is allowed where a feature is optional), or tf.Examples that lack a required
+feature or carry one with the wrong kind, are rejected here instead of producing NaN scores or a parse error deep
+in the graph. The feature spec comes from
 :mod:`serving.feature_spec`.
 
 CLI: ``python -m serving.request --model DIR --csv FILE --rows 2 [--columnar] [--predict]`` prints the body a client
@@ -43,7 +45,16 @@ from model.features import (
     SERVING_INPUT_KEY,
     SERVING_SIGNATURE,
 )
-from serving.feature_spec import FeatureSpec, RequestError, build_example, check_example, read_feature_spec, to_number
+from serving.feature_spec import (
+    NO_DENSE_SIGNATURE,
+    FeatureSpec,
+    RequestError,
+    build_example,
+    check_example,
+    has_text,
+    read_feature_spec,
+    to_value,
+)
 from serving.store import resolve_model_dir
 
 _INPUT_KEYS = {SERVING_SIGNATURE: SERVING_INPUT_KEY, FEATURES_SIGNATURE: FEATURES_INPUT_KEY}
@@ -63,12 +74,18 @@ def examples_body(rows: Iterable[Mapping[str, Any]], spec: FeatureSpec, columnar
 
 
 def features_body(rows: Iterable[Mapping[str, Any]], spec: FeatureSpec, columnar: bool = False) -> dict:
-    """The ``:predict`` body for ``predict_features`` from feature dicts (dense rows in the model's feature order)."""
-    matrix = [[float(to_number(row.get(name), raw)) for name, raw in spec.items()]
-              for row in rows]
+    """The ``:predict`` body for ``predict_features`` from feature dicts (dense rows in the model's feature order,
+    NaN for a missing value of an optional feature); RequestError for a model with text columns."""
+    if has_text(spec):
+        raise RequestError(NO_DENSE_SIGNATURE)
+    matrix = [[_dense_value(to_value(row.get(name), raw)) for name, raw in spec.items()] for row in rows]
     if columnar:
         return {"signature_name": FEATURES_SIGNATURE, "inputs": {FEATURES_INPUT_KEY: matrix}}
     return {"signature_name": FEATURES_SIGNATURE, "instances": matrix}
+
+
+def _dense_value(value: int | float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -153,7 +170,10 @@ def parse_request(
                 except RequestError as err:
                     raise RequestError(f"example {i}: {err}") from None
         return ParsedRequest(signature, {key: np.array(decoded, dtype=object)}, row_format)
+    if spec is not None and has_text(spec):
+        raise RequestError(NO_DENSE_SIGNATURE)
     width = len(spec) if spec is not None else num_features
+    optional = [feature.optional for feature in spec.values()] if spec is not None else None
     matrix = np.empty((len(values), width or 0), dtype=np.float32)
     for i, row in enumerate(values):
         if not isinstance(row, list):
@@ -166,6 +186,9 @@ def parse_request(
         for j, value in enumerate(row):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise RequestError(f"row {i}, column {j} is not a number ({str(value)[:40]!r}).")
+            if isinstance(value, float) and math.isnan(value) and optional is not None and optional[j]:
+                matrix[i, j] = value  # a missing value of an optional feature
+                continue
             if not math.isfinite(value) or abs(value) > np.finfo(np.float32).max:
                 raise RequestError(f"row {i}, column {j} is {value} (values must be finite float32).")
             matrix[i, j] = value
@@ -236,7 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", required=True, help="CSV file with a header row naming the model's feature columns.")
     parser.add_argument("--rows", type=int, default=1, help="how many data rows to put in the body (default 1).")
     parser.add_argument("--signature", choices=sorted(_INPUT_KEYS), default=SERVING_SIGNATURE,
-                        help="serving_default (base64 tf.Examples, default) or predict_features (dense floats).")
+                        help="serving_default (base64 tf.Examples, default) or predict_features (dense floats, NaN "
+                             "for a missing optional value); a model with text (categorical) columns has no "
+                             "predict_features signature.")
     parser.add_argument("--columnar", action="store_true", help="columnar 'inputs' format instead of row 'instances'.")
     parser.add_argument("--predict", action="store_true",
                         help="also run the model locally and print the response TF Serving would return.")

@@ -55,7 +55,7 @@ def _csv_with_bad_rows(images, path) -> tuple[list[int], int]:
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     header, data = rows[0], rows[1:]
-    bad = {3: "abc", 7: None, 11: "nan", 12: "inf", 20: "1.5"}  # non-numeric, missing field, NaN, inf, non-integer
+    bad = {3: "abc", 7: None, 11: "nan", 12: "inf", 20: "1.5"}  # non-numeric, missing field, NaN (missing), inf, 1.5
     for i, value in bad.items():
         if value is None:
             data[i] = data[i][:-1]
@@ -109,8 +109,9 @@ def test_scores_good_rows_and_dead_letters_bad_ones(served, tmp_path, engine, ca
     assert len(dead) == n_bad
     reasons = {d["id"]: d["reason"] for d in dead}
     assert "non-numeric" in reasons["3"] and "fields but the header has" in reasons["7"]
-    assert "finite" in reasons["11"] and "finite" in reasons["12"] and "integer" in reasons["20"]
-    assert "empty" in reasons["15"]
+    assert reasons["11"] == "feature 'px_03' is missing and the model requires it."
+    assert "finite" in reasons["12"] and "integer" in reasons["20"]
+    assert reasons["15"] == "feature 'px_01' is missing and the model requires it."
     assert all(d["raw"].startswith(d["id"] + ",") for d in dead)
 
 
@@ -293,7 +294,8 @@ def test_parquet_reader_nulls_bools_and_big_ints(tmp_path) -> None:
     rows, dead, read = _read_directly(tmp_path / "a.pq", PARQUET, MIXED_SPEC, 2)
     assert read == 5 and sorted(rows) == [0, 3, 4] and sorted(dead) == [1, 2]
     assert rows[0] == ("a.pq:0", "dense", [1.0, 0.5]) and rows[3] == ("a.pq:3", "example", [2**40, 2.5])
-    assert dead[1]["reason"] == "feature 'a' is missing." and "finite" in dead[2]["reason"]
+    assert dead[1]["reason"] == "feature 'a' is missing and the model requires it."  # a null
+    assert dead[2]["reason"] == "feature 'b' is missing and the model requires it."  # NaN, as "NaN" in a CSV
     pq.write_table(pa.table({"a": pa.array([True, False]), "b": pa.array([1.0, 2.0])}), str(tmp_path / "b.pq"))
     rows, dead, read = _read_directly(tmp_path / "b.pq", PARQUET, MIXED_SPEC, 8)
     assert read == 2 and not rows and all("non-numeric" in d["reason"] for d in dead.values())
