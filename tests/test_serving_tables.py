@@ -137,7 +137,7 @@ def test_spec_reader_returns_text_and_optional_features(text_model, numeric_mode
                     "shape": fs.RawFeature("shape", fs.STRING, (), optional=True),
                     "size": fs.RawFeature("size", fs.FLOAT32, (), optional=True)}
     assert list(spec) == ["colour", "count", "shape", "size"]
-    assert fs.model_signatures(text_model) == {features.SERVING_SIGNATURE}
+    assert fs.model_signatures(text_model) == {features.SERVING_SIGNATURE, features.TRANSFORM_SIGNATURE}
     assert fs.read_feature_spec(numeric_model) == {"count": fs.RawFeature("count", fs.INT64, (1,)),
                                                    "size": fs.RawFeature("size", fs.FLOAT32, (), optional=True)}
     assert features.FEATURES_SIGNATURE in fs.model_signatures(numeric_model)
