@@ -192,6 +192,28 @@ def markdown(panel: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_METHODS = ("kmeans", "gmm", "ae_kmeans", "ae_gmm", "vae_gmm", "gmvae_init", "gmvae")
+
+
+def summary(panel: dict[str, Any]) -> str:
+    """One row per dataset: median ACC of every method, the GMVAE's NMI, seed range and share error, and its ratio to
+    the best other method (the README table)."""
+    head = ["dataset (n, K)", *SUMMARY_METHODS, "GMVAE NMI", "GMVAE ACC range", "GMVAE share error",
+            "GMVAE / best other"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, entry in panel["datasets"].items():
+        med = {m: float(np.median(r["acc"])) for m, r in entry["methods"].items()}
+        others = {m: v for m, v in med.items() if not m.startswith("gmvae")}
+        best = max(others, key=others.get)
+        gmvae = entry["methods"]["gmvae"]
+        accs = (f"{med[m]:.3f}" if m in med else "" for m in SUMMARY_METHODS)
+        cells = [f"{name} ({entry['n']}, {entry['k']})", *accs,
+                 f"{np.median(gmvae['nmi']):.3f}", f"{min(gmvae['acc']):.3f}-{max(gmvae['acc']):.3f}",
+                 f"{np.median(gmvae['share_error']):.3f}", f"x{med['gmvae'] / others[best]:.2f} ({best})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.panel", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -217,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     panel["wall_seconds"] = panel.get("wall_seconds", 0.0) + time.perf_counter() - start
     _save(args.json, panel)
     print(markdown(panel))
+    print("\n" + summary(panel))
     print(f"\nwall time of this invocation: {time.perf_counter() - start:.0f} s")
     return 0
 
