@@ -61,4 +61,5 @@ def test_score_mnist10k(mnist10k_path, tmp_path) -> None:
             if line]
     assert sorted(int(d["id"]) for d in dead) == sorted(BAD)
     reasons = {int(d["id"]): d["reason"] for d in dead}
-    assert "non-numeric" in reasons[17] and "fields but the header has" in reasons[4242] and "finite" in reasons[9999]
+    assert "non-numeric" in reasons[17] and "fields but the header has" in reasons[4242]
+    assert "is missing and the model requires it" in reasons[9999], "nan is a missing value; pixels are required"
