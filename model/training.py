@@ -335,6 +335,11 @@ def fit_gmvae(
         raise ValueError(f"x must have shape [N, {config.input_dim}], got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or infinite values")
+    rows = min(len(x), config.init_sample)
+    if config.n_components and config.n_components * MIN_ROWS_PER_CLUSTER > rows:  # before any training
+        raise InitialisationError(
+            f"{rows} rows are too few for {config.n_components} clusters (at least {MIN_ROWS_PER_CLUSTER} rows per "
+            f"cluster are needed): ask for at most {max(1, rows // MIN_ROWS_PER_CLUSTER)} clusters or bring more data.")
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = strategy or tf.distribute.get_strategy()

@@ -44,9 +44,10 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     """The model flags every CLI that trains offers, with the same names and meaning."""
     group = parser.add_argument_group("model")
     group.add_argument("--clusters", type=clusters, default=None, metavar="K|auto",
-                       help="number of clusters, or 'auto' to choose it from the data (lowest BIC of a Gaussian "
-                       f"mixture on the pre-trained codes, K={AUTO_COMPONENTS[0]}..{AUTO_COMPONENTS[1]}); default: "
-                       "10 for images, auto for tables")
+                       help="number of clusters, or 'auto' to choose it from the data (K="
+                       f"{AUTO_COMPONENTS[0]}..{AUTO_COMPONENTS[1]}: the best silhouette of GMM clusters on a UMAP "
+                       "embedding of the pre-trained codes for images, the lowest BIC of a GMM on the codes for "
+                       "tables); default: 10 for images, auto for tables")
     group.add_argument("--model-preset", choices=(configs.AUTO, *configs.PRESET_NAMES), default=configs.AUTO,
                        help="GMVAE hyper-parameter preset (model/config.py); auto: 'digits' for 8x8 images, 'mnist' "
                        "for 28x28, 'default' for other images, 'table' (sizes follow rows and columns) for tables")

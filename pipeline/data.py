@@ -329,6 +329,11 @@ def stage(source: str, staging_dir: str) -> StagedData:
         return _stage_tfrecords(tfrecords, staging_dir)
     files = _csv_files(source)
     columns, has_label = _scan_csv_files(files)
+    if _image_shape_for([c.name for c in columns]):
+        for column in columns:
+            if column.kind != NUMERIC or column.missing:
+                raise DataError(f"{files[0]}: pixel column {column.name} is {column.kind} with {column.missing} "
+                                "missing values; every pixel of an image must be a number.")
     staged = [f"{i:05d}-{os.path.basename(path)}" for i, path in enumerate(files)]
     rows = 0
     for path, name in zip(files, staged, strict=True):

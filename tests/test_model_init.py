@@ -87,3 +87,12 @@ def test_balance_term_pulls_toward_the_learned_weights_not_uniform() -> None:
     uniform = float(model.loss_terms(x)[1]["balance"])
     assert matched < 0.02, "posterior shares near 80/20 match learned weights 80/20: (almost) no penalty"
     assert uniform > matched + 0.03
+
+
+def test_too_few_rows_stop_before_any_training() -> None:
+    from model.training import fit_gmvae
+
+    config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=10, hidden_units=(8,), likelihood="gaussian",
+                         image_shape=None, pretrain_epochs=10**6)  # would take forever if training started
+    with pytest.raises(InitialisationError, match=r"^30 rows are too few for 10 clusters"):
+        fit_gmvae(np.zeros((30, 4), np.float32), config, verbose=0)
