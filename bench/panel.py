@@ -77,10 +77,11 @@ def model_config(data: Dataset, k: int | None, seed: int, changes: dict[str, Any
 
 def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The GMVAE and every baseline that reuses its autoencoder (one pre-training per seed)."""
+    import tensorflow as tf
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
 
-    from model.training import build_model, fine_tune, fit_gmvae, latent_means
+    from model.training import fine_tune, fit_gmvae, latent_means, with_networks
 
     results: dict[str, dict[str, float]] = {}
     hook_seconds = {"total": 0.0}
@@ -90,8 +91,9 @@ def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> d
         start = time.perf_counter()
         if stage == "pretrain":
             codes = latent_means(model, data.x)
-            saved.update(weights=(model.encoder.get_weights(), model.decoder.get_weights()),
-                         log_noise=None if model.log_noise is None else model.log_noise.numpy(),
+            # the single-Gaussian VAE starts from this same autoencoder (K=1, no clustering terms)
+            saved.update(vae=with_networks(model, config.replace(n_components=1, self_training_weight=0.0,
+                                                                 balance_weight=0.0)),
                          pretrain_seconds=time.perf_counter() - start_fit)
             km, s1 = _timed(lambda: KMeans(k, n_init=10, random_state=seed).fit_predict(codes))
             gm, s2 = _timed(lambda: GaussianMixture(k, covariance_type="full", n_init=3, reg_covar=1e-4,
@@ -112,14 +114,10 @@ def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> d
 
     # A VAE with one Gaussian as its prior, fine-tuned from the same autoencoder for the same epochs.
     start = time.perf_counter()
-    vae = build_model(config.replace(n_components=1, self_training_weight=0.0, balance_weight=0.0))
-    vae.encoder.set_weights(saved["weights"][0])
-    vae.decoder.set_weights(saved["weights"][1])
-    if saved["log_noise"] is not None:
-        vae.log_noise.assign(saved["log_noise"])
+    vae = saved["vae"]
     codes = latent_means(vae, data.x)
     vae.prior.set_mixture(np.ones(1), codes.mean(0, keepdims=True), codes.var(0, keepdims=True))
-    fine_tune(vae, data.x, __import__("tensorflow").distribute.get_strategy(), verbose=0)
+    fine_tune(vae, data.x, tf.distribute.get_strategy(), verbose=0)
     codes = latent_means(vae, data.x)
     clusters = GaussianMixture(k, covariance_type="full", n_init=3, reg_covar=1e-4,
                                random_state=seed).fit(codes).predict(codes)

@@ -107,6 +107,15 @@ class MixtureInit:
     reason: str
 
 
+def check_rows_for_clusters(rows: int, k: int | None) -> None:
+    """`InitialisationError` when ``rows`` cannot hold ``k`` clusters (None: K is chosen later, within the rows)."""
+    if k is not None and k * MIN_ROWS_PER_CLUSTER > rows:
+        raise InitialisationError(
+            f"{rows} rows are too few for {k} clusters (at least {MIN_ROWS_PER_CLUSTER} rows per cluster are "
+            f"needed): ask for at most {max(1, rows // MIN_ROWS_PER_CLUSTER)} clusters or bring more data."
+        )
+
+
 def _sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
     """Indices of at most ``limit`` of n rows, a seeded uniform sample in row order (all rows when n <= limit)."""
     if n <= limit:
@@ -184,11 +193,7 @@ def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple
     z = np.asarray(z, dtype=np.float64)
     k = cfg.n_components
     low, high = cfg.auto_components
-    if k is not None and k * MIN_ROWS_PER_CLUSTER > len(z):
-        raise InitialisationError(
-            f"{len(z)} rows are too few for {k} clusters (at least {MIN_ROWS_PER_CLUSTER} rows per cluster are "
-            f"needed): ask for at most {max(1, len(z) // MIN_ROWS_PER_CLUSTER)} clusters or bring more data."
-        )
+    check_rows_for_clusters(len(z), k)
     high = min(high, len(z) // MIN_ROWS_PER_CLUSTER)
     if k is None and high < low:
         raise InitialisationError(
@@ -211,11 +216,21 @@ def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple
     return MixtureInit(k, cfg.init_method, scores, reason), (weights, means, variances), labels
 
 
+def _cluster_codes(
+    model: GMVAE, x: np.ndarray, config: GMVAEConfig
+) -> tuple[MixtureInit, tuple[np.ndarray, ...], np.ndarray]:
+    """`initial_mixture` on the codes of a bounded sample of x: the decision, the mixture, and every row's initial
+    cluster (-1 for rows outside the sample)."""
+    rows = _sample_rows(len(x), config.init_sample, config.seed)
+    decision, mixture, labels = initial_mixture(latent_means(model, x[rows]), config)
+    init_labels = np.full(len(x), -1, dtype=np.int64)
+    init_labels[rows] = labels
+    return decision, mixture, init_labels
+
+
 def init_mixture(model: GMVAE, x: np.ndarray) -> MixtureInit:
     """Stage 2 for a model whose K is set: cluster the codes of (a bounded sample of) x into its prior."""
-    cfg = model.config
-    z = latent_means(model, _sample(x, cfg.init_sample, cfg.seed))
-    decision, mixture, _ = initial_mixture(z, cfg)
+    decision, mixture, _ = _cluster_codes(model, x, model.config)
     model.prior.set_mixture(*mixture)
     return decision
 
@@ -335,11 +350,7 @@ def fit_gmvae(
         raise ValueError(f"x must have shape [N, {config.input_dim}], got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or infinite values")
-    rows = min(len(x), config.init_sample)
-    if config.n_components and config.n_components * MIN_ROWS_PER_CLUSTER > rows:  # before any training
-        raise InitialisationError(
-            f"{rows} rows are too few for {config.n_components} clusters (at least {MIN_ROWS_PER_CLUSTER} rows per "
-            f"cluster are needed): ask for at most {max(1, rows // MIN_ROWS_PER_CLUSTER)} clusters or bring more data.")
+    check_rows_for_clusters(min(len(x), config.init_sample), config.n_components)  # before any training
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = strategy or tf.distribute.get_strategy()
@@ -365,10 +376,7 @@ def fit_gmvae(
         _restore(model, checkpoint_dir, "init")
         history["resumed_stages"].append("init")
     else:
-        rows = _sample_rows(len(x), config.init_sample, config.seed)
-        decision, mixture, labels = initial_mixture(latent_means(model, x[rows]), config)
-        init_labels = np.full(len(x), -1, dtype=np.int64)
-        init_labels[rows] = labels
+        decision, mixture, init_labels = _cluster_codes(model, x, config)
         model = _with_components(model, decision.n_components, strategy)
         model.prior.set_mixture(*mixture)
         _mark_done(model, checkpoint_dir, "init", {"decision": dataclasses.asdict(decision),
@@ -383,13 +391,18 @@ def fit_gmvae(
     return model, history
 
 
+def with_networks(source: GMVAE, config: GMVAEConfig, strategy: tf.distribute.Strategy | None = None) -> GMVAE:
+    """A new GMVAE built from ``config`` with a copy of ``source``'s encoder, decoder and noise (its own prior)."""
+    model = build_model(config, strategy)
+    model.encoder.set_weights(source.encoder.get_weights())
+    model.decoder.set_weights(source.decoder.get_weights())
+    if source.log_noise is not None:
+        model.log_noise.assign(source.log_noise)
+    return model
+
+
 def _with_components(model: GMVAE, k: int, strategy: tf.distribute.Strategy) -> GMVAE:
     """``model`` itself if it has K components, else a GMVAE with K components and the same networks."""
     if model.config.n_components == k:
         return model
-    resized = build_model(model.config.replace(n_components=k), strategy)
-    resized.encoder.set_weights(model.encoder.get_weights())
-    resized.decoder.set_weights(model.decoder.get_weights())
-    if model.log_noise is not None:
-        resized.log_noise.assign(model.log_noise)
-    return resized
+    return with_networks(model, model.config.replace(n_components=k), strategy)

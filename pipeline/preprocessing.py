@@ -27,7 +27,7 @@ def _column(tensor, default: float | str) -> tf.Tensor:
     return tf.reshape(tensor, [-1])
 
 
-def _numeric(name: str, tensor, impute: bool) -> list[tf.Tensor]:
+def _numeric(tensor, impute: bool) -> list[tf.Tensor]:
     """[value] or, for a column with missing values, [value with the mean imputed, missing indicator]."""
     if isinstance(tensor, tf.sparse.SparseTensor):
         tensor = tf.cast(tensor, tf.float32)
@@ -61,7 +61,7 @@ def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
         if name in plan.categorical:
             blocks.append(_categorical(name, inputs[name], plan.categorical[name], name in plan.missing))
         else:
-            blocks.append(tf.stack(_numeric(name, inputs[name], name in plan.missing), axis=1))
+            blocks.append(tf.stack(_numeric(inputs[name], name in plan.missing), axis=1))
     stacked = tf.concat(blocks, axis=1)
     if plan.scaling == GLOBAL_MINMAX:
         low, high = tft.min(stacked, reduce_instance_dims=True), tft.max(stacked, reduce_instance_dims=True)
