@@ -18,7 +18,8 @@ class GMVAEConfig:
     are ready presets. Inputs to the model are `input_dim` floats; for the Bernoulli likelihood they must lie
     in [0, 1] (images), for the Gaussian one they should be standardised (tables). `input_scale` maps raw
     feature values to the model input (used by the default export preprocessing).
-    `n_components=None` lets `fit_gmvae` choose K from the data (BIC over `auto_components`).
+    `n_components=None` lets `fit_gmvae` choose K in `auto_components` from the data
+    (`model.training.choose_n_components`).
     """
 
     input_dim: int = 784
@@ -38,9 +39,10 @@ class GMVAEConfig:
     # Stage 1: autoencoder pre-training (deterministic encoder, reconstruction loss only).
     pretrain_epochs: int = 200
     pretrain_learning_rate: float = 1e-3
-    # Stage 2: mixture initialisation. The best-likelihood of `gmm_n_init` full GMMs clusters the latent codes
-    # ("gmm") or a UMAP embedding of them ("umap": their kNN-graph structure); each cluster's share, mean and
-    # variance of the codes set the mixture. At most `init_sample` codes are used (memory stays bounded).
+    # Stage 2: mixture initialisation. Full GMMs (best of `gmm_n_init` starts) cluster the latent codes ("gmm") or
+    # a UMAP embedding of them ("umap": their kNN-graph structure), with a check for clusters of unequal size
+    # (`model.training.choose_partition`); each cluster's share, mean and variance of the codes set the mixture.
+    # At most `init_sample` codes are used (memory stays bounded).
     init_method: Literal["gmm", "umap"] = "umap"
     gmm_n_init: int = 10
     init_sample: int = 20000
@@ -134,7 +136,6 @@ class GMVAEConfig:
             likelihood="gaussian",
             image_shape=None,
             augment=False,
-            init_method="gmm",
             pretrain_epochs=epochs(3000),
             epochs=epochs(1500),
             kl_warmup_epochs=max(1, epochs(1500) // 4),

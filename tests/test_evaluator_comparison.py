@@ -110,8 +110,8 @@ def _run(assets, tmp_path, examples="labelled", model="model"):
 def test_the_trainer_records_k_why_weights_and_both_baselines(assets) -> None:
     model_dir = assets["root"] / "model"
     summary = json.loads((model_dir / baselines.TRAINING_SUMMARY_FILE).read_text())
-    assert summary["n_components"] == 3 and summary["k_reason"] == "K=3 was given"
-    assert summary["init_method"] == "gmm" and len(summary["mixture_weights"]) == 3
+    assert summary["n_components"] == 3 and summary["k_reason"].startswith("K=3 was given; clusters from a GMM")
+    assert summary["init_method"] == "umap" and len(summary["mixture_weights"]) == 3
     assert math.isclose(sum(summary["mixture_weights"]), 1.0, rel_tol=1e-5)
     assert summary["seconds"]["total"] > 0 and summary["config"]["n_components"] == 3
     assert set(summary["baselines"]) == {baselines.GMM_INPUTS, baselines.AE_GMM}
@@ -130,12 +130,12 @@ def test_labelled_comparison_has_finite_metrics_a_verdict_and_a_report_table(ass
     # income alone separates three groups far apart: a GMM on the inputs recovers them
     assert section["methods"][baselines.GMM_INPUTS]["nmi"] > 0.9
     assert section["methods"]["candidate"]["nmi"] == record["candidate"]["metrics"]["nmi"]
-    assert section["k"] == 3 and section["k_reason"] == "K=3 was given"
+    assert section["k"] == 3 and section["k_reason"].startswith("K=3 was given; clusters from")
     assert len(section["eval_shares"]) == 3 and math.isclose(sum(section["eval_shares"]), 1.0)
     assert section["verdict"] in page
     assert "| metric | candidate (GMVAE) | GMM on the inputs | AE + GMM (same autoencoder) |" in page
     assert "| nmi |" in page and "| training seconds |" in page
-    assert "## K: how many clusters and why" in page and "K = 3: K=3 was given" in page
+    assert "## K: how many clusters and why" in page and "K = 3: K=3 was given; clusters from" in page
     assert "| cluster | learned mixture weight | share of eval examples |" in page
     assert blessing.get_int_custom_property("blessed") == 1, "informational: the bless rule is unchanged"
 

@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from model.config import GMVAEConfig
 from model.gmvae import GMVAE, _softplus_inverse
-from model.training import InitialisationError, initial_mixture
+from model.metrics import cluster_accuracy
+from model.training import InitialisationError, _gmm, choose_partition, initial_mixture, merge_by_entropy
 
 
 def blobs(sizes: list[int], dim: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +24,7 @@ def test_initial_weights_follow_unequal_cluster_sizes(method: str) -> None:
     z, _ = blobs(sizes)
     decision, (weights, means, variances), labels = initial_mixture(
         z, GMVAEConfig(input_dim=8, latent_dim=4, n_components=4, init_method=method))
-    assert decision.n_components == 4 and decision.reason == "K=4 was given"
+    assert decision.n_components == 4 and decision.reason.startswith("K=4 was given; clusters from a GMM")
     np.testing.assert_allclose(np.sort(weights), np.sort(np.array(sizes) / sum(sizes)), atol=0.01)
     assert means.shape == variances.shape == (4, 4) and np.all(variances > 0)
     assert labels.shape == (len(z),)
@@ -96,3 +97,40 @@ def test_too_few_rows_stop_before_any_training() -> None:
                          image_shape=None, pretrain_epochs=10**6)  # would take forever if training started
     with pytest.raises(InitialisationError, match=r"^30 rows are too few for 10 clusters"):
         fit_gmvae(np.zeros((30, 4), np.float32), config, verbose=0)
+
+
+def test_merge_by_entropy_joins_the_components_that_share_rows() -> None:
+    rng = np.random.default_rng(0)
+    shared = rng.uniform(0.3, 0.7, 200)  # components 0 and 1 split the same 200 rows
+    posterior = np.zeros((300, 4))
+    posterior[:200, 0], posterior[:200, 1] = shared, 1 - shared
+    posterior[200:250, 2] = 1.0
+    posterior[250:, 3] = 1.0
+    labels = merge_by_entropy(posterior, 3)
+    assert len(set(labels[:200])) == 1 and len(set(labels)) == 3
+    with pytest.raises(ValueError, match="cannot merge 4 components into 5 clusters"):
+        merge_by_entropy(posterior, 5)
+
+
+def test_choose_partition_keeps_the_gmm_on_separated_blobs() -> None:
+    z, truth = blobs([200, 200, 200])
+    labels, why = choose_partition(z, 3, GMVAEConfig(input_dim=8, latent_dim=4, n_components=3))
+    assert cluster_accuracy(truth, labels) == 1.0
+    assert why.startswith("clusters from a GMM with 3 components (stability 1.000")
+
+
+def test_choose_partition_prefers_a_stabler_merge_when_groups_differ_in_size() -> None:
+    # two big rings (no Gaussian shape) and two small nearby blobs: a 4-component GMM cuts the rings and joins the
+    # blobs; an over-clustering merged by entropy keeps each ring and each blob whole more often
+    rng = np.random.default_rng(0)
+
+    def ring(x: float, n: int) -> np.ndarray:
+        angle, radius = rng.uniform(0, 2 * np.pi, n), rng.normal(6, 0.4, n)
+        return np.c_[x + radius * np.cos(angle), radius * np.sin(angle)]
+
+    z = np.concatenate([ring(0, 1500), ring(20, 1500), rng.normal((10, 15), 0.5, (60, 2)),
+                        rng.normal((13, 15), 0.5, (60, 2))])
+    truth = np.repeat([0, 1, 2, 3], [1500, 1500, 60, 60])
+    labels, why = choose_partition(z, 4, GMVAEConfig(input_dim=8, latent_dim=2, n_components=4, seed=0))
+    assert "merged to 4 by entropy" in why and "against" in why
+    assert cluster_accuracy(truth, labels) > cluster_accuracy(truth, _gmm(z, 4, "full", 10, 0).predict(z)) + 0.2
