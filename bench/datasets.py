@@ -82,7 +82,28 @@ def sklearn_table(name: str) -> Dataset:
 
 # The reported panel (test data only) and the tuning set (dev data only).
 PANEL = ("mnist_test", "mnist_test_five_at_15pct", "mnist_test_long_tail", "iris", "breast_cancer", "digits")
-DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "wine")
+DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs")
+
+
+def mnist_dev_pca_table() -> Dataset:
+    """mnist_dev as a table: 30 principal components of the pixels, standardised (a dev stand-in for wide tables)."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    images = mnist_half("dev")
+    x = StandardScaler().fit_transform(PCA(30, random_state=0).fit_transform(images.x)).astype(np.float32)
+    return Dataset("mnist_dev_pca_table", x, images.y, "table")
+
+
+def unequal_blobs() -> Dataset:
+    """Synthetic dev table: blobs of 600, 200, 100 and 50 rows in 6 correlated columns, plus 4 noise columns."""
+    from sklearn.datasets import make_blobs
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x, y = make_blobs([600, 200, 100, 50], n_features=6, cluster_std=1.5, random_state=3)
+    x = np.hstack([x @ rng.normal(size=(6, 6)), rng.normal(size=(len(x), 4))])
+    return Dataset("unequal_blobs", StandardScaler().fit_transform(x).astype(np.float32), y.astype(np.int64), "table")
 
 
 def load(name: str) -> Dataset:
@@ -95,4 +116,8 @@ def load(name: str) -> Dataset:
             return five_at_15(mnist_half(split))
         if name == f"{base}_long_tail":
             return long_tail(mnist_half(split))
+    if name == "mnist_dev_pca_table":
+        return mnist_dev_pca_table()
+    if name == "unequal_blobs":
+        return unequal_blobs()
     return sklearn_table(name)

@@ -35,6 +35,12 @@ def test_tables_are_standardised():
     np.testing.assert_allclose(iris.x.mean(0), 0, atol=1e-5)
 
 
+def test_dev_tables_are_standardised_tables_of_dev_data_only():
+    blobs = datasets.load("unequal_blobs")
+    assert blobs.x.shape == (950, 10) and np.array_equal(np.bincount(blobs.y), [600, 200, 100, 50])
+    assert set(datasets.DEV).isdisjoint(datasets.PANEL) and all("test" not in name for name in datasets.DEV)
+
+
 def test_unknown_dataset_is_one_sentence(capsys):
     assert panel.main(["--datasets", "imagenet"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown dataset 'imagenet'"
