@@ -23,7 +23,7 @@ from components.clustering_evaluator import bless_rules
 from kubeflow import config
 from pipeline import configs
 from pipeline.cli import add_model_flags, json_object, model_settings
-from pipeline.data import CSV, TFRECORD
+from pipeline.data import CSV, TFRECORD, Column, DataError, column_report, feature_plan, scan_csv_source
 
 
 class CompileError(ValueError):
@@ -50,8 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "pipeline.data")
     parser.add_argument("--data-format", choices=(CSV, TFRECORD), default=CSV,
                         help="format of the files in --data-root")
-    parser.add_argument("--scaling", choices=configs.SCALINGS, default=configs.SCALINGS[0],
-                        help="feature scaling in tf.Transform (global_minmax for images, zscore for tabular data)")
+    parser.add_argument("--columns-from", default=None, metavar="CSV",
+                        help="a local CSV file or directory with the columns of the files in --data-root: every row "
+                        "is classified as pipeline.run does (numbers; text one-hot encoded; blanks imputed with a "
+                        "missing indicator; unusable columns dropped with the reason), the column report is printed "
+                        "and this plan is compiled into the spec; default: every column numeric and complete")
+    parser.add_argument("--scaling", choices=("auto",) + configs.SCALINGS, default="auto",
+                        help="feature scaling in tf.Transform; auto: zscore for a table given by --columns-from, "
+                        "global_minmax for images (--image-shape) and when no --columns-from is given")
     parser.add_argument("--schema", default=None,
                         help="schema.pbtxt as the pods see it (gs://... or a path in the image, e.g. "
                         f"{config.IMAGE_PROJECT_DIR}/pipeline/schema/digits/schema.pbtxt); default: inferred")
@@ -123,15 +129,23 @@ def check_args(args: argparse.Namespace) -> None:
             raise CompileError(f"{flag} {value!r} must be a gs://, s3:// or absolute path that the pipeline pods see.")
 
 
-def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments for ``create_pipeline``."""
+def scaling_for(args: argparse.Namespace, columns: list[Column] | None) -> str:
+    """``--scaling``, with auto resolved: zscore for a table described by --columns-from, global_minmax otherwise."""
+    if args.scaling != "auto":
+        return args.scaling
+    return configs.ZSCORE if columns is not None and args.image_shape is None else configs.GLOBAL_MINMAX
+
+
+def pipeline_kwargs(args: argparse.Namespace, columns: list[Column] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``create_pipeline``; ``columns`` (from --columns-from) set the feature plan."""
+    scaling = scaling_for(args, columns)
     kwargs: dict[str, Any] = {
         "pipeline_name": args.pipeline_name,
         "pipeline_root": args.pipeline_root,
         "data_root": args.data_root,
         "data_format": args.data_format,
         "preprocessing_fn": configs.PREPROCESSING_FN,
-        "feature_plan": configs.FeaturePlan(scaling=args.scaling),
+        "feature_plan": feature_plan(columns, scaling) if columns is not None else configs.FeaturePlan(scaling),
         "schema_path": args.schema,
         "beam_pipeline_args": list(args.beam_arg or config.DEFAULT_BEAM_ARGS),
         "enable_cache": not args.no_cache,
@@ -139,7 +153,7 @@ def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs.update(
         run_fn=configs.RUN_FN,
         serving_model_dir=args.serving_dir,
-        model_settings=model_settings(args).resolved(args.image_shape, args.scaling),
+        model_settings=model_settings(args).resolved(args.image_shape, scaling),
         thresholds=args.thresholds,
         regression_tolerances=args.tolerances,
         image_shape=args.image_shape,
@@ -155,13 +169,13 @@ def pipeline_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
-def compile_pipeline(args: argparse.Namespace) -> str:
+def compile_pipeline(args: argparse.Namespace, columns: list[Column] | None = None) -> str:
     """Build the pipeline and write the spec to ``args.output``; returns the path written."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kfv2
 
     from pipeline.pipeline import create_pipeline
 
-    pipeline = create_pipeline(**pipeline_kwargs(args))
+    pipeline = create_pipeline(**pipeline_kwargs(args, columns))
     runner = kfv2.KubeflowV2DagRunner(
         config=kfv2.KubeflowV2DagRunnerConfig(default_image=args.image),
         output_dir=os.path.dirname(os.path.abspath(args.output)),
@@ -176,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_args(args)
-        path = compile_pipeline(args)
-    except CompileError as err:
+        columns = scan_csv_source(args.columns_from) if args.columns_from else None
+        if columns is not None:
+            print("columns:\n" + "\n".join(column_report(columns)))
+        path = compile_pipeline(args, columns)
+    except (CompileError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"compiled {args.pipeline_name} for image {args.image} -> {path}")

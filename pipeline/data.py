@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.features import ID_KEY, LABEL_KEY, MISSING_TOKENS, is_feature, natural_key
+from pipeline.configs import FeaturePlan
 
 DEFAULT_SOURCE = "digits"
 CSV = "csv"
@@ -341,6 +342,24 @@ def stage(source: str, staging_dir: str) -> StagedData:
     _clear_except(staging_dir, set(staged))
     names = [c.name for c in columns if c.kind != DROPPED]
     return StagedData(staging_dir, CSV, tuple(names), _image_shape_for(names), has_label, rows, tuple(columns))
+
+
+def scan_csv_source(source: str) -> list[Column]:
+    """The feature columns of a CSV file or a directory of CSVs, classified from every row as staging does."""
+    if not os.path.exists(source):
+        raise DataError(f"{source} does not exist.")
+    return _scan_csv_files(_csv_files(source))[0]
+
+
+def feature_plan(columns: list[Column] | tuple[Column, ...], scaling: str) -> FeaturePlan:
+    """What tf.Transform does with each column: dropped ones are left out, text ones one-hot, blanks imputed."""
+    used = [c for c in columns if c.kind != DROPPED]
+    return FeaturePlan(
+        scaling=scaling,
+        columns=tuple(c.name for c in used),
+        categorical={c.name: len(c.values) for c in used if c.kind == CATEGORICAL},
+        missing=tuple(c.name for c in used if c.missing),
+    )
 
 
 def _scan_csv_files(files: list[str]) -> tuple[list[Column], bool]:

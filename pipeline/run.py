@@ -16,7 +16,7 @@ import time
 
 from pipeline import configs
 from pipeline.cli import add_model_flags, json_object, model_settings
-from pipeline.data import CATEGORICAL, DEFAULT_SOURCE, DROPPED, DataError, StagedData, column_report, stage
+from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, stage
 from pipeline.run_output import console_output, log_path_for, summary_lines
 
 # Exit codes, as the --help epilog and the README list them.
@@ -89,17 +89,6 @@ def choose_scaling(requested: str, staged: StagedData) -> str:
     return configs.GLOBAL_MINMAX if staged.image_shape else configs.ZSCORE
 
 
-def feature_plan(staged: StagedData, scaling: str) -> configs.FeaturePlan:
-    """What tf.Transform does with each staged column (every column numeric and complete for TFRecord input)."""
-    used = [c for c in staged.columns if c.kind != DROPPED]
-    return configs.FeaturePlan(
-        scaling=scaling,
-        columns=tuple(c.name for c in used),
-        categorical={c.name: len(c.values) for c in used if c.kind == CATEGORICAL},
-        missing=tuple(c.name for c in used if c.missing),
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     paths = configs.output_paths(args.output_root)
@@ -141,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             data_format=staged.format,
             preprocessing_fn=configs.PREPROCESSING_FN,
             run_fn=configs.RUN_FN,
-            feature_plan=feature_plan(staged, scaling),
+            feature_plan=feature_plan(staged.columns, scaling),
             serving_model_dir=paths.serving,
             model_settings=settings,
             thresholds=args.thresholds,

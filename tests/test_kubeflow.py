@@ -53,6 +53,30 @@ def test_compiled_spec_has_every_component_in_the_configured_image(compiled: tup
     assert "--runner=DirectRunner" in json.dumps(executors["StatisticsGen_executor"])
 
 
+def _task_config(job: dict, task: str) -> dict:
+    parameters = job["pipelineSpec"]["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
+    return json.loads(parameters["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
+
+
+def test_columns_from_a_table_compile_its_feature_plan_and_the_table_preset(tmp_path, capsys) -> None:
+    table = tmp_path / "sample.csv"
+    table.write_text("id,height,region,score\n1,1.5,north,3\n2,,south,4\n3,2.5,north,\n4,3.0,,5\n5,1.0,east,2\n")
+    path = str(tmp_path / "p.json")
+    assert runner.main(compile_args(path, "--columns-from", str(table))) == 0
+    assert "region: categorical, 3 categories (one-hot), 1 missing" in capsys.readouterr().out
+    with open(path) as f:
+        job = json.load(f)
+    assert _task_config(job, "Transform")["features"] == {
+        "scaling": "zscore", "columns": ["height", "region", "score"], "categorical": {"region": 3},
+        "missing": ["height", "region", "score"]}
+    assert _task_config(job, "Trainer")["model"]["preset"] == "table"
+
+
+def test_columns_from_a_missing_file_is_one_sentence(tmp_path, capsys) -> None:
+    assert runner.main(compile_args(str(tmp_path / "p.json"), "--columns-from", str(tmp_path / "no.csv"))) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'no.csv'} does not exist."
+
+
 def test_yaml_output_is_the_bare_ir_the_kfp_client_reads(tmp_path) -> None:
     path = str(tmp_path / "pipeline.yaml")
     assert runner.main(compile_args(path)) == 0
