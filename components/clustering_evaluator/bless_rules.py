@@ -40,6 +40,9 @@ METRICS: dict[str, MetricInfo] = {
     "acc": MetricInfo("acc", True, meaning="Hungarian-matched accuracy (needs labels)"),
     "nmi": MetricInfo("nmi", True, meaning="normalised mutual information (needs labels)"),
     "ari": MetricInfo("ari", True, meaning="adjusted Rand index (needs labels)"),
+    "agreement_with_champion": MetricInfo(
+        "agreement with the champion", True, "share",
+        "share of eval examples that keep their cluster ID from the champion (needs a champion)"),
 }
 
 # Threshold key -> (metric, True for a lower bound / False for an upper bound). Every key is optional; a threshold
@@ -53,7 +56,17 @@ THRESHOLD_KEYS: dict[str, tuple[str, bool]] = {
     "min_nmi": ("nmi", True),
     "min_ari": ("ari", True),
     "min_mean_elbo": ("mean_elbo", True),
+    "min_agreement_with_champion": ("agreement_with_champion", True),
 }
+
+# Thresholds that compare with the champion: not checked on the first run (no champion), and waived for a run that
+# accepts a deliberate re-segmentation (``--accept-resegmentation``).
+CHAMPION_THRESHOLDS = frozenset({"min_agreement_with_champion"})
+
+# Input drift (per feature: Jensen-Shannon divergence for numeric, L-infinity for categorical, between this run's
+# training data and the champion's) above which a feature counts as drifted. Reported beside the agreement with the
+# champion, so a person can tell "the data changed" from "the model is unstable"; not a bless rule.
+DRIFT_THRESHOLD = 0.1
 
 # Regression tolerances ({metric: allowed worsening vs the baseline}) are absolute, except for these metrics, whose
 # tolerance is relative to |baseline| (0.05 = 5%). Metrics missing or NaN in the baseline are not compared.
@@ -65,6 +78,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_smallest_cluster_share": 0.02,
     "max_empty_clusters": 0,
     "min_silhouette": 0.0,
+    "min_agreement_with_champion": 0.8,
 }
 DEFAULT_TOLERANCES: dict[str, float] = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
 
