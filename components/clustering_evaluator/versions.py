@@ -71,18 +71,17 @@ def diagnosis(agreement: float, threshold: float | None, drift: Mapping[str, Any
     """One sentence: is the agreement enough, and if not, did the data change or is the model unstable?"""
     shown = f"{agreement:.1%} of eval examples keep their cluster ID"
     if "drifted" not in drift:
-        drift_text = f"input drift unknown ({drift.get('note', 'no statistics')})"
+        detail, cause = f"input drift unknown: {drift.get('note', 'no statistics')}", "the cause is unknown"
     elif drift["drifted"]:
-        drift_text = (f"{len(drift['drifted'])} input features drifted above {drift['threshold']:g} (largest "
-                      f"{drift['max']:.3f} on {drift['max_feature']}): the data changed")
+        detail = (f"{len(drift['drifted'])} input features drifted above {drift['threshold']:g}, largest "
+                  f"{drift['max']:.3f} on {drift['max_feature']}")
+        cause = "the data changed"
     else:
-        drift_text = (f"no input feature drifted above {drift['threshold']:g} (largest {drift['max']:.3f}): the data "
-                      "did not change")
+        detail = f"no input feature drifted above {drift['threshold']:g}, largest {drift['max']:.3f}"
+        cause = "the model is unstable"
     if threshold is None or agreement >= threshold:
-        return f"{shown}; {drift_text}"
-    cause = "the data changed" if drift.get("drifted") else "the model is unstable" if "drifted" in drift else (
-        "the cause is unknown")
-    return f"{shown}, below {threshold:.0%}; {drift_text}, so {cause}"
+        return f"{shown}; {detail}"
+    return f"{shown}, below {threshold:.0%}: {cause} ({detail})"
 
 
 def write_plots(output_dir: str, section: Mapping[str, Any], candidate: Mapping[str, np.ndarray],
