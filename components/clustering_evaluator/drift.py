@@ -19,6 +19,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
 from components.clustering_evaluator.bless_rules import DRIFT_THRESHOLD
+from model.features import is_feature
 from serving.cluster_ids import ASSETS_EXTRA
 
 TRAINING_STATISTICS_FILE = "training_statistics.pb"  # a binary DatasetFeatureStatisticsList
@@ -56,8 +57,8 @@ def read_statistics(saved_model_dir: str) -> statistics_pb2.DatasetFeatureStatis
 
 def drift(current: statistics_pb2.DatasetFeatureStatisticsList,
           previous: statistics_pb2.DatasetFeatureStatisticsList, threshold: float = DRIFT_THRESHOLD) -> dict[str, Any]:
-    """Per feature of both statistics, the drift from ``previous`` to ``current``; the largest; and the features
-    above ``threshold``, most drifted first."""
+    """Per model feature (not id or label) of both statistics, the drift from ``previous`` to ``current``; the
+    largest; and the features above ``threshold``, most drifted first."""
     schema = tfdv.infer_schema(previous)
     for feature in schema.feature:
         if feature.type == schema_pb2.BYTES:
@@ -67,8 +68,11 @@ def drift(current: statistics_pb2.DatasetFeatureStatisticsList,
     anomalies = tfdv.validate_statistics(current, schema, previous_statistics=previous)
     features = {}
     for info in anomalies.drift_skew_info:
+        name = ".".join(info.path.step)
+        if not is_feature(name):  # id and label are not model inputs
+            continue
         for measurement in info.drift_measurements:
-            features[".".join(info.path.step)] = {"measure": _MEASURES[measurement.type],
+            features[name] = {"measure": _MEASURES[measurement.type],
                                                   "value": float(measurement.value)}
     ranked = sorted(features, key=lambda name: -features[name]["value"])
     return {
