@@ -114,7 +114,7 @@ def write_plots(output_dir: str, section: Mapping[str, Any], candidate: Mapping[
             members = inputs[clusters == i]
             if len(members):
                 ax.imshow(np.nanmean(members, axis=0).reshape(image_shape), cmap="gray_r")
-            ax.set_title(f"{name[:5]} {i}", fontsize=7)
+            ax.set_title(f"{name} {i}", fontsize=6)
             ax.axis("off")
     fig.suptitle("Prototypes per cluster ID: champion (top) and candidate (bottom)")
     report.save_png(fig, os.path.join(output_dir, PROTOTYPES_PNG))
