@@ -34,7 +34,7 @@ from model.features import (
 from model.training import fit_gmvae
 from pipeline import configs, training_summary
 from serving import cluster_ids
-from serving.champion import read_champion
+from serving.champion import ChampionRecordError, read_champion
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
@@ -122,7 +122,12 @@ def champion_model_dir(fn_args: tfx.components.FnArgs) -> str | None:
         return fn_args.base_model
     record = (fn_args.custom_config or {}).get(configs.CHAMPION_RECORD_KEY)
     champion = read_champion(record) if record else None
-    return champion.serving_path if champion else None
+    if champion is None:
+        return None
+    if not tf.io.gfile.exists(champion.serving_path):
+        raise ChampionRecordError(record, f"names the serving model {champion.serving_path}, which does not exist, "
+                                  "so cluster IDs cannot be aligned to it")
+    return champion.serving_path
 
 
 def _champion_clusters(model_dir: str, records: list[bytes]) -> tuple[np.ndarray, int]:
