@@ -18,7 +18,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
-from components.clustering_evaluator import comparison, drift, profiles, report, scoring, versions
+from components.clustering_evaluator import bless_rules, comparison, drift, profiles, report, scoring, versions
 from components.clustering_evaluator.constants import METRICS_FILE
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
@@ -199,13 +199,14 @@ class Executor(evaluator_executor.Executor):
         if "acc" not in metrics[CANDIDATE]:
             notes.append(f"not every example has '{label_key}': acc, nmi and ari not computed")
         accept_resegmentation = bool(exec_properties.get(ACCEPT_RESEGMENTATION_KEY))
-        versions_section, no_versions = None, "no champion (first run): nothing to compare cluster IDs with"
+        versions_section = None
+        no_versions = f"no champion to compare cluster IDs with; baseline: {baseline_description}"
         if baseline is not None:
             versions_section = versions.compare(
                 scores[CANDIDATE], scores[BASELINE], registries[CANDIDATE], registries[BASELINE],
                 input_drift(model_paths[CANDIDATE], model_paths[BASELINE]),
-                thresholds.get("min_agreement_with_champion"))
-            metrics[CANDIDATE]["agreement_with_champion"] = versions_section["agreement"]
+                thresholds.get(bless_rules.MIN_AGREEMENT))
+            metrics[CANDIDATE][bless_rules.AGREEMENT_METRIC] = versions_section["agreement"]
         verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE), accept_resegmentation)
         logging.info("ClusteringEvaluator decision for %s: %s", model.uri, verdict.summary)
         candidate = scores[CANDIDATE]
