@@ -70,8 +70,7 @@ def test_first_run_blesses_and_pushes_a_model_that_serves_raw_examples(runs):
     serving = configs.output_paths(root).serving
     decision = _metrics(first)["decision"]
     assert decision["blessed"] and not decision["has_baseline"], decision
-    assert versions(serving) == [1]
-    assert read_champion(champion_path(serving)).version == 1
+    assert versions(serving)[0] == 1, "the first run pushed version 1 (the second run version 2)"
 
     _, examples_uri = first[("CsvExampleGen", "Examples")]
     raw = _records(os.path.join(examples_uri, "Split-eval", "*"))
