@@ -22,7 +22,7 @@ from typing import Any
 from components.clustering_evaluator import bless_rules
 from kubeflow import config
 from pipeline import configs
-from pipeline.cli import add_model_flags, json_object, model_settings
+from pipeline.cli import add_cluster_identity_flags, add_model_flags, json_object, model_settings
 from pipeline.data import CSV, TFRECORD, Column, DataError, column_report, feature_plan, scan_csv_source
 
 
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Compute Engine machine type of each training worker")
     parser.add_argument("--no-cache", action="store_true", help="compile with caching disabled for every step")
     add_model_flags(parser)
+    add_cluster_identity_flags(parser)
     return parser
 
 
@@ -156,6 +157,7 @@ def pipeline_kwargs(args: argparse.Namespace, columns: list[Column] | None = Non
         model_settings=model_settings(args).resolved(args.image_shape, scaling),
         thresholds=args.thresholds,
         regression_tolerances=args.tolerances,
+        accept_resegmentation=args.accept_resegmentation,
         image_shape=args.image_shape,
         # The open-source KFP v2 backend cannot run Resolver nodes; the evaluator reads a champion record instead.
         use_resolver=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from model import features
@@ -21,9 +22,14 @@ class _ExportModule(tf.Module):
         feature_names: Sequence[str],
         preprocess: Preprocess | None,
         feature_spec: Mapping[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] | None,
+        cluster_ids: Sequence[int],
+        id_columns: int,
     ) -> None:
         super().__init__(name="gmvae_export")
         self._model = model
+        self._cluster_ids = tf.constant(list(cluster_ids), tf.int64)
+        # [K, id_columns]: component k's probability goes to the column of its cluster ID
+        self._to_id_columns = tf.constant(np.eye(id_columns, dtype=np.float32)[list(cluster_ids)])
         self.model_variables = list(model.variables)
         self.feature_names = list(feature_names)
         self._spec = dict(feature_spec or {name: tf.io.FixedLenFeature([], tf.float32) for name in feature_names})
@@ -54,7 +60,11 @@ class _ExportModule(tf.Module):
 
     def _outputs(self, raw: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         x = tf.cast(self._preprocess(dict(raw)), tf.float32)
-        return self._model(x, training=False)
+        outputs = dict(self._model(x, training=False))
+        outputs[features.CLUSTER] = tf.gather(self._cluster_ids, outputs[features.CLUSTER])
+        outputs[features.CLUSTER_PROBABILITIES] = tf.matmul(outputs[features.CLUSTER_PROBABILITIES],
+                                                            self._to_id_columns)
+        return outputs
 
     def _serve(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._outputs(tf.io.parse_example(examples, self._spec))
@@ -91,6 +101,8 @@ def export_saved_model(
     feature_names: Sequence[str],
     preprocess: Preprocess | None = None,
     feature_spec: Mapping[str, tf.io.FixedLenFeature | tf.io.VarLenFeature] | None = None,
+    cluster_ids: Sequence[int] | None = None,
+    id_columns: int | None = None,
 ) -> str:
     """Write a SavedModel with the `serving_default`, `predict_features` and `transform_features` signatures.
 
@@ -107,6 +119,9 @@ def export_saved_model(
     feature spec (int64 [1] columns stay int64 [1]); dense inputs are cast and reshaped to the same spec. A
     trackable `preprocess` (tf.Module, Keras layer such as tf.Transform's TransformFeaturesLayer) is attached so
     its variables and assets are saved.
+    `cluster_ids[k]` (default k) is the stable ID that `cluster` gives the model's component k, and column
+    `cluster_ids[k]` of `cluster_probabilities` holds its probability; the columns number `id_columns` (default
+    max(cluster_ids) + 1), IDs the model does not use (retired ones) have probability 0.
     Loadable with `tf.saved_model.load` and the TF1 `tf.compat.v1.saved_model.loader`.
     """
     if len(feature_names) == 0:
@@ -116,7 +131,12 @@ def export_saved_model(
     missing = set(feature_spec or ()) ^ set(feature_names) if feature_spec else set()
     if missing:
         raise ValueError(f"feature_spec and feature_names differ on {sorted(missing)}")
-    module = _ExportModule(model, feature_names, preprocess, feature_spec)
+    k = model.prior.n_components
+    ids = list(range(k)) if cluster_ids is None else [int(i) for i in cluster_ids]
+    columns = max(ids) + 1 if id_columns is None else id_columns
+    if len(ids) != k or len(set(ids)) != k or min(ids) < 0 or max(ids) >= columns:
+        raise ValueError(f"cluster_ids {ids} must be {k} distinct IDs in 0..{columns - 1}")
+    module = _ExportModule(model, feature_names, preprocess, feature_spec, ids, columns)
     signatures = {
         features.SERVING_SIGNATURE: module.serve.get_concrete_function(),
         features.TRANSFORM_SIGNATURE: module.transform.get_concrete_function(),

@@ -65,3 +65,12 @@ def model_settings(args: argparse.Namespace) -> configs.ModelSettings:
     return configs.ModelSettings(preset=args.model_preset, clusters=args.clusters, epochs=args.epochs,
                                  pretrain_epochs=args.pretrain_epochs, seed=args.seed,
                                  overrides=dict(args.model_overrides))
+
+
+def add_cluster_identity_flags(parser: argparse.ArgumentParser) -> None:
+    """The cluster-identity flags every CLI that trains offers."""
+    group = parser.add_argument_group("cluster identity")
+    group.add_argument("--accept-resegmentation", action="store_true",
+                       help="accept a deliberate re-segmentation: the candidate is blessed even when fewer eval "
+                       "examples keep their cluster ID than min_agreement_with_champion asks (the report says so); "
+                       "new clusters still get never-used IDs")

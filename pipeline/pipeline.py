@@ -15,7 +15,7 @@ from components.anomaly_gate import AnomalyGate
 from components.clustering_evaluator import ClusteringEvaluator
 from components.versioned_pusher import VersionedPusher
 from model.features import OUTPUT_KEYS, SERVING_SIGNATURE
-from pipeline.configs import CHECKPOINT_ROOT_KEY, FeaturePlan, ModelSettings
+from pipeline.configs import CHAMPION_RECORD_KEY, CHECKPOINT_ROOT_KEY, FeaturePlan, ModelSettings
 from pipeline.data import CSV
 from serving.champion import champion_path
 
@@ -32,6 +32,7 @@ def create_pipeline(
     model_settings: ModelSettings,
     thresholds: dict[str, float],
     regression_tolerances: dict[str, float],
+    accept_resegmentation: bool = False,
     image_shape: tuple[int, int] | None = None,
     schema_path: str | None = None,
     use_resolver: bool = True,
@@ -50,6 +51,8 @@ def create_pipeline(
     ``trainer_component`` / ``trainer_custom_config`` swap in another Trainer, e.g. the Vertex AI Training one for
     multi-worker training (``kubeflow.runner --train-workers``). Training checkpoints go under ``checkpoint_root``
     (default ``<pipeline_root>/training-checkpoints``), so a retried Trainer resumes where a killed one stopped.
+    The Trainer aligns the candidate's cluster IDs to the Resolver's model, or without a Resolver to the champion
+    record's; ``accept_resegmentation`` waives the evaluator's ``min_agreement_with_champion`` for one run.
     """
     if data_format == CSV:
         example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -71,23 +74,11 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=preprocessing_fn,
         custom_config=feature_plan.to_custom_config(),
+        materialize=False,  # the Trainer applies the transform graph to the raw examples itself
     )
     transform.add_upstream_node(anomaly_gate)
-    trainer = trainer_component(
-        run_fn=run_fn,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        custom_config={
-            **model_settings.to_custom_config(),
-            "image_shape": list(image_shape) if image_shape else None,
-            CHECKPOINT_ROOT_KEY: checkpoint_root or f"{pipeline_root}/training-checkpoints",
-            **(trainer_custom_config or {}),
-        },
-    )
-    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform, trainer]
-
     baseline_model = None
+    components = [example_gen, statistics_gen, schema_gen, example_validator, anomaly_gate, transform]
     if use_resolver:
         resolver = tfx.dsl.Resolver(
             strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -97,6 +88,25 @@ def create_pipeline(
         components.append(resolver)
         baseline_model = resolver.outputs["model"]
 
+    # The Trainer reads the raw examples (and applies the tf.Transform graph itself) so that it can score the
+    # champion, which takes raw examples, on the same eval examples and align its cluster IDs to the champion's.
+    trainer = trainer_component(
+        run_fn=run_fn,
+        examples=examples,
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        base_model=baseline_model,
+        custom_config={
+            **model_settings.to_custom_config(),
+            "image_shape": list(image_shape) if image_shape else None,
+            CHECKPOINT_ROOT_KEY: checkpoint_root or f"{pipeline_root}/training-checkpoints",
+            CHAMPION_RECORD_KEY: champion_path(serving_model_dir),
+            **(trainer_custom_config or {}),
+        },
+    )
+    trainer.add_upstream_node(anomaly_gate)
+    components.append(trainer)
+
     evaluator = ClusteringEvaluator(
         examples=examples,
         model=trainer.outputs["model"],
@@ -105,6 +115,7 @@ def create_pipeline(
         regression_tolerances=regression_tolerances,
         champion_path=champion_path(serving_model_dir),
         image_shape=image_shape,
+        accept_resegmentation=accept_resegmentation,
     )
     pusher = VersionedPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"], serving_dir=serving_model_dir)

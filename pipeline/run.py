@@ -15,7 +15,7 @@ import sys
 import time
 
 from pipeline import configs
-from pipeline.cli import add_model_flags, json_object, model_settings
+from pipeline.cli import add_cluster_identity_flags, add_model_flags, json_object, model_settings
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, stage
 from pipeline.run_output import console_output, log_path_for, summary_lines
 
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show every TFX, absl, Beam and TensorFlow log line and one line per training epoch on "
                         "the console, as well as in the log file")
     add_model_flags(parser)
+    add_cluster_identity_flags(parser)
     return parser
 
 
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             model_settings=settings,
             thresholds=args.thresholds,
             regression_tolerances=args.tolerances,
+            accept_resegmentation=args.accept_resegmentation,
             image_shape=staged.image_shape,
             schema_path=schema,
             use_resolver=not args.no_resolver,

@@ -268,6 +268,10 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
     if isinstance(metrics, dict) and metrics:
         rows.append(("metrics", metrics_line(metrics)))
         rows.append(("clusters", clusters_line(metrics)))
+    identity = evaluated.get("versions")
+    if isinstance(identity, dict) and identity.get("diagnosis"):
+        rows.append(("cluster IDs", f"{identity['diagnosis']} (vs the champion; best relabelling "
+                                    f"{_share(identity.get('best_agreement'))})"))
 
     pushed = _first(outputs, "PushedModel")
     if pushed is not None and pushed.properties.get("pushed") == 1:

@@ -18,12 +18,23 @@ import tf_keras as keras
 from absl import logging
 from tfx import v1 as tfx
 
+from components.clustering_evaluator import drift
 from model.config import GMVAEConfig
 from model.distribute import get_strategy
 from model.export import export_saved_model
-from model.features import TRANSFORMED_FEATURES_KEY, is_feature, natural_key
+from model.features import (
+    CLUSTER,
+    CLUSTER_PROBABILITIES,
+    SERVING_INPUT_KEY,
+    SERVING_SIGNATURE,
+    TRANSFORMED_FEATURES_KEY,
+    is_feature,
+    natural_key,
+)
 from model.training import fit_gmvae
 from pipeline import configs, training_summary
+from serving import cluster_ids
+from serving.champion import ChampionRecordError, read_champion
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
@@ -60,17 +71,21 @@ def model_config_from(custom_config: dict, n_rows: int, input_dim: int) -> GMVAE
     return base.replace(**changes)
 
 
-def read_transformed_features(file_pattern: list[str] | str, tf_transform_output: tft.TFTransformOutput) -> np.ndarray:
-    """All transformed ``features`` vectors of the given gzip TFRecord files as one [N, F] array."""
-    files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
-        f for pattern in file_pattern for f in tf.io.gfile.glob(pattern)]
-    spec = {TRANSFORMED_FEATURES_KEY: tf_transform_output.transformed_feature_spec()[TRANSFORMED_FEATURES_KEY]}
-    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-               .batch(4096)
-               .map(lambda records: tf.io.parse_example(records, spec)[TRANSFORMED_FEATURES_KEY]))
-    batches = [batch.numpy() for batch in dataset]
-    if not batches:
-        raise ValueError(f"no transformed examples found in {file_pattern}")
+def read_records(file_pattern: list[str] | str) -> list[bytes]:
+    """Every serialized tf.Example of the given gzip TFRecord files, in file order."""
+    patterns = [file_pattern] if isinstance(file_pattern, str) else file_pattern
+    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
+    records = [record.numpy() for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    if not records:
+        raise ValueError(f"no examples found in {file_pattern}")
+    return records
+
+
+def model_inputs(records: list[bytes], transform: _TransformedInput, spec: dict) -> np.ndarray:
+    """The model input [N, F] of raw serialized tf.Examples (parsed with ``spec``), through the tf.Transform graph
+    that serving applies too."""
+    batches = [transform(tf.io.parse_example(tf.constant(records[i:i + 4096]), spec)).numpy()
+               for i in range(0, len(records), 4096)]
     return np.concatenate(batches).astype(np.float32)
 
 
@@ -100,10 +115,61 @@ def checkpoint_dir_for(fn_args: tfx.components.FnArgs) -> str | None:
     return os.path.join(root, hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
+def champion_model_dir(fn_args: tfx.components.FnArgs) -> str | None:
+    """The model the candidate's cluster IDs align to: the Trainer's ``base_model`` (the Resolver's latest blessed
+    model), else the serving model of the champion record named in the custom config, else none (first model)."""
+    if fn_args.base_model:
+        return fn_args.base_model
+    record = (fn_args.custom_config or {}).get(configs.CHAMPION_RECORD_KEY)
+    champion = read_champion(record) if record else None
+    if champion is None:
+        return None
+    if not tf.io.gfile.exists(champion.serving_path):
+        raise ChampionRecordError(record, f"names the serving model {champion.serving_path}, which does not exist, "
+                                  "so cluster IDs cannot be aligned to it")
+    return champion.serving_path
+
+
+def _champion_clusters(model_dir: str, records: list[bytes]) -> tuple[np.ndarray, int]:
+    """The champion's cluster IDs of serialized examples and its number of probability columns."""
+    serve = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE]
+    clusters, columns = [], 0
+    for i in range(0, len(records), 1024):
+        outputs = serve(**{SERVING_INPUT_KEY: tf.constant(records[i:i + 1024])})
+        clusters.append(outputs[CLUSTER].numpy())
+        columns = int(outputs[CLUSTER_PROBABILITIES].shape[1])
+    return np.concatenate(clusters), columns
+
+
+def stable_ids(components: np.ndarray, k: int, x_eval: np.ndarray, eval_records: list[bytes],
+               champion_dir: str | None, model_uri: str) -> cluster_ids.Registry:
+    """The registry with the candidate as its newest generation: its components matched to the champion's IDs on
+    the same eval examples (Hungarian on the co-assignment counts), unmatched ones with never-used IDs.
+
+    ``components`` is the candidate's component (0..k-1) of each eval example, ``x_eval`` their model inputs."""
+    if champion_dir is None:
+        logging.info("No champion: cluster IDs 0..K-1.")
+        return cluster_ids.extend(None, cluster_ids.assign_ids(None, k, {}), model_uri, components, x_eval)
+    champion, columns = _champion_clusters(champion_dir, eval_records)
+    registry = cluster_ids.read_registry(champion_dir) or cluster_ids.for_unregistered_model(champion_dir, columns)
+    counts = cluster_ids.co_assignment(champion, components, registry.latest.ids, k)
+    ids = cluster_ids.assign_ids(registry, k, cluster_ids.match(counts, registry.latest.ids))
+    aligned = float(np.mean(np.array(ids)[components] == champion))
+    logging.info("Cluster IDs aligned to the champion %s: %s; %.1f%% of %d eval examples keep their ID "
+                 "(%.1f%% before alignment, best relabelling %.1f%%).", champion_dir, list(ids), 100 * aligned,
+                 len(champion), 100 * float(np.mean(components == champion)),
+                 100 * cluster_ids.best_agreement(components, champion))
+    return cluster_ids.extend(registry, ids, model_uri, components, x_eval)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Train under the strategy the machine offers, log to TensorBoard, export the serving model."""
+    """Train under the strategy the machine offers, log to TensorBoard, align the cluster IDs to the champion's,
+    export the serving model with its cluster registry and training statistics."""
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    x_train = read_transformed_features(fn_args.train_files, tf_transform_output)
+    transform = _TransformedInput(tf_transform_output)
+    train_records = read_records(fn_args.train_files)
+    raw_spec = tf_transform_output.raw_feature_spec()
+    x_train = model_inputs(train_records, transform, raw_spec)
     config = model_config_from(fn_args.custom_config or {}, n_rows=len(x_train), input_dim=x_train.shape[1])
     logging.info("Training on %d examples x %d features with %s", len(x_train), x_train.shape[1], config)
 
@@ -123,15 +189,22 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         x_train, config, strategy=strategy, callbacks=callbacks, checkpoint_dir=checkpoint_dir, on_stage=on_stage,
         verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
 
-    raw_spec = tf_transform_output.raw_feature_spec()
+    eval_records = read_records(fn_args.eval_files)
+    x_eval = model_inputs(eval_records, transform, raw_spec)
+    registry = stable_ids(model.predict_outputs(x_eval)[CLUSTER], model.prior.n_components, x_eval, eval_records,
+                          champion_model_dir(fn_args), model_dir)
     feature_names = sorted((name for name in raw_spec if is_feature(name)), key=natural_key)
     export_saved_model(
         model,
         fn_args.serving_model_dir,
         feature_names,
-        preprocess=_TransformedInput(tf_transform_output),
+        preprocess=transform,
         feature_spec={name: raw_spec[name] for name in feature_names},
+        cluster_ids=registry.latest.ids,
+        id_columns=registry.next_id,
     )
+    cluster_ids.write_registry(fn_args.serving_model_dir, registry)
+    drift.write_statistics(fn_args.serving_model_dir, drift.statistics_of(train_records))
     training_summary.write_summary(model_dir, training_summary.summary(model, history, len(x_train), fitted))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, default=float)

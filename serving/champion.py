@@ -33,7 +33,9 @@ class ChampionRecordError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Champion:
     """One champion record: the serving ``version`` at ``serving_path``, pushed from ``model_uri`` (MLMD id
-    ``model_id``) at ``pushed_at`` (UTC, ISO 8601), with the ``metrics`` its blessing recorded."""
+    ``model_id``) at ``pushed_at`` (UTC, ISO 8601), with the ``metrics`` its blessing recorded, and the
+    ``cluster_registry`` of :mod:`serving.cluster_ids` (every cluster ID ever issued, the generation that introduced
+    it, shares and prototypes per generation) with ``versions``: {generation: serving version}."""
 
     version: int
     serving_path: str
@@ -41,6 +43,7 @@ class Champion:
     model_id: int
     metrics: dict[str, Any]
     pushed_at: str
+    cluster_registry: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _FIELD_TYPES: dict[str, type] = {"version": int, "serving_path": str, "model_uri": str, "model_id": int,
@@ -77,8 +80,8 @@ def read_champion(path: str) -> Champion | None:
     "no champion" would bless the candidate on absolute thresholds alone and push it without the regression check
     against the model it replaces. The evaluator reads the record before scoring, so the run stops there (nothing
     blessed, nothing pushed) rather than blessing and then crashing in the pusher; both components call this
-    function, so they cannot disagree. Fields beyond :class:`Champion` are ignored (records of a newer pusher). A
-    relative ``serving_path`` is taken relative to the record's directory.
+    function, so they cannot disagree. Other fields are ignored (records of a newer pusher); ``cluster_registry`` is
+    optional (older records). A relative ``serving_path`` is taken relative to the record's directory.
     """
     if not tf.io.gfile.exists(path):
         return None
@@ -97,6 +100,8 @@ def read_champion(path: str) -> Champion | None:
     if problems:
         raise ChampionRecordError(path, "is not a champion record: " + ", ".join(problems))
     fields = {name: record[name] for name in _FIELD_TYPES}
+    if isinstance(record.get("cluster_registry"), dict):
+        fields["cluster_registry"] = record["cluster_registry"]
     if "://" not in fields["serving_path"] and not os.path.isabs(fields["serving_path"]):
         fields["serving_path"] = os.path.join(os.path.dirname(path), fields["serving_path"])
     return Champion(**fields)

@@ -29,7 +29,7 @@ from model.training import build_model
 from serving.champion import ChampionRecordError
 
 GOOD = {"min_share": 0.2, "max_share": 0.4, "empty": 0, "silhouette": 0.5, "acc": 0.9, "nmi": 0.8, "ari": 0.7,
-        "mean_elbo": -100.0}  # fmt: skip
+        "mean_elbo": -100.0, "agreement_with_champion": 0.95}  # fmt: skip
 NAMES = [f"px_{i}" for i in range(4)]
 MODEL_ID = 7
 
@@ -83,8 +83,22 @@ def test_regression_beyond_tolerance_rejects_and_within_blesses() -> None:
     assert close.blessed
     assert close.summary == "blessed: all 0 thresholds met; nmi 0.79 vs baseline 0.8 (tolerance 0.02)"
     assert decide({**GOOD, "nmi": 0.81}, DEFAULT_THRESHOLDS, tolerances, baseline).summary.startswith(
-        "blessed: all 3 thresholds met; nmi 0.81 vs baseline 0.8"
+        "blessed: all 4 thresholds met; nmi 0.81 vs baseline 0.8"
     )
+
+
+def test_agreement_with_champion_applies_with_a_champion_and_a_resegmentation_waives_it() -> None:
+    thresholds = {"min_agreement_with_champion": 0.8}
+    unstable = {**GOOD, "agreement_with_champion": 0.6}
+    assert decide(unstable, thresholds, {}, baseline=None).passed == (
+        "agreement with the champion not checked (no champion yet)",)
+    verdict = decide(unstable, thresholds, {}, baseline=GOOD)
+    assert not verdict.blessed and verdict.reasons == ("agreement with the champion 60.0% < 80.0%",)
+    waived = decide(unstable, thresholds, {}, baseline=GOOD, accept_resegmentation=True)
+    assert waived.blessed and waived.passed == (
+        "agreement with the champion not checked (60.0%, waived: re-segmentation accepted)",)
+    assert not decide({k: v for k, v in GOOD.items() if k != "agreement_with_champion"}, thresholds, {},
+                      baseline=GOOD).blessed
 
 
 def test_mean_elbo_tolerance_is_relative_and_lower_is_better_metrics_compare_upwards() -> None:
@@ -256,7 +270,13 @@ def test_resolver_baseline_scored_on_same_data_and_rejected_model_not_pushed(ass
     assert blessing.get_string_custom_property("baseline_model") == str(assets["root"] / "old_model")
     assert record["baseline"]["source"] == "resolver"
     assert record["baseline_description"].startswith("latest blessed model ")
-    assert record["baseline"]["metrics"] == record["candidate"]["metrics"]
+    candidate_metrics = dict(record["candidate"]["metrics"])
+    assert candidate_metrics.pop("agreement_with_champion") == 1.0, "the same model keeps every cluster ID"
+    assert record["baseline"]["metrics"] == candidate_metrics
+    versions = record["versions"]
+    assert versions["agreement"] == versions["best_agreement"] == 1.0 and versions["n_examples"] == 48
+    assert np.trace(np.array(versions["transitions"]["counts"])) == 48
+    assert "no training statistics" in versions["drift"]["note"], "models exported without statistics"
     assert [c.split(" ")[0] for c in record["decision"]["comparisons"]] == ["nmi", "acc"]
     assert all("vs baseline" in c for c in record["decision"]["comparisons"])
 

@@ -97,3 +97,23 @@ def test_trackable_preprocess_is_saved(trained, tmp_path) -> None:
 def test_feature_count_checked(trained, tmp_path) -> None:
     with pytest.raises(ValueError):
         export_saved_model(trained[0], str(tmp_path / "x"), NAMES[:3])
+
+
+def test_baked_cluster_ids_relabel_serving_and_dense_signatures_alike(trained, tmp_path) -> None:
+    model, raw = trained
+    expected = model.predict_outputs(raw / 16.0)
+    ids = [7, 0, 3, 1, 5]  # component k -> stable ID; IDs 2, 4 and 6 are not used by this model
+    path = export_saved_model(model, str(tmp_path / "export"), NAMES, cluster_ids=ids, id_columns=8)
+    loaded = tf.saved_model.load(path)
+    got_serving = loaded.signatures[features.SERVING_SIGNATURE](**{features.SERVING_INPUT_KEY: tf.constant(
+        _examples(raw))})
+    got_dense = loaded.signatures[features.FEATURES_SIGNATURE](**{features.FEATURES_INPUT_KEY: tf.constant(raw)})
+    for got in (got_serving, got_dense):
+        np.testing.assert_array_equal(got[features.CLUSTER].numpy(), np.array(ids)[expected[features.CLUSTER]])
+        probabilities = got[features.CLUSTER_PROBABILITIES].numpy()
+        assert probabilities.shape == (len(raw), 8)
+        np.testing.assert_allclose(probabilities[:, ids], expected[features.CLUSTER_PROBABILITIES], atol=1e-5)
+        np.testing.assert_array_equal(probabilities[:, [2, 4, 6]], 0.0)
+        np.testing.assert_array_equal(probabilities.argmax(axis=1), got[features.CLUSTER].numpy())
+    with pytest.raises(ValueError, match="distinct IDs"):
+        export_saved_model(model, str(tmp_path / "bad"), NAMES, cluster_ids=[0, 0, 1, 2, 3])

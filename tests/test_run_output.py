@@ -60,6 +60,16 @@ def test_summary_of_a_blessed_run_names_metrics_version_report_tensorboard_and_m
     assert "full log:    /out/logs/run-1.log" in text
 
 
+def test_summary_of_a_run_with_a_champion_says_how_many_examples_keep_their_cluster_id(tmp_path):
+    outputs, evaluation, _ = _outputs(tmp_path, blessed=True)
+    diagnosis = "95.5% of eval examples keep their cluster ID; no input feature drifted above 0.1, largest 0.000"
+    with open(os.path.join(evaluation, "metrics.json"), "w") as f:
+        json.dump({"candidate": {"metrics": METRICS}, "versions": {"diagnosis": diagnosis, "best_agreement": 0.955}},
+                  f)
+    text = "\n".join(run_output.summary_lines(outputs, "/out/metadata.sqlite"))
+    assert f"cluster IDs: {diagnosis} (vs the champion; best relabelling 95.5%)" in text
+
+
 def test_summary_of_a_rejected_run_says_why_and_that_nothing_was_pushed(tmp_path):
     unlabelled = {k: v for k, v in METRICS.items() if k not in ("acc", "nmi", "ari")} | {"empty": 2}
     outputs, _, _ = _outputs(tmp_path, blessed=False, metrics=unlabelled)

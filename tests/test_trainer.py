@@ -90,3 +90,39 @@ def test_the_training_summary_goes_beside_the_saved_model_and_a_failed_baseline_
         content = json.load(f)
     assert content["seconds"] == {"pretrain": 2.0, "fine_tune": 3.0, "total": 5.0}
     assert content["k_scores"] == {"5": 1.0} and content["baseline_error"] and len(content["mixture_weights"]) == 4
+
+
+def _serialized(rows: np.ndarray, names: list[str]) -> list[bytes]:
+    import tensorflow as tf
+
+    return [tf.train.Example(features=tf.train.Features(feature={
+        n: tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)])) for n, v in zip(names, row, strict=True)
+    })).SerializeToString() for row in rows]
+
+
+def test_stable_ids_align_a_relabelled_candidate_to_a_real_champion_saved_model(tmp_path):
+    from model import features
+    from model.export import export_saved_model
+    from serving import cluster_ids
+
+    names = [f"px_{i}" for i in range(4)]
+    champion_model = build_model(GMVAEConfig(input_dim=4, n_components=3, latent_dim=2, hidden_units=(8,),
+                                             image_shape=None, input_scale=1.0, likelihood="gaussian"))
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32) * 3
+    champion_dir = str(tmp_path / "champion")
+    export_saved_model(champion_model, champion_dir, names, cluster_ids=[0, 1, 2])
+    components = champion_model.predict_outputs(x)[features.CLUSTER]
+    first = trainer.stable_ids(components, 3, x, [], None, "m1")
+    cluster_ids.write_registry(champion_dir, first)
+    assert first.latest.ids == (0, 1, 2) and first.latest.generation == 1
+
+    relabelled = np.array([2, 0, 1])[components]  # the same partition under other component numbers
+    registry = trainer.stable_ids(relabelled, 3, x, _serialized(x, names), champion_dir, "m2")
+    assert np.array_equal(np.array(registry.latest.ids)[relabelled], components), "every example keeps its ID"
+    fresh = [i for i in registry.latest.ids if i >= 3]
+    assert len(fresh) == 3 - len(np.unique(components)), "only a component without examples cannot be matched"
+    assert all(registry.latest.shares[i] == 0.0 for i in fresh) and registry.latest.generation == 2
+
+    fn_args = FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: str(tmp_path / "champion.json")})
+    assert trainer.champion_model_dir(fn_args) is None, "no record: the first model"
+    assert trainer.champion_model_dir(FnArgs(base_model=champion_dir, custom_config={})) == champion_dir

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
@@ -10,7 +11,8 @@ from tfx.utils import proto_utils
 
 from components.clustering_evaluator.constants import METRICS_FILE
 from components.versioned_pusher import executor as pusher
-from serving.champion import CHAMPION_FILE, ChampionRecordError, champion_path, read_champion
+from serving import cluster_ids
+from serving.champion import CHAMPION_FILE, Champion, ChampionRecordError, champion_path, read_champion
 from serving.store import versions
 
 
@@ -124,3 +126,16 @@ def test_an_unusable_champion_record_stops_the_push_and_changes_nothing(tmp_path
         _push(tmp_path, _model(tmp_path, 2, "new"), _blessing(tmp_path, 1, {}), serving)
     assert problem in str(info.value) and str(info.value).startswith(f"champion record {champion_path(serving)} ")
     assert sorted(os.listdir(serving)) == ["1", CHAMPION_FILE] and _read(champion_path(serving)) == text
+
+
+def test_champion_record_carries_the_cluster_registry_with_serving_versions(tmp_path):
+    components = np.array([0, 1, 1, 2])
+    first = cluster_ids.extend(None, (0, 1, 2), "m1", components, np.eye(3)[components])
+    second = cluster_ids.extend(first, (2, 0, 3), "m2", components, np.eye(3)[components])
+    cluster_ids.write_registry(str(tmp_path / "7"), second)
+    previous = Champion(version=6, serving_path="/s/6", model_uri="m1", model_id=1, metrics={}, pushed_at="t",
+                        cluster_registry={**first.to_json(), "versions": {"1": 6}})
+    summary = pusher.registry_summary(str(tmp_path / "7"), 7, previous)
+    assert summary["versions"] == {"1": 6, "2": 7}
+    assert cluster_ids.Registry.from_json(summary) == second and second.retired == (1,)
+    assert pusher.registry_summary(str(tmp_path / "none"), 1, None) == {}, "a model exported without a registry"

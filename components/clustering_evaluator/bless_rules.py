@@ -30,6 +30,10 @@ class MetricInfo:
         return f"{value:.4g}"
 
 
+# The share of eval examples keeping their cluster ID from the champion, and its threshold key.
+AGREEMENT_METRIC = "agreement_with_champion"
+MIN_AGREEMENT = "min_agreement_with_champion"
+
 # Metric key (as in metrics.json) -> how it is shown and which direction is better.
 METRICS: dict[str, MetricInfo] = {
     "mean_elbo": MetricInfo("mean ELBO", True, meaning="mean per-example ELBO on the eval split (nats)"),
@@ -40,6 +44,9 @@ METRICS: dict[str, MetricInfo] = {
     "acc": MetricInfo("acc", True, meaning="Hungarian-matched accuracy (needs labels)"),
     "nmi": MetricInfo("nmi", True, meaning="normalised mutual information (needs labels)"),
     "ari": MetricInfo("ari", True, meaning="adjusted Rand index (needs labels)"),
+    AGREEMENT_METRIC: MetricInfo(
+        "agreement with the champion", True, "share",
+        "share of eval examples that keep their cluster ID from the champion (needs a champion)"),
 }
 
 # Threshold key -> (metric, True for a lower bound / False for an upper bound). Every key is optional; a threshold
@@ -53,7 +60,17 @@ THRESHOLD_KEYS: dict[str, tuple[str, bool]] = {
     "min_nmi": ("nmi", True),
     "min_ari": ("ari", True),
     "min_mean_elbo": ("mean_elbo", True),
+    MIN_AGREEMENT: (AGREEMENT_METRIC, True),
 }
+
+# Thresholds that compare with the champion: not checked on the first run (no champion), and waived for a run that
+# accepts a deliberate re-segmentation (``--accept-resegmentation``).
+CHAMPION_THRESHOLDS = frozenset({MIN_AGREEMENT})
+
+# Input drift (per feature: Jensen-Shannon divergence for numeric, L-infinity for categorical, between this run's
+# training data and the champion's) above which a feature counts as drifted. Reported beside the agreement with the
+# champion, so a person can tell "the data changed" from "the model is unstable"; not a bless rule.
+DRIFT_THRESHOLD = 0.1
 
 # Regression tolerances ({metric: allowed worsening vs the baseline}) are absolute, except for these metrics, whose
 # tolerance is relative to |baseline| (0.05 = 5%). Metrics missing or NaN in the baseline are not compared.
@@ -65,6 +82,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_smallest_cluster_share": 0.02,
     "max_empty_clusters": 0,
     "min_silhouette": 0.0,
+    MIN_AGREEMENT: 0.8,  # two seeds' models on the digits kept 86.5% to 95.5% (README, cluster identity)
 }
 DEFAULT_TOLERANCES: dict[str, float] = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
 

@@ -25,6 +25,7 @@ class ClusteringEvaluatorSpec(types.ComponentSpec):
         executor.CHAMPION_PATH_KEY: ExecutionParameter(type=str, optional=True),
         executor.LABEL_KEY_KEY: ExecutionParameter(type=str, optional=True),
         executor.IMAGE_SHAPE_KEY: ExecutionParameter(type=str, optional=True),
+        executor.ACCEPT_RESEGMENTATION_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -65,6 +66,7 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
         champion_path: str | None = None,
         label_key: str = features.LABEL_KEY,
         image_shape: Sequence[int] | None = None,
+        accept_resegmentation: bool = False,
     ) -> None:
         """Builds the component.
 
@@ -79,6 +81,8 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
             `baseline_model` is empty.
           label_key: label column; label metrics only when every eval example has it.
           image_shape: (height, width) of the flat pixel features, for the cluster-prototype plot.
+          accept_resegmentation: waive the thresholds against the champion (`min_agreement_with_champion`) for a
+            deliberate re-segmentation; the report says so.
         """
         thresholds_json = _as_json(thresholds)
         tolerances_json = _as_json(regression_tolerances)
@@ -94,6 +98,7 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
             champion_path=champion_path,
             label_key=label_key,
             image_shape=None if image_shape is None else json.dumps([int(d) for d in image_shape]),
+            accept_resegmentation=int(accept_resegmentation),
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 
 from components.clustering_evaluator.bless_rules import (
+    CHAMPION_THRESHOLDS,
     DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCES,
     METRICS,
@@ -138,14 +139,26 @@ def decide(
     thresholds: Mapping[str, float],
     tolerances: Mapping[str, float],
     baseline: Mapping[str, float | None] | None = None,
+    accept_resegmentation: bool = False,
 ) -> Decision:
-    """Blessed iff every absolute threshold holds and, with a baseline, no metric regresses beyond its tolerance."""
+    """Blessed iff every absolute threshold holds and, with a baseline, no metric regresses beyond its tolerance.
+
+    The thresholds against the champion (`CHAMPION_THRESHOLDS`) apply only with a baseline, and are waived (the
+    decision says so) when ``accept_resegmentation`` accepts a deliberate re-segmentation."""
     reasons: list[str] = []
     passed: list[str] = []
     comparisons: list[str] = []
+    checked = 0
     for key, bound in thresholds.items():
+        if key in CHAMPION_THRESHOLDS and (baseline is None or accept_resegmentation):
+            info, value = METRICS[THRESHOLD_KEYS[key][0]], _value(candidate, THRESHOLD_KEYS[key][0])
+            why = "no champion yet" if baseline is None else (
+                f"{info.format(value) if value is not None else 'n/a'}, waived: re-segmentation accepted")
+            passed.append(f"{info.label} not checked ({why})")
+            continue
         ok, message = _check_threshold(key, bound, candidate)
         (passed if ok else reasons).append(message)
+        checked += 1
     if baseline is not None:
         for metric, tolerance in tolerances.items():
             result = _check_regression(metric, tolerance, candidate, baseline)
@@ -156,6 +169,6 @@ def decide(
         reasons=tuple(reasons),
         passed=tuple(passed),
         comparisons=tuple(comparisons),
-        n_thresholds=len(thresholds),
+        n_thresholds=checked,
         has_baseline=baseline is not None,
     )

@@ -18,10 +18,11 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
-from components.clustering_evaluator import comparison, profiles, report, scoring
+from components.clustering_evaluator import bless_rules, comparison, drift, profiles, report, scoring, versions
 from components.clustering_evaluator.constants import METRICS_FILE
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
+from serving import cluster_ids
 from serving.champion import Champion, read_champion
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
@@ -35,6 +36,7 @@ REGRESSION_TOLERANCES_KEY = "regression_tolerances"
 CHAMPION_PATH_KEY = "champion_path"
 LABEL_KEY_KEY = "label_key"
 IMAGE_SHAPE_KEY = "image_shape"
+ACCEPT_RESEGMENTATION_KEY = "accept_resegmentation"
 
 DEFAULT_EVAL_SPLIT = "eval"
 SCORES_DIR = "scores"
@@ -112,6 +114,15 @@ def find_baseline(baseline_models: list[types.Artifact], champion_path: str | No
     return None, "none (first run: absolute thresholds only)"
 
 
+def input_drift(candidate_path: str, champion_path: str) -> dict[str, Any]:
+    """Drift from the champion's training data to the candidate's (the statistics both SavedModels carry)."""
+    current, previous = drift.read_statistics(candidate_path), drift.read_statistics(champion_path)
+    if current is None or previous is None:
+        return {"note": "no training statistics in the " + ("candidate" if current is None else "champion") +
+                " model (exported before models carried them)"}
+    return drift.drift(current, previous)
+
+
 def _json_safe(value: Any) -> Any:
     """NaN/inf -> None and numpy scalars -> Python, so the JSON is standard."""
     if isinstance(value, dict):
@@ -182,17 +193,34 @@ class Executor(evaluator_executor.Executor):
                 category_names, model_input=(CANDIDATE,) if summary else (),
             )
         scores = {name: scoring.read_scores(prefix) for name, prefix in prefixes.items()}
-        metrics = {name: scoring.metrics_from_scores(s) for name, s in scores.items()}
+        registries = {name: cluster_ids.read_registry(path) or cluster_ids.for_unregistered_model(
+            path, int(scores[name][features.CLUSTER_PROBABILITIES].shape[1])) for name, path in model_paths.items()}
+        metrics = {name: scoring.metrics_from_scores(s, registries[name].latest.ids) for name, s in scores.items()}
         if "acc" not in metrics[CANDIDATE]:
             notes.append(f"not every example has '{label_key}': acc, nmi and ari not computed")
-        verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE))
+        accept_resegmentation = bool(exec_properties.get(ACCEPT_RESEGMENTATION_KEY))
+        versions_section = None
+        no_versions = f"no champion to compare cluster IDs with; baseline: {baseline_description}"
+        if baseline is not None:
+            versions_section = versions.compare(
+                scores[CANDIDATE], scores[BASELINE], registries[CANDIDATE], registries[BASELINE],
+                input_drift(model_paths[CANDIDATE], model_paths[BASELINE]),
+                thresholds.get(bless_rules.MIN_AGREEMENT))
+            metrics[CANDIDATE][bless_rules.AGREEMENT_METRIC] = versions_section["agreement"]
+        verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE), accept_resegmentation)
         logging.info("ClusteringEvaluator decision for %s: %s", model.uri, verdict.summary)
         candidate = scores[CANDIDATE]
         compared = comparison.compare(summary, model.uri, candidate, metrics[CANDIDATE]) if summary else None
+        width = int(candidate[features.CLUSTER_PROBABILITIES].shape[1])
+        if compared and compared.get("mixture_weights"):  # component order -> cluster ID order
+            weights = [0.0] * width
+            for k, i in enumerate(registries[CANDIDATE].latest.ids):
+                weights[i] = compared["mixture_weights"][k]
+            compared["mixture_weights"] = weights
         profiled = None
         if image_shape is None:
             profiled = profiles.cluster_profiles(
-                candidate[features.CLUSTER], int(metrics[CANDIDATE]["n_clusters"]), candidate.get(scoring.INPUTS),
+                candidate[features.CLUSTER], width, candidate.get(scoring.INPUTS),
                 input_names[CANDIDATE], candidate.get(scoring.CATEGORIES), category_names[CANDIDATE])
 
         _write_json(
@@ -210,10 +238,12 @@ class Executor(evaluator_executor.Executor):
                 "notes": notes,
                 "comparison": compared if compared is not None else {"note": no_summary},
                 "cluster_profiles": profiled,
+                "versions": versions_section,
+                "accept_resegmentation": accept_resegmentation,
             },
         )
-        counts = {
-            name: np.bincount(s[features.CLUSTER], minlength=int(metrics[name]["n_clusters"]))
+        counts = {  # by cluster ID: the probability columns are the IDs ever issued
+            name: np.bincount(s[features.CLUSTER], minlength=int(s[features.CLUSTER_PROBABILITIES].shape[1]))
             for name, s in scores.items()
         }
         plots = report.write_plots(
@@ -224,7 +254,10 @@ class Executor(evaluator_executor.Executor):
             (candidate[scoring.INPUTS], image_shape) if scoring.INPUTS in candidate and image_shape else None,
             mixture_weights=compared.get("mixture_weights") if compared else None,
         )
-        sections = [comparison.markdown(compared, no_summary)]
+        if versions_section is not None:
+            plots += versions.write_plots(evaluation.uri, versions_section, candidate, scores[BASELINE], image_shape)
+        sections = [versions.markdown(versions_section, no_versions, accept_resegmentation),
+                    comparison.markdown(compared, no_summary)]
         if profiled is not None:
             sections.append(profiles.markdown(profiled))
         report.write_markdown(

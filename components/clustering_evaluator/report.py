@@ -23,7 +23,7 @@ REPORT_MD = "report.md"
 MAX_SCATTER_POINTS = 5000
 
 
-def _save(fig: Figure, path: str) -> None:
+def save_png(fig: Figure, path: str) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     with fileio.open(path, "wb") as f:
@@ -47,7 +47,7 @@ def plot_occupancy(
     ax.set(xlabel="cluster", ylabel="share of examples", title="Cluster occupancy")
     ax.set_xticks(np.arange(max(len(c) for c in cluster_counts.values())))
     ax.legend()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_latent_pca(latent: np.ndarray, clusters: np.ndarray, path: str, seed: int = 0) -> None:
@@ -68,7 +68,7 @@ def plot_latent_pca(latent: np.ndarray, clusters: np.ndarray, path: str, seed: i
     if len(np.unique(clusters)) <= 20:
         ax.legend(title="cluster", loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=2)
     ax.set(xlabel="PC 1", ylabel="PC 2", title="Latent means (PCA), coloured by cluster")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, n_clusters: int, shape: Sequence[int], path: str) -> None:
@@ -84,7 +84,7 @@ def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, n_clusters: int, s
         ax.set_title(f"{k} (n={len(members)})", fontsize=8)
         ax.axis("off")
     fig.suptitle("Cluster prototypes (mean input of the members)")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _fmt(metric: str, value: float | None) -> str:

@@ -7,6 +7,7 @@ gzip TFRecords, so the per-example scores stay in the evaluation artifact.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ HAS_LABEL = "has_label"
 INPUTS = "inputs"
 CATEGORIES = "categories"
 MODEL_INPUT = "model_input"
+RECORD_KEY = "record_key"  # hash of the serialized example: pairs the scores of two models example by example
 MAX_BATCH_SIZE = 256
 
 
@@ -123,6 +125,7 @@ class ScoreBatches(beam.DoFn):
         if self._transform is not None:
             transformed = self._transform(**{features.SERVING_INPUT_KEY: tf.constant(batch)})
             arrays[MODEL_INPUT] = transformed[features.TRANSFORMED_FEATURES_KEY].numpy()
+        arrays[RECORD_KEY] = np.array([hashlib.sha1(record).hexdigest() for record in batch])
         examples = [tf.train.Example.FromString(record).features.feature for record in batch]
         labels = [_label_text(example.get(self._label_key)) for example in examples]
         arrays[HAS_LABEL] = np.array([label is not None for label in labels])
@@ -188,10 +191,12 @@ def read_scores(prefix: str) -> dict[str, np.ndarray]:
     return {key: np.concatenate(arrays) for key, arrays in parts.items()}
 
 
-def metrics_from_scores(scores: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Mean ELBO, occupancy and silhouette; acc, NMI and ARI only when every example has a label."""
-    clusters = scores[features.CLUSTER]
-    n_clusters = int(scores[features.CLUSTER_PROBABILITIES].shape[1])
+def metrics_from_scores(scores: Mapping[str, np.ndarray], cluster_ids: Sequence[int]) -> dict[str, float]:
+    """Mean ELBO, occupancy and silhouette over the model's ``cluster_ids``; acc, NMI and ARI only when every
+    example has a label."""
+    position = {int(i): k for k, i in enumerate(cluster_ids)}
+    clusters = np.array([position[int(c)] for c in scores[features.CLUSTER]], dtype=np.int64)
+    n_clusters = len(position)
     labels = scores[LABEL] if bool(np.all(scores[HAS_LABEL])) else None
     metrics = clustering_report(labels, clusters, n_clusters, latent=scores[features.LATENT_MEAN])
     metrics.update(

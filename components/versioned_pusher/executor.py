@@ -25,6 +25,7 @@ from tfx.utils import io_utils, proto_utils
 
 from components.clustering_evaluator.constants import METRICS_FILE
 from serving.champion import Champion, champion_path, read_champion, write_champion
+from serving.cluster_ids import read_registry
 from serving.store import TMP_PREFIX, versions
 
 
@@ -47,6 +48,17 @@ def push_version(model_path: str, serving_dir: str) -> tuple[int, str]:
     target = os.path.join(serving_dir, str(version))
     fileio.rename(staging, target, overwrite=False)
     return version, target
+
+
+def registry_summary(serving_path: str, version: int, previous: Champion | None) -> dict[str, Any]:
+    """The pushed model's cluster registry with ``versions`` {generation: serving version}: the previous champion's
+    and this push's (empty for a model without a registry)."""
+    registry = read_registry(serving_path)
+    if registry is None:
+        return {}
+    versions_by_generation = dict((previous.cluster_registry.get("versions") or {}) if previous else {})
+    versions_by_generation[str(registry.latest.generation)] = version
+    return {**registry.to_json(), "versions": versions_by_generation}
 
 
 class Executor(pusher_executor.Executor):
@@ -82,6 +94,7 @@ class Executor(pusher_executor.Executor):
             model_id=model.id,
             metrics=self._blessing_metrics(input_dict),
             pushed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            cluster_registry=registry_summary(serving_path, version, champion),
         ))
         io_utils.copy_dir(serving_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

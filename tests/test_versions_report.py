@@ -1,0 +1,47 @@
+"""Version-to-version report: TFDV drift between two training sets, and the sentence that tells data from model."""
+
+import numpy as np
+import tensorflow as tf
+
+from components.clustering_evaluator import drift, versions
+
+
+def _examples(values: np.ndarray, colours: list[str]) -> list[bytes]:
+    out = []
+    for row, colour in zip(values, colours, strict=True):
+        feature = {f"px_{j}": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)])) for j, v in
+                   enumerate(row)}
+        feature["colour"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[colour.encode()]))
+        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return out
+
+
+def test_drift_measures_numeric_with_js_and_categorical_with_l_infinity(tmp_path):
+    rng = np.random.default_rng(0)
+    before = rng.integers(0, 16, (400, 3))
+    colours = ["red"] * 200 + ["blue"] * 200
+    statistics = drift.statistics_of(_examples(before, colours))
+    drift.write_statistics(str(tmp_path), statistics)
+    assert drift.read_statistics(str(tmp_path)) == statistics and drift.read_statistics(str(tmp_path / "x")) is None
+
+    same = drift.drift(statistics, statistics)
+    assert same["max"] == 0.0 and same["drifted"] == [] and len(same["features"]) == 4
+    after = before.copy()
+    after[:, 1] = rng.integers(10, 16, 400)  # px_1 moves to the top of its range
+    changed = drift.drift(drift.statistics_of(_examples(after, ["red"] * 380 + ["blue"] * 20)), statistics)
+    assert changed["features"]["px_1"]["measure"] == drift.JS
+    assert changed["features"]["colour"] == {"measure": drift.L_INF, "value": 0.45}
+    assert set(changed["drifted"]) == {"colour", "px_1"}
+    assert "px_0" not in changed["drifted"]
+
+
+def test_diagnosis_tells_changed_data_from_an_unstable_model():
+    calm = {"threshold": 0.1, "max": 0.02, "max_feature": "px_3", "drifted": []}
+    moved = {"threshold": 0.1, "max": 0.4, "max_feature": "px_3", "drifted": ["px_3", "px_4"]}
+    assert versions.diagnosis(0.95, 0.8, calm) == ("95.0% of eval examples keep their cluster ID; no input feature "
+                                                   "drifted above 0.1, largest 0.020")
+    assert versions.diagnosis(0.6, 0.8, calm).startswith("60.0% of eval examples keep their cluster ID, below 80%: "
+                                                         "the model is unstable")
+    assert versions.diagnosis(0.6, 0.8, moved).endswith("the data changed (2 input features drifted above 0.1, largest "
+                                                        "0.400 on px_3)")
+    assert "the cause is unknown" in versions.diagnosis(0.6, 0.8, {"note": "no statistics"})
