@@ -1,7 +1,8 @@
-"""TFX Trainer module: train the GMVAE on tf.Transform's output and export it with the transform attached.
+"""TFX Trainer module: train the GMVAE on raw examples passed through the tf.Transform graph, align its cluster IDs to
+the champion's, and export it with the transform attached.
 
-The exported ``serving_default`` takes raw serialized tf.Examples (what TF Serving and batch scoring pass),
-applies the same tf.Transform graph as training, then the model: no training/serving skew.
+The Trainer reads the raw serialized tf.Examples and applies tf.Transform's serving layer itself, exactly as the
+exported ``serving_default`` does for what TF Serving and batch scoring pass: no training/serving skew.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from model.features import (
     is_feature,
     natural_key,
 )
+from model.metrics import cluster_accuracy
 from model.training import fit_gmvae
 from pipeline import configs, training_summary
 from serving import cluster_ids
-from serving.champion import ChampionRecordError, read_champion
+from serving.champion import resolve_champion
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
+BATCH_SIZE = 1024  # serialized examples per call when transforming or scoring them in memory
 
 
 def model_config_from(custom_config: dict, n_rows: int, input_dim: int) -> GMVAEConfig:
@@ -84,8 +87,8 @@ def read_records(file_pattern: list[str] | str) -> list[bytes]:
 def model_inputs(records: list[bytes], transform: _TransformedInput, spec: dict) -> np.ndarray:
     """The model input [N, F] of raw serialized tf.Examples (parsed with ``spec``), through the tf.Transform graph
     that serving applies too."""
-    batches = [transform(tf.io.parse_example(tf.constant(records[i:i + 4096]), spec)).numpy()
-               for i in range(0, len(records), 4096)]
+    batches = [transform(tf.io.parse_example(tf.constant(records[i:i + BATCH_SIZE]), spec)).numpy()
+               for i in range(0, len(records), BATCH_SIZE)]
     return np.concatenate(batches).astype(np.float32)
 
 
@@ -115,56 +118,71 @@ def checkpoint_dir_for(fn_args: tfx.components.FnArgs) -> str | None:
     return os.path.join(root, hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
-def champion_model_dir(fn_args: tfx.components.FnArgs) -> str | None:
-    """The model the candidate's cluster IDs align to: the Trainer's ``base_model`` (the Resolver's latest blessed
-    model), else the serving model of the champion record named in the custom config, else none (first model)."""
-    if fn_args.base_model:
-        return fn_args.base_model
+@dataclasses.dataclass(frozen=True)
+class AlignmentTarget:
+    """What the candidate's cluster IDs align to: the ``model_dir`` whose IDs it takes over (None: nothing to match)
+    and the ``known`` registry of the champion record (None without one), which remembers IDs issued by versions
+    that are gone, so none of them is issued again."""
+
+    model_dir: str | None
+    known: cluster_ids.Registry | None
+
+
+def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
+    """Resolved before training, so a bad champion record stops the run before the expensive part: the Trainer's
+    ``base_model`` (the Resolver's latest blessed model), else the champion record's serving model (the newest
+    version left when its version was rolled back, :func:`serving.champion.resolve_champion`, as the evaluator
+    does), else none; with the record's registry in every case."""
     record = (fn_args.custom_config or {}).get(configs.CHAMPION_RECORD_KEY)
-    champion = read_champion(record) if record else None
-    if champion is None:
-        return None
-    if not tf.io.gfile.exists(champion.serving_path):
-        raise ChampionRecordError(record, f"names the serving model {champion.serving_path}, which does not exist, "
-                                  "so cluster IDs cannot be aligned to it")
-    return champion.serving_path
+    champion = resolve_champion(record) if record else None
+    known = champion.record.registry if champion else None
+    if fn_args.base_model:
+        return AlignmentTarget(fn_args.base_model, known)
+    if champion is not None:
+        logging.info("Cluster IDs align to %s", champion.description)
+    return AlignmentTarget(champion.model_dir if champion else None, known)
 
 
 def _champion_clusters(model_dir: str, records: list[bytes]) -> tuple[np.ndarray, int]:
     """The champion's cluster IDs of serialized examples and its number of probability columns."""
     serve = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE]
     clusters, columns = [], 0
-    for i in range(0, len(records), 1024):
-        outputs = serve(**{SERVING_INPUT_KEY: tf.constant(records[i:i + 1024])})
+    for i in range(0, len(records), BATCH_SIZE):
+        outputs = serve(**{SERVING_INPUT_KEY: tf.constant(records[i:i + BATCH_SIZE])})
         clusters.append(outputs[CLUSTER].numpy())
         columns = int(outputs[CLUSTER_PROBABILITIES].shape[1])
     return np.concatenate(clusters), columns
 
 
 def stable_ids(components: np.ndarray, k: int, x_eval: np.ndarray, eval_records: list[bytes],
-               champion_dir: str | None, model_uri: str) -> cluster_ids.Registry:
+               target: AlignmentTarget, model_uri: str) -> cluster_ids.Registry:
     """The registry with the candidate as its newest generation: its components matched to the champion's IDs on
-    the same eval examples (Hungarian on the co-assignment counts), unmatched ones with never-used IDs.
+    the same eval examples (Hungarian on the co-assignment counts), unmatched ones with IDs never issued by the
+    champion model nor by any version the champion record knows.
 
     ``components`` is the candidate's component (0..k-1) of each eval example, ``x_eval`` their model inputs."""
+    champion_dir = target.model_dir
     if champion_dir is None:
-        logging.info("No champion: cluster IDs 0..K-1.")
-        return cluster_ids.extend(None, cluster_ids.assign_ids(None, k, {}), model_uri, components, x_eval)
+        ids = cluster_ids.assign_ids(target.known, k, {})
+        logging.info("No champion model: cluster IDs %s.", list(ids))
+        return cluster_ids.extend(target.known, ids, model_uri, components, x_eval)
     champion, columns = _champion_clusters(champion_dir, eval_records)
-    registry = cluster_ids.read_registry(champion_dir) or cluster_ids.for_unregistered_model(champion_dir, columns)
+    registry = (cluster_ids.read_registry(champion_dir) or cluster_ids.for_unregistered_model(champion_dir, columns)
+                ).remembering(target.known)
     counts = cluster_ids.co_assignment(champion, components, registry.latest.ids, k)
     ids = cluster_ids.assign_ids(registry, k, cluster_ids.match(counts, registry.latest.ids))
     aligned = float(np.mean(np.array(ids)[components] == champion))
     logging.info("Cluster IDs aligned to the champion %s: %s; %.1f%% of %d eval examples keep their ID "
                  "(%.1f%% before alignment, best relabelling %.1f%%).", champion_dir, list(ids), 100 * aligned,
                  len(champion), 100 * float(np.mean(components == champion)),
-                 100 * cluster_ids.best_agreement(components, champion))
+                 100 * cluster_accuracy(champion, components))
     return cluster_ids.extend(registry, ids, model_uri, components, x_eval)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Train under the strategy the machine offers, log to TensorBoard, align the cluster IDs to the champion's,
     export the serving model with its cluster registry and training statistics."""
+    target = alignment_target(fn_args)  # before training: a damaged champion record stops the run here
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     transform = _TransformedInput(tf_transform_output)
     train_records = read_records(fn_args.train_files)
@@ -192,7 +210,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     eval_records = read_records(fn_args.eval_files)
     x_eval = model_inputs(eval_records, transform, raw_spec)
     registry = stable_ids(model.predict_outputs(x_eval)[CLUSTER], model.prior.n_components, x_eval, eval_records,
-                          champion_model_dir(fn_args), model_dir)
+                          target, model_dir)
     feature_names = sorted((name for name in raw_spec if is_feature(name)), key=natural_key)
     export_saved_model(
         model,

@@ -1,9 +1,9 @@
 """The champion record: which pushed version serves, where, from which model, with which evaluation metrics.
 
 ``champion.json`` lives beside the integer versions of the serving directory (TF Serving ignores it). The pusher
-writes it (:func:`write_champion`) after each push; the evaluator reads it (:func:`read_champion`) to compare a
-candidate with the serving model on runners without an ML Metadata Resolver, and the pusher reads it to avoid
-copying the serving model again.
+writes it (:func:`write_champion`) after each push and reads it to avoid copying the serving model again; the
+Trainer (cluster ID alignment) and the evaluator (baseline) find the serving model through :func:`resolve_champion`,
+so a rolled-back version means the same thing to both.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from serving.store import TMP_PREFIX
+from serving.cluster_ids import Registry
+from serving.store import SAVED_MODEL_FILE, TMP_PREFIX, versions
 
 CHAMPION_FILE = "champion.json"
 
@@ -44,6 +45,31 @@ class Champion:
     metrics: dict[str, Any]
     pushed_at: str
     cluster_registry: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def registry(self) -> Registry | None:
+        """The record's cluster registry (checked by :func:`read_champion`), None for a record without one."""
+        return Registry.from_json(self.cluster_registry) if self.cluster_registry else None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingChampion:
+    """The champion ``record`` and ``model_dir``, the SavedModel that stands for it: the record's serving model, or,
+    when that version directory was deleted (a rollback), the newest version left in the serving directory, or None
+    when no version is left. ``record.registry`` still knows every cluster ID the deleted versions issued."""
+
+    record: Champion
+    model_dir: str | None
+
+    @property
+    def description(self) -> str:
+        if self.model_dir == self.record.serving_path:
+            return f"champion version {self.record.version} at {self.model_dir}"
+        if self.model_dir is None:
+            return f"no model (champion version {self.record.version} at {self.record.serving_path} is gone, and " \
+                   "no other version is left)"
+        return f"{self.model_dir}, the newest version left (champion version {self.record.version} at " \
+               f"{self.record.serving_path} is gone: rolled back)"
 
 
 _FIELD_TYPES: dict[str, type] = {"version": int, "serving_path": str, "model_uri": str, "model_id": int,
@@ -102,9 +128,28 @@ def read_champion(path: str) -> Champion | None:
     fields = {name: record[name] for name in _FIELD_TYPES}
     if isinstance(record.get("cluster_registry"), dict):
         fields["cluster_registry"] = record["cluster_registry"]
+    if fields.get("cluster_registry"):
+        try:
+            Registry.from_json(fields["cluster_registry"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ChampionRecordError(path, f"has an unusable 'cluster_registry' ({err})") from None
     if "://" not in fields["serving_path"] and not os.path.isabs(fields["serving_path"]):
         fields["serving_path"] = os.path.join(os.path.dirname(path), fields["serving_path"])
     return Champion(**fields)
+
+
+def resolve_champion(path: str) -> ServingChampion | None:
+    """The champion record at ``path`` (:func:`read_champion`) and the model that serves for it; None without a
+    record. A record whose version directory is gone falls back to the newest version left beside it."""
+    record = read_champion(path)
+    if record is None:
+        return None
+    if tf.io.gfile.exists(os.path.join(record.serving_path, SAVED_MODEL_FILE)):
+        return ServingChampion(record, record.serving_path)
+    serving_dir = os.path.dirname(path)
+    left = [os.path.join(serving_dir, str(v)) for v in reversed(versions(serving_dir))]
+    return ServingChampion(record, next((d for d in left if tf.io.gfile.exists(os.path.join(d, SAVED_MODEL_FILE))),
+                                        None))
 
 
 def write_champion(path: str, champion: Champion) -> None:

@@ -8,7 +8,11 @@ A candidate's component keeps the champion ID it is matched to by Hungarian assi
 of both models on the same examples, when the match overlaps enough (Jaccard >= ``min_overlap``); any other
 component gets a new ID, never used before. IDs not in the latest generation are retired and never come back.
 
-Pure numpy/scipy (no TensorFlow): the Trainer, the evaluator, the pusher and the tests share it.
+The champion record keeps the registry of the pushed model too (``cluster_registry``), and it outlives a rolled-back
+version: :meth:`Registry.remembering` folds it in, so an ID issued by a version that was deleted is not issued again.
+
+The alignment is numpy/scipy; the registry files are read and written with ``tf.io.gfile`` (local, gs://, s3://).
+The Trainer, the evaluator, the pusher and the tests share this module.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 from scipy.optimize import linear_sum_assignment
 
 REGISTRY_FILE = "cluster_registry.json"
@@ -57,6 +62,14 @@ class Registry:
     @property
     def latest(self) -> Generation:
         return self.generations[-1]
+
+    def remembering(self, known: Registry | None) -> Registry:
+        """This registry, with ``next_id`` never below ``known``'s and every ID ``known`` lists as introduced: IDs
+        issued by a version that is no longer served (rolled back, or an older model pushed again) stay issued."""
+        if known is None:
+            return self
+        return dataclasses.replace(self, next_id=max(self.next_id, known.next_id),
+                                   introduced={**known.introduced, **self.introduced})
 
     @property
     def retired(self) -> tuple[int, ...]:
@@ -149,9 +162,11 @@ def extend(registry: Registry | None, ids: Sequence[int], model_uri: str, compon
     introduced = dict(registry.introduced) if registry else {}
     generation = (registry.latest.generation + 1) if registry else 1
     next_id = registry.next_id if registry else 0
+    current = set(registry.latest.ids) if registry else set()
     for i in ids:
-        if i < next_id and i not in introduced:
-            raise ValueError(f"cluster ID {i} was never issued by the registry")
+        if i < next_id and i not in current:
+            raise ValueError(f"cluster ID {i} is neither one of the champion's IDs {sorted(current)} nor a new one "
+                             f"(>= {next_id}): a retired or deleted version's ID is never issued again")
         if i >= next_id:
             introduced[i] = generation
     components = np.asarray(components).ravel()
@@ -166,21 +181,8 @@ def extend(registry: Registry | None, ids: Sequence[int], model_uri: str, compon
                     generations=(*(registry.generations if registry else ()), new))
 
 
-def best_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """The largest share of examples two labellings give the same label under any one-to-one relabelling."""
-    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    counts = np.zeros((ai.max() + 1, bi.max() + 1), dtype=np.int64)
-    np.add.at(counts, (ai, bi), 1)
-    rows, cols = linear_sum_assignment(counts, maximize=True)
-    return float(counts[rows, cols].sum() / max(a.size, 1))
-
-
 def read_registry(saved_model_dir: str) -> Registry | None:
     """The registry a SavedModel carries, or None for a model exported before models carried one."""
-    import tensorflow as tf  # gfile: local, gs:// and s3:// paths
-
     path = registry_path(saved_model_dir)
     if not tf.io.gfile.exists(path):
         return None
@@ -193,8 +195,6 @@ def read_registry(saved_model_dir: str) -> Registry | None:
 
 def write_registry(saved_model_dir: str, registry: Registry) -> None:
     """Store ``registry`` in the SavedModel directory (``assets.extra``)."""
-    import tensorflow as tf
-
     path = registry_path(saved_model_dir)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.gfile.GFile(path, "w") as f:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from model.metrics import cluster_accuracy
 from serving import cluster_ids
 from serving.cluster_ids import Registry
 
@@ -29,7 +30,7 @@ def test_first_model_gets_0_to_k_minus_1_and_a_relabelled_candidate_gets_the_cha
     ids = _align(registry, noisy, first, 4)
     stable = np.array(ids)[noisy]
     agreement = float(np.mean(stable == first))
-    assert agreement == pytest.approx(cluster_ids.best_agreement(noisy, first), abs=1e-12)
+    assert agreement == pytest.approx(cluster_accuracy(first, noisy), abs=1e-12)
     assert agreement < 1.0 and float(np.mean(noisy == first)) < 0.5, "raw labels disagree, aligned ones agree"
     assert sorted(ids) == [0, 1, 2, 3]
 
@@ -85,3 +86,24 @@ def test_registry_round_trips_json_and_keeps_shares_and_prototypes(tmp_path):
         cluster_ids.extend(registry, (1, 1), "m2", components, x)
     with pytest.raises(ValueError, match="registry does not list"):
         cluster_ids.co_assignment(np.array([5]), np.array([0]), (0, 1), 2)
+
+
+def test_after_a_rollback_the_ids_of_the_deleted_version_are_not_issued_again():
+    rng = np.random.default_rng(2)
+    first = rng.integers(0, 4, 400)
+    v1 = cluster_ids.extend(None, (0, 1, 2, 3), "m1", first, _inputs(first))
+    split = np.where((first == 3) & (np.arange(first.size) % 4 == 0), 4, first)  # v2 splits cluster 3: new ID 4
+    v2 = cluster_ids.extend(v1, _align(v1, split, first, 5), "m2", split, _inputs(split))
+    assert v2.next_id == 5 and v2.introduced[4] == 2
+    # v2's version directory is deleted: the champion is v1's model again, the record still knows v2's registry
+    candidate = split  # the next candidate splits cluster 3 as v2 did: component 4 matches nothing of v1
+    assert _align(v1, candidate, first, 5)[4] == 4, "v1's registry alone would issue 4 again"
+    known = v1.remembering(v2)
+    assert known.next_id == 5 and known.introduced[4] == 2 and known.latest == v1.latest
+    ids = _align(known, candidate, first, 5)
+    assert 4 not in ids and 5 in ids
+    registry = cluster_ids.extend(known, ids, "m3", candidate, _inputs(candidate))
+    assert registry.next_id == 6 and registry.introduced[5] == 2 and 4 in registry.retired
+    with pytest.raises(ValueError, match="never issued again"):
+        cluster_ids.extend(known, (0, 1, 2, 3, 4), "m3", candidate, _inputs(candidate))
+    assert v1.remembering(None) is v1

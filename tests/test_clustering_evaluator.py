@@ -310,6 +310,18 @@ def test_baseline_from_champion_record_and_unlabelled_data(assets, tmp_path) -> 
     assert blessing.get_int_custom_property("blessed") == 1
 
 
+def test_a_rolled_back_champion_version_is_replaced_by_the_newest_version_left(assets, tmp_path) -> None:
+    serving = tmp_path / "serving"
+    shutil.copytree(assets["root"] / "old_model" / "Format-Serving", serving / "4")
+    (serving / "6").mkdir(parents=True)  # not a SavedModel: skipped
+    record = serving / "champion.json"
+    record.write_text(json.dumps({"version": 5, "serving_path": str(serving / "5"), "model_uri": "m5", "model_id": 5,
+                                  "metrics": {}, "pushed_at": "2026-01-01T00:00:00Z"}))
+    baseline, why = ce_executor.find_baseline([], str(record))
+    assert baseline.model_path == str(serving / "4") and baseline.model_id is None and baseline.source == "champion"
+    assert why.startswith(f"{serving / '4'}, the newest version left (champion version 5 at {serving / '5'} is gone")
+
+
 def test_champion_record_missing_or_unloadable_gives_no_baseline(tmp_path) -> None:
     baseline, why = ce_executor.find_baseline([], str(tmp_path / "nothing.json"))
     assert baseline is None and "no champion record" in why
@@ -317,7 +329,11 @@ def test_champion_record_missing_or_unloadable_gives_no_baseline(tmp_path) -> No
     record.write_text(json.dumps({"version": 1, "serving_path": "gone", "model_uri": "m", "model_id": 1, "metrics": {},
                                   "pushed_at": "2026-01-01T00:00:00Z"}))
     baseline, why = ce_executor.find_baseline([], str(record))
-    assert baseline is None and f"champion model {tmp_path / 'gone'} does not load" in why  # relative to the record
+    assert baseline is None and f"champion version 1 at {tmp_path / 'gone'} is gone" in why  # relative to the record
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "saved_model.pb").write_text("not a SavedModel")
+    baseline, why = ce_executor.find_baseline([], str(record))
+    assert baseline is None and f"champion model {tmp_path / '3'} does not load" in why
     assert ce_executor.find_baseline([], None) == (None, "none (first run: absolute thresholds only)")
 
 

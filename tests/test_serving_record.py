@@ -63,3 +63,12 @@ def test_versions_are_the_integer_directories_ascending(tmp_path) -> None:
         (tmp_path / name).mkdir()
     (tmp_path / CHAMPION_FILE).write_text("{}")
     assert versions(str(tmp_path)) == [2, 10]
+
+
+def test_a_record_with_an_unusable_cluster_registry_is_refused_and_an_empty_one_means_none(tmp_path) -> None:
+    path = champion_path(str(tmp_path))
+    write_champion(path, dataclasses.replace(CHAMPION, cluster_registry={"next_id": 3, "introduced": {}}))
+    with pytest.raises(ChampionRecordError, match="has an unusable 'cluster_registry'"):
+        read_champion(path)
+    write_champion(path, CHAMPION)  # a record of a model exported without a registry
+    assert read_champion(path).registry is None

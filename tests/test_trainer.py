@@ -2,6 +2,7 @@
 summary beside the SavedModel."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -112,17 +113,53 @@ def test_stable_ids_align_a_relabelled_candidate_to_a_real_champion_saved_model(
     champion_dir = str(tmp_path / "champion")
     export_saved_model(champion_model, champion_dir, names, cluster_ids=[0, 1, 2])
     components = champion_model.predict_outputs(x)[features.CLUSTER]
-    first = trainer.stable_ids(components, 3, x, [], None, "m1")
+    first = trainer.stable_ids(components, 3, x, [], trainer.AlignmentTarget(None, None), "m1")
     cluster_ids.write_registry(champion_dir, first)
     assert first.latest.ids == (0, 1, 2) and first.latest.generation == 1
 
     relabelled = np.array([2, 0, 1])[components]  # the same partition under other component numbers
-    registry = trainer.stable_ids(relabelled, 3, x, _serialized(x, names), champion_dir, "m2")
+    registry = trainer.stable_ids(relabelled, 3, x, _serialized(x, names), trainer.AlignmentTarget(champion_dir, None),
+                                  "m2")
     assert np.array_equal(np.array(registry.latest.ids)[relabelled], components), "every example keeps its ID"
     fresh = [i for i in registry.latest.ids if i >= 3]
     assert len(fresh) == 3 - len(np.unique(components)), "only a component without examples cannot be matched"
     assert all(registry.latest.shares[i] == 0.0 for i in fresh) and registry.latest.generation == 2
 
     fn_args = FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: str(tmp_path / "champion.json")})
-    assert trainer.champion_model_dir(fn_args) is None, "no record: the first model"
-    assert trainer.champion_model_dir(FnArgs(base_model=champion_dir, custom_config={})) == champion_dir
+    assert trainer.alignment_target(fn_args) == trainer.AlignmentTarget(None, None), "no record: the first model"
+    assert trainer.alignment_target(FnArgs(base_model=champion_dir, custom_config={})).model_dir == champion_dir
+
+
+def test_a_rolled_back_champion_aligns_to_the_newest_version_left_and_never_reissues_its_ids(tmp_path):
+    from model import features
+    from model.export import export_saved_model
+    from serving import cluster_ids
+    from serving.champion import Champion, champion_path, write_champion
+
+    names = [f"px_{i}" for i in range(4)]
+    model = build_model(GMVAEConfig(input_dim=4, n_components=3, latent_dim=2, hidden_units=(8,), image_shape=None,
+                                    input_scale=1.0, likelihood="gaussian"))
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32) * 3
+    serving = tmp_path / "serving"
+    version_1 = str(serving / "1")
+    export_saved_model(model, version_1, names, cluster_ids=[0, 1, 2])
+    components = model.predict_outputs(x)[features.CLUSTER]
+    v1 = cluster_ids.extend(None, (0, 1, 2), "m1", components, x)
+    cluster_ids.write_registry(version_1, v1)
+    v2 = cluster_ids.extend(v1, (0, 1, 2, 3), "m2", components, x)  # version 2 introduced ID 3
+    record = champion_path(str(serving))
+    write_champion(record, Champion(version=2, serving_path=str(serving / "2"), model_uri="m2", model_id=2,
+                                    metrics={}, pushed_at="t", cluster_registry={**v2.to_json(), "versions": {}}))
+    # version 2's directory was deleted (rollback): the champion model is version 1, the record still knows ID 3
+    target = trainer.alignment_target(FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: record}))
+    assert target.model_dir == version_1 and target.known.next_id == 4
+    candidate = np.where(np.arange(len(x)) % 5 == 0, 3, components)  # a fourth component that matches nothing
+    registry = trainer.stable_ids(candidate, 4, x, _serialized(x, names), target, "m3")
+    assert 3 not in registry.latest.ids and 4 in registry.latest.ids and registry.next_id >= 5
+    assert registry.introduced[3] == 2, "the deleted version's ID stays issued (retired)"
+
+    # no version left at all: no model to match, but the IDs still continue after the record's
+    shutil.rmtree(version_1)
+    target = trainer.alignment_target(FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: record}))
+    assert target.model_dir is None and target.known.next_id == 4
+    assert trainer.stable_ids(candidate, 4, x, [], target, "m3").latest.ids == (4, 5, 6, 7)

@@ -139,3 +139,15 @@ def test_champion_record_carries_the_cluster_registry_with_serving_versions(tmp_
     assert summary["versions"] == {"1": 6, "2": 7}
     assert cluster_ids.Registry.from_json(summary) == second and second.retired == (1,)
     assert pusher.registry_summary(str(tmp_path / "none"), 1, None) == {}, "a model exported without a registry"
+
+
+def test_pushing_an_older_model_again_never_lowers_the_records_next_id(tmp_path):
+    components = np.array([0, 1, 2, 3, 3])
+    v1 = cluster_ids.extend(None, (0, 1, 2, 3), "m1", components, np.eye(4)[components])
+    v2 = cluster_ids.extend(v1, (0, 1, 2, 4), "m2", components, np.eye(4)[components])  # 3 retired, 4 new
+    cluster_ids.write_registry(str(tmp_path / "3"), v1)  # the older model, pushed again as version 3
+    previous = Champion(version=2, serving_path="/s/2", model_uri="m2", model_id=2, metrics={}, pushed_at="t",
+                        cluster_registry={**v2.to_json(), "versions": {"1": 1, "2": 2}})
+    summary = cluster_ids.Registry.from_json(pusher.registry_summary(str(tmp_path / "3"), 3, previous))
+    assert summary.next_id == 5 and summary.introduced[4] == 2 and summary.latest == v1.latest
+    assert summary.retired == (4,)

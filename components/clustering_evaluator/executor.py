@@ -23,7 +23,7 @@ from components.clustering_evaluator.constants import METRICS_FILE
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
 from serving import cluster_ids
-from serving.champion import Champion, read_champion
+from serving.champion import ServingChampion, resolve_champion
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 MODEL_KEY = standard_component_specs.MODEL_KEY
@@ -74,19 +74,23 @@ def _loadable(model_path: str) -> bool:
     return True
 
 
-def _champion_baseline(champion: Champion | None, champion_path: str) -> tuple[Baseline | None, str]:
-    """The baseline named by the champion record read from ``champion_path``: (baseline, description), or
-    (None, why) when there is no record or its model does not load (e.g. its version was rolled back)."""
+def _champion_baseline(champion: ServingChampion | None, champion_path: str) -> tuple[Baseline | None, str]:
+    """The baseline that stands for the champion record read from ``champion_path`` (:func:`resolve_champion`: the
+    record's model, or the newest version left after a rollback): (baseline, description), or (None, why) when
+    there is no record, no version left, or the model does not load."""
     if champion is None:
         return None, f"none (no champion record at {champion_path}; absolute thresholds only)"
-    if not _loadable(champion.serving_path):
-        return None, f"none (champion model {champion.serving_path} does not load)"
+    if champion.model_dir is None:
+        return None, f"none ({champion.description})"
+    if not _loadable(champion.model_dir):
+        return None, f"none (champion model {champion.model_dir} does not load)"
+    recorded = champion.model_dir == champion.record.serving_path
     baseline = Baseline(
         source="champion",
-        model_path=champion.serving_path,
-        model_uri=champion.model_uri,
-        model_id=champion.model_id,
-        description=f"champion version {champion.version} at {champion.serving_path} (record {champion_path})",
+        model_path=champion.model_dir,
+        model_uri=champion.record.model_uri if recorded else champion.model_dir,
+        model_id=champion.record.model_id if recorded else None,
+        description=f"{champion.description} (record {champion_path})",
     )
     return baseline, baseline.description
 
@@ -98,7 +102,7 @@ def find_baseline(baseline_models: list[types.Artifact], champion_path: str | No
     is read even when the Resolver decides, so that an unusable record (``ChampionRecordError``) stops the run here,
     before anything is blessed, rather than in the pusher after a blessing.
     """
-    champion = read_champion(champion_path) if champion_path else None
+    champion = resolve_champion(champion_path) if champion_path else None
     if baseline_models:
         artifact = artifact_utils.get_single_instance(baseline_models)
         baseline = Baseline(

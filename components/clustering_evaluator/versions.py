@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 
 from components.clustering_evaluator import report, scoring
 from model import features
-from serving.cluster_ids import Registry, best_agreement
+from model.metrics import cluster_accuracy
+from serving.cluster_ids import Registry
 
 TRANSITIONS_PNG = "transitions.png"
 PROTOTYPES_PNG = "prototypes_by_version.png"
@@ -54,7 +55,7 @@ def compare(candidate: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarr
         "n_examples": int(new.size),
         "agreement": agreement,
         "agreement_before_alignment": float(np.sum(raw == old) / n),
-        "best_agreement": best_agreement(new, old),
+        "best_agreement": cluster_accuracy(old, new),  # Hungarian: the best any relabelling reaches
         "champion_generation": champion_registry.latest.generation,
         "candidate_generation": candidate_registry.latest.generation,
         "transitions": {"champion_ids": old_ids, "candidate_ids": new_ids, "counts": counts.tolist()},

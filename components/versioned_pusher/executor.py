@@ -52,10 +52,13 @@ def push_version(model_path: str, serving_dir: str) -> tuple[int, str]:
 
 def registry_summary(serving_path: str, version: int, previous: Champion | None) -> dict[str, Any]:
     """The pushed model's cluster registry with ``versions`` {generation: serving version}: the previous champion's
-    and this push's (empty for a model without a registry)."""
+    and this push's (empty for a model without a registry). ``next_id`` never goes down and no introduced ID is
+    forgotten: pushing an older model again, or a model aligned after a rollback, keeps every ID the record knew as
+    issued (:meth:`Registry.remembering`)."""
     registry = read_registry(serving_path)
     if registry is None:
         return {}
+    registry = registry.remembering(previous.registry if previous else None)
     versions_by_generation = dict((previous.cluster_registry.get("versions") or {}) if previous else {})
     versions_by_generation[str(registry.latest.generation)] = version
     return {**registry.to_json(), "versions": versions_by_generation}
