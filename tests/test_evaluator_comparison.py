@@ -136,7 +136,7 @@ def test_labelled_comparison_has_finite_metrics_a_verdict_and_a_report_table(ass
     assert "| metric | candidate (GMVAE) | GMM on the inputs | AE + GMM (same autoencoder) |" in page
     assert "| nmi |" in page and "| training seconds |" in page
     assert "## K: how many clusters and why" in page and "K = 3: K=3 was given; clusters from" in page
-    assert "| cluster | learned mixture weight | share of eval examples |" in page
+    assert "| cluster ID | learned mixture weight | share of eval examples |" in page
     assert blessing.get_int_custom_property("blessed") == 1, "informational: the bless rule is unchanged"
 
 
@@ -165,7 +165,7 @@ def test_profiles_of_known_clusters() -> None:
     numeric, region, group = _table(0)
     comment = [f"note {i}" for i in range(N)]  # free text: no "most frequent" value
     text = np.column_stack([comment, region])
-    result = profiles.cluster_profiles(group, 4, numeric, NUMERIC, text, ["comment", "region"])
+    result = profiles.cluster_profiles(group, range(4), numeric, NUMERIC, text, ["comment", "region"])
     assert result["categorical_features"] == ["region"] and result["free_text_features"] == ["comment"]
     for c in range(3):
         entry = result["clusters"][c]
@@ -210,3 +210,29 @@ def test_the_verdict_names_the_cheaper_method_that_does_as_well(nmi, start) -> N
     methods = {m: {"nmi": v, "agreement_ari": 0.5, "train_seconds": 1.0} for m, v in zip(comparison.METHODS, nmi,
                                                                                            strict=True)}
     assert comparison.verdict(methods).startswith(start)
+
+
+def test_reports_list_the_models_current_cluster_ids_not_the_retired_ones() -> None:
+    numeric, _, group = _table(0)
+    stable = np.array([7, 0, 4])[group]  # components 0, 1, 2 carry the stable IDs 7, 0, 4; 1..3, 5, 6 are retired
+    result = profiles.cluster_profiles(stable, (7, 0, 4), numeric, NUMERIC)
+    assert [entry["cluster"] for entry in result["clusters"]] == [0, 4, 7]
+    assert all(entry["n"] == 30 for entry in result["clusters"])
+    summary = {"n_components": 3, "mixture_weights": [0.5, 0.3, 0.2]}
+    section = comparison.compare(summary, "m", {features.CLUSTER: stable}, {}, (7, 0, 4))
+    assert section["cluster_ids"] == [0, 4, 7] and section["mixture_weights"] == [0.3, 0.2, 0.5]
+    rows = [line for line in comparison.markdown(section, "") if line.startswith("| ") and "%" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0", "| 4", "| 7"]
+
+
+def test_the_plots_take_non_contiguous_cluster_ids_and_weights_missing_for_the_baselines_ids(tmp_path) -> None:
+    from components.clustering_evaluator import report
+
+    rng = np.random.default_rng(0)
+    clusters = np.array([7, 0, 4])[rng.integers(0, 3, 60)]
+    shown = [0, 3, 4, 7]  # the baseline still uses 3, the candidate does not
+    counts = {"candidate": np.array([np.sum(clusters == i) for i in shown]), "baseline": np.array([20, 20, 0, 20])}
+    plots = report.write_plots(str(tmp_path), shown, counts, rng.normal(size=(60, 2)), clusters,
+                               (rng.random((60, 4)), (2, 2), [0, 4, 7]), mixture_weights=[0.3, math.nan, 0.2, 0.5])
+    assert [name for _, name in plots] == [report.OCCUPANCY_PNG, report.LATENT_PNG, report.PROTOTYPES_PNG]
+    assert all(os.path.getsize(tmp_path / name) > 0 for _, name in plots)

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,29 +97,33 @@ def verdict(methods: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np.ndarray],
-            candidate_metrics: Mapping[str, float]) -> dict[str, Any]:
-    """The ``comparison`` section of metrics.json: K and why, mixture weights vs eval shares, and when the
+            candidate_metrics: Mapping[str, float], cluster_ids: Sequence[int]) -> dict[str, Any]:
+    """The ``comparison`` section of metrics.json: K and why, mixture weights vs eval shares per cluster ID of the
+    candidate (``cluster_ids[k]`` is the stable ID of its component k; retired IDs are not listed), and when the
     baselines and the model input are there, every method's metrics and the verdict. Informational, so a summary
     it cannot use gives a section with a ``note`` instead of stopping the evaluation."""
     try:
-        return _compare(summary, model_uri, scores, candidate_metrics)
+        return _compare(summary, model_uri, scores, candidate_metrics, cluster_ids)
     except (OSError, ValueError, KeyError, TypeError, IndexError, tf.errors.OpError) as error:
         return {"note": f"no comparison: the training summary could not be used ({type(error).__name__}: {error})"}
 
 
 def _compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np.ndarray],
-             candidate_metrics: Mapping[str, float]) -> dict[str, Any]:
+             candidate_metrics: Mapping[str, float], cluster_ids: Sequence[int]) -> dict[str, Any]:
     k = int(summary["n_components"])
     clusters = scores[features.CLUSTER]
-    shares = np.bincount(clusters, minlength=k) / max(clusters.size, 1)
+    ids = sorted(int(i) for i in cluster_ids)
+    weights = dict(zip(cluster_ids, summary["mixture_weights"], strict=True)) if summary.get("mixture_weights") \
+        else None
     seconds = summary.get("seconds", {})
     section: dict[str, Any] = {
         "k": k,
         "k_reason": summary.get("k_reason"),
         "k_scores": summary.get("k_scores", {}),
         "init_method": summary.get("init_method"),
-        "mixture_weights": summary.get("mixture_weights"),
-        "eval_shares": shares.tolist(),
+        "cluster_ids": ids,
+        "mixture_weights": [weights[i] for i in ids] if weights else None,
+        "eval_shares": [float(np.mean(clusters == i)) if clusters.size else 0.0 for i in ids],
         "training_seconds": seconds,
     }
     fitted = summary.get("baselines")
@@ -187,9 +191,9 @@ def markdown(section: Mapping[str, Any] | None, note: str | None = None) -> list
         lines += ["| K | score |", "|---|---|", *(f"| {k} | {v:.4g} |" for k, v in scores.items()), ""]
     weights = section.get("mixture_weights") or []
     shares = section.get("eval_shares") or []
-    lines += ["| cluster | learned mixture weight | share of eval examples |", "|---|---|---|"]
-    for c in range(max(len(weights), len(shares))):
+    lines += ["| cluster ID | learned mixture weight | share of eval examples |", "|---|---|---|"]
+    for c, i in enumerate(section.get("cluster_ids") or []):
         w = f"{100 * weights[c]:.1f}%" if c < len(weights) else "n/a"
         s = f"{100 * shares[c]:.1f}%" if c < len(shares) else "n/a"
-        lines.append(f"| {c} | {w} | {s} |")
+        lines.append(f"| {i} | {w} | {s} |")
     return [*lines, ""]

@@ -214,17 +214,13 @@ class Executor(evaluator_executor.Executor):
         verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE), accept_resegmentation)
         logging.info("ClusteringEvaluator decision for %s: %s", model.uri, verdict.summary)
         candidate = scores[CANDIDATE]
-        compared = comparison.compare(summary, model.uri, candidate, metrics[CANDIDATE]) if summary else None
-        width = int(candidate[features.CLUSTER_PROBABILITIES].shape[1])
-        if compared and compared.get("mixture_weights"):  # component order -> cluster ID order
-            weights = [0.0] * width
-            for k, i in enumerate(registries[CANDIDATE].latest.ids):
-                weights[i] = compared["mixture_weights"][k]
-            compared["mixture_weights"] = weights
+        candidate_ids = sorted(registries[CANDIDATE].latest.ids)  # retired IDs are not clusters of this model
+        compared = comparison.compare(summary, model.uri, candidate, metrics[CANDIDATE],
+                                      registries[CANDIDATE].latest.ids) if summary else None
         profiled = None
         if image_shape is None:
             profiled = profiles.cluster_profiles(
-                candidate[features.CLUSTER], width, candidate.get(scoring.INPUTS),
+                candidate[features.CLUSTER], candidate_ids, candidate.get(scoring.INPUTS),
                 input_names[CANDIDATE], candidate.get(scoring.CATEGORIES), category_names[CANDIDATE])
 
         _write_json(
@@ -246,17 +242,19 @@ class Executor(evaluator_executor.Executor):
                 "accept_resegmentation": accept_resegmentation,
             },
         )
-        counts = {  # by cluster ID: the probability columns are the IDs ever issued
-            name: np.bincount(s[features.CLUSTER], minlength=int(s[features.CLUSTER_PROBABILITIES].shape[1]))
-            for name, s in scores.items()
-        }
+        shown = sorted({i for registry in registries.values() for i in registry.latest.ids})
+        counts = {name: np.array([int(np.sum(s[features.CLUSTER] == i)) for i in shown]) for name, s in scores.items()}
+        weights = dict(zip(compared["cluster_ids"], compared["mixture_weights"], strict=True)) \
+            if compared and compared.get("mixture_weights") else None
         plots = report.write_plots(
             evaluation.uri,
+            shown,
             counts,
             candidate[features.LATENT_MEAN],
             candidate[features.CLUSTER],
-            (candidate[scoring.INPUTS], image_shape) if scoring.INPUTS in candidate and image_shape else None,
-            mixture_weights=compared.get("mixture_weights") if compared else None,
+            (candidate[scoring.INPUTS], image_shape, candidate_ids)
+            if scoring.INPUTS in candidate and image_shape else None,
+            mixture_weights=[weights.get(i, math.nan) for i in shown] if weights else None,
         )
         if versions_section is not None:
             plots += versions.write_plots(evaluation.uri, versions_section, candidate, scores[BASELINE], image_shape)

@@ -24,13 +24,14 @@ def _fmt(value: float) -> str:
 
 def cluster_profiles(
     clusters: np.ndarray,
-    n_clusters: int,
+    cluster_ids: Sequence[int],
     numeric: np.ndarray | None,
     numeric_names: Sequence[str],
     categories: np.ndarray | None = None,
     category_names: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """JSON-ready profiles: overall means/stds and, per cluster, size, means, top distinguishing features, modes."""
+    """JSON-ready profiles: overall means/stds and, per cluster ID of ``cluster_ids`` (the model's current IDs, not
+    retired ones), size, means, top distinguishing features, modes."""
     clusters = np.asarray(clusters).ravel()
     free_text = [j for j, _ in enumerate(category_names) if categories is not None
                  and len(set(categories[:, j])) > max(2, MAX_DISTINCT_SHARE * len(clusters))]
@@ -43,7 +44,7 @@ def cluster_profiles(
         overall_mean = np.nanmean(numeric, axis=0) if numeric.size else np.zeros(0)
         overall_std = np.nanstd(numeric, axis=0) if numeric.size else np.zeros(0)
     profiles = []
-    for c in range(n_clusters):
+    for c in sorted(int(i) for i in cluster_ids):
         members = clusters == c
         entry: dict[str, Any] = {"cluster": c, "n": int(members.sum()), "share": float(members.mean())}
         if members.any() and numeric.shape[1]:

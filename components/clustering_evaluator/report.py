@@ -31,10 +31,12 @@ def save_png(fig: Figure, path: str) -> None:
 
 
 def plot_occupancy(
-    cluster_counts: Mapping[str, np.ndarray], path: str, mixture_weights: Sequence[float] | None = None
+    cluster_ids: Sequence[int], cluster_counts: Mapping[str, np.ndarray], path: str,
+    mixture_weights: Sequence[float] | None = None
 ) -> None:
-    """Grouped bar chart of the share of examples per cluster, one group member per model; the candidate's learned
-    mixture weights as markers when given."""
+    """Grouped bar chart of the share of examples per cluster ID (``cluster_counts`` and ``mixture_weights`` are in
+    ``cluster_ids`` order), one group member per model; the candidate's learned mixture weights as markers when
+    given (NaN for an ID the candidate does not use)."""
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / len(cluster_counts)
@@ -44,8 +46,8 @@ def plot_occupancy(
     if mixture_weights:
         ax.scatter(np.arange(len(mixture_weights)), mixture_weights, marker="_", s=400, color="black", zorder=3,
                    label="candidate's learned mixture weight")
-    ax.set(xlabel="cluster", ylabel="share of examples", title="Cluster occupancy")
-    ax.set_xticks(np.arange(max(len(c) for c in cluster_counts.values())))
+    ax.set(xlabel="cluster ID", ylabel="share of examples", title="Cluster occupancy")
+    ax.set_xticks(np.arange(len(cluster_ids)), [str(i) for i in cluster_ids])
     ax.legend()
     save_png(fig, path)
 
@@ -71,13 +73,14 @@ def plot_latent_pca(latent: np.ndarray, clusters: np.ndarray, path: str, seed: i
     save_png(fig, path)
 
 
-def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, n_clusters: int, shape: Sequence[int], path: str) -> None:
-    """The mean input image of each cluster's members (blank for an empty cluster)."""
-    cols = min(n_clusters, 10)
-    rows = math.ceil(n_clusters / cols)
+def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, cluster_ids: Sequence[int], shape: Sequence[int],
+                    path: str) -> None:
+    """The mean input image of the members of each of ``cluster_ids`` (blank for an empty cluster)."""
+    cols = min(len(cluster_ids), 10)
+    rows = math.ceil(len(cluster_ids) / cols)
     fig = Figure(figsize=(max(1.2 * cols, 4.0), 1.4 * rows + 0.5), layout="constrained")
-    for k in range(n_clusters):
-        ax = fig.add_subplot(rows, cols, k + 1)
+    for position, k in enumerate(cluster_ids):
+        ax = fig.add_subplot(rows, cols, position + 1)
         members = inputs[clusters == k]
         if len(members):
             ax.imshow(np.nanmean(members, axis=0).reshape(shape), cmap="gray_r")
@@ -155,19 +158,21 @@ def write_markdown(
 
 def write_plots(
     output_dir: str,
+    cluster_ids: Sequence[int],
     cluster_counts: Mapping[str, np.ndarray],
     latent: np.ndarray,
     clusters: np.ndarray,
-    prototypes: tuple[np.ndarray, Sequence[int]] | None,
+    prototypes: tuple[np.ndarray, Sequence[int], Sequence[int]] | None,
     mixture_weights: Sequence[float] | None = None,
 ) -> list[tuple[str, str]]:
-    """Writes the PNGs into `output_dir`; returns [(title, file name)] for the markdown page."""
-    plot_occupancy(cluster_counts, os.path.join(output_dir, OCCUPANCY_PNG), mixture_weights)
+    """Writes the PNGs into `output_dir`; returns [(title, file name)] for the markdown page. ``cluster_counts`` and
+    ``mixture_weights`` are in ``cluster_ids`` order: the IDs the compared models use, not the retired ones;
+    ``prototypes`` is (model inputs, image shape, the candidate's cluster IDs)."""
+    plot_occupancy(cluster_ids, cluster_counts, os.path.join(output_dir, OCCUPANCY_PNG), mixture_weights)
     plot_latent_pca(latent, clusters, os.path.join(output_dir, LATENT_PNG))
     plots = [("Cluster occupancy", OCCUPANCY_PNG), ("Latent space", LATENT_PNG)]
     if prototypes is not None:
-        inputs, shape = prototypes
-        n_clusters = len(next(iter(cluster_counts.values())))
-        plot_prototypes(inputs, clusters, n_clusters, shape, os.path.join(output_dir, PROTOTYPES_PNG))
+        inputs, shape, candidate_ids = prototypes
+        plot_prototypes(inputs, clusters, candidate_ids, shape, os.path.join(output_dir, PROTOTYPES_PNG))
         plots.append(("Cluster prototypes", PROTOTYPES_PNG))
     return plots
