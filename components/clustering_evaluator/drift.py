@@ -72,8 +72,7 @@ def drift(current: statistics_pb2.DatasetFeatureStatisticsList,
         if not is_feature(name):  # id and label are not model inputs
             continue
         for measurement in info.drift_measurements:
-            features[name] = {"measure": _MEASURES[measurement.type],
-                                                  "value": float(measurement.value)}
+            features[name] = {"measure": _MEASURES[measurement.type], "value": float(measurement.value)}
     ranked = sorted(features, key=lambda name: -features[name]["value"])
     return {
         "threshold": threshold,
