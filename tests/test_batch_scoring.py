@@ -336,3 +336,27 @@ def test_cli_in_separate_worker_processes(served, tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["read"], summary["scored"], summary["dead_lettered"]) == (len(images), len(good), n_bad)
     assert sorted(r["id"] for r in _read_scores(out)) == sorted(str(i) for i in good)
+
+
+@pytest.mark.e2e
+def test_cli_on_the_portable_runner_scores_like_the_direct_runner(served, tmp_path, portable_beam_args) -> None:
+    """`python -m batch_scoring` on Beam's PortableRunner (Python job service, EXTERNAL worker pool: the Fn API path
+    of Flink, Spark and Dataflow) writes byte-identical outputs to the DirectRunner's."""
+    import subprocess
+    import sys
+
+    _, images, base = served
+    good, n_bad = _csv_with_bad_rows(images, tmp_path / "in.csv")
+    common = ["--model", base, "--input", str(tmp_path / "in.csv"), "--batch-size", "16", "--num-shards", "2"]
+    assert main([*common, "--output", str(tmp_path / "direct")]) == 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "TF_USE_LEGACY_KERAS": "1"}
+    done = subprocess.run([sys.executable, "-m", "batch_scoring", *common, "--output", str(tmp_path / "portable"),
+                           *[f"--beam-arg={arg}" for arg in portable_beam_args]],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"read {len(images)}, scored {len(good)}, dead-lettered {n_bad}" in done.stdout
+    outputs = sorted(name for name in os.listdir(tmp_path / "direct") if name != "summary.json")
+    assert sorted(name for name in os.listdir(tmp_path / "portable") if name != "summary.json") == outputs
+    for name in outputs:
+        assert (tmp_path / "portable" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes(), name
