@@ -360,3 +360,21 @@ def test_cli_on_the_portable_runner_scores_like_the_direct_runner(served, tmp_pa
     assert sorted(name for name in os.listdir(tmp_path / "portable") if name != "summary.json") == outputs
     for name in outputs:
         assert (tmp_path / "portable" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes(), name
+
+
+@pytest.mark.e2e
+def test_throughput_tool_times_the_job_and_the_bare_loop_on_the_same_rows(tmp_path, capsys) -> None:
+    from batch_scoring import throughput
+
+    assert throughput.main(["--rows", "700", "--batch-size", "128", "--workdir", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 700 and result["bare_loop_rows_per_second"] > 0 and result["job_rows_per_second"] > 0
+    assert result["ratio"] == pytest.approx(result["job_rows_per_second"] / result["bare_loop_rows_per_second"],
+                                            rel=0.01)
+    with open(tmp_path / "bare" / "scores.csv", newline="") as f:
+        bare = list(csv.DictReader(f))
+    job = {r["id"]: r for r in _read_scores(tmp_path / "job")}
+    assert len(bare) == len(job) == 700
+    for row in bare:  # the same model on the same rows: the same clusters
+        assert int(job[row["id"]][features.CLUSTER]) == int(row[features.CLUSTER])
+    assert throughput.main(["--rows", "0"]) == 2
