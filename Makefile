@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 
 ARGS ?=
 
-.PHONY: setup run test test-unit test-e2e lint bench score kubeflow-compile kubeflow-schedule-dry-run
+.PHONY: setup run test test-unit test-e2e lint bench score throughput kubeflow-compile kubeflow-schedule-dry-run
 
 setup:
 	@bash scripts/setup_env.sh
@@ -32,6 +32,9 @@ bench: setup
 
 score: setup
 	$(PY) -m batch_scoring $(ARGS)
+
+throughput: setup
+	$(PY) -m batch_scoring.throughput $(ARGS)
 
 kubeflow-compile: setup
 	$(PY) -m kubeflow.runner $(ARGS)

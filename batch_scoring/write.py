@@ -6,11 +6,9 @@ shards by a hash of their input position and sorted by it within a shard, so a r
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
+import re
 import zlib
 from collections.abc import Iterable
 
@@ -44,8 +42,12 @@ def by_shard(keys: list, ids: list, arrays: dict, num_shards: int) -> Iterable:
                            arrays[ELBO][take], arrays[CLUSTER_PROBABILITIES][take], arrays[LATENT_MEAN][take])
 
 
-def _fmt(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.9g}"
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def _csv_field(text: str) -> str:
+    """``text`` as one CSV field, quoted as Python's csv writer quotes it (only when it must be)."""
+    return '"' + text.replace('"', '""') + '"' if _NEEDS_QUOTES.search(text) else text
 
 
 def score_header(k: int, d: int) -> list[str]:
@@ -71,15 +73,16 @@ class WriteScoreShard(DoFn):
         ids = [row_id for chunk in chunks for row_id in chunk[1]]
         clusters, elbos, probabilities, latents = (np.concatenate([chunk[j] for chunk in chunks]) for j in range(2, 6))
         order = sorted(range(len(keys)), key=keys.__getitem__)
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(score_header(probabilities.shape[1], latents.shape[1]))
-        for i in order:
-            writer.writerow([ids[i], int(clusters[i]), _fmt(float(elbos[i])),
-                             *[_fmt(p) for p in probabilities[i].tolist()], *[_fmt(z) for z in latents[i].tolist()]])
+        k, d = probabilities.shape[1], latents.shape[1]
+        # one %-format per row rather than a Python call per value: "%.9g" writes what f"{v:.9g}" does (nan, inf too)
+        row_format = "%s,%d," + ",".join(["%.9g"] * (1 + k + d)) + "\n"
+        values = np.column_stack([elbos, probabilities, latents]).astype(np.float64)[order].tolist()
+        lines = [",".join(score_header(k, d)) + "\n"]
+        lines += [row_format % (_csv_field(ids[i]), clusters[i], *row)
+                  for i, row in zip(order, values, strict=True)]
         path = FileSystems.join(self._directory, shard_name(SCORES_PREFIX, shard, self._num_shards, ".csv"))
         with FileSystems.create(path) as f:
-            f.write(text.getvalue().encode("utf-8"))
+            f.write("".join(lines).encode("utf-8"))
         yield SCORED, len(keys)
 
 

@@ -29,6 +29,10 @@ DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_wor
 GCP_REGION = "us-central1"
 TRAIN_MACHINE_TYPE = "n1-standard-8"
 
+# Multi-worker training on open-source Kubeflow as a TFJob (--distribution tfjob): each replica's requests/limits.
+TFJOB_CPU = "4"
+TFJOB_MEMORY = "16Gi"
+
 # Where the compiled spec goes by default (outputs/ is git-ignored).
 COMPILED_SPEC = f"outputs/kubeflow/{configs.PIPELINE_NAME}.json"
 

@@ -10,6 +10,7 @@ Examples:
   python -m kubeflow.runner --beam-arg=--runner=DataflowRunner --beam-arg=--project=my-project \\
       --beam-arg=--region=us-central1 --beam-arg=--temp_location=gs://bucket/tmp
   python -m kubeflow.runner --train-workers 4 --gcp-project my-project   # Trainer on Vertex AI, 4 workers
+  python -m kubeflow.runner --train-workers 4 --distribution tfjob      # Trainer as a TFJob, 4 workers
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from kubeflow import config
 from pipeline import configs
 from pipeline.cli import add_cluster_identity_flags, add_model_flags, json_object, model_settings
 from pipeline.data import CSV, TFRECORD, Column, DataError, column_report, feature_plan, scan_csv_source
+
+VERTEX, TFJOB = "vertex", "tfjob"
+DISTRIBUTIONS = (VERTEX, TFJOB)
 
 
 class CompileError(ValueError):
@@ -77,10 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "--beam-arg=--flink_master=HOST:8081 --beam-arg=--environment_type=EXTERNAL; default: "
                         f"{' '.join(config.DEFAULT_BEAM_ARGS)}")
     parser.add_argument("--train-workers", type=int, default=1,
-                        help="Trainer workers; above 1 the Trainer runs as a Vertex AI Training job with this many "
-                        "workers (Vertex sets TF_CONFIG, the model then uses MultiWorkerMirroredStrategy)")
+                        help="Trainer workers; above 1 the Trainer runs as a multi-worker job (see --distribution) "
+                        "that sets TF_CONFIG, and the model then uses MultiWorkerMirroredStrategy")
+    parser.add_argument("--distribution", choices=DISTRIBUTIONS, default=VERTEX,
+                        help="where --train-workers > 1 trains: vertex, a Vertex AI Training CustomJob (needs "
+                        "--gcp-project); tfjob, a TFJob of the Kubeflow Training Operator in the cluster, submitted "
+                        "and awaited by the Trainer step (kubeflow/tfjob.py)")
+    parser.add_argument("--tfjob-namespace", default=None,
+                        help="namespace of the TFJob (--distribution tfjob); default: the Trainer pod's namespace")
     parser.add_argument("--gcp-project", default=None, help="GCP project of the Vertex AI Training job "
-                        "(required with --train-workers > 1)")
+                        "(required with --train-workers > 1 and --distribution vertex)")
     parser.add_argument("--gcp-region", default=config.GCP_REGION, help="Vertex AI region of the training job")
     parser.add_argument("--train-machine-type", default=config.TRAIN_MACHINE_TYPE,
                         help="Compute Engine machine type of each training worker")
@@ -122,8 +132,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise CompileError(f"--output {args.output!r} must end in .json (PipelineJob) or .yaml (pipeline IR).")
     if args.train_workers < 1:
         raise CompileError(f"--train-workers must be at least 1, not {args.train_workers}.")
-    if args.train_workers > 1 and not args.gcp_project:
-        raise CompileError("--train-workers above 1 runs training on Vertex AI and needs --gcp-project.")
+    if args.train_workers > 1 and args.distribution == VERTEX and not args.gcp_project:
+        raise CompileError("--train-workers above 1 runs training on Vertex AI and needs --gcp-project "
+                           "(or --distribution tfjob).")
     for flag, value in (("--pipeline-root", args.pipeline_root), ("--data-root", args.data_root),
                         ("--serving-dir", args.serving_dir)):
         if not value.startswith(("gs://", "s3://", "/")):
@@ -162,7 +173,14 @@ def pipeline_kwargs(args: argparse.Namespace, columns: list[Column] | None = Non
         # The open-source KFP v2 backend cannot run Resolver nodes; the evaluator reads a champion record instead.
         use_resolver=False,
     )
-    if args.train_workers > 1:
+    if args.train_workers > 1 and args.distribution == TFJOB:
+        from kubeflow import tfjob
+
+        kwargs["trainer_component"] = tfjob.Trainer
+        kwargs["trainer_custom_config"] = tfjob.TFJobSettings(
+            workers=args.train_workers, image=args.image, cpu=config.TFJOB_CPU, memory=config.TFJOB_MEMORY,
+            namespace=args.tfjob_namespace, service_account=config.RUN_SERVICE_ACCOUNT).to_custom_config()
+    elif args.train_workers > 1:
         from tfx.v1.extensions import google_cloud_ai_platform as gcai
 
         kwargs["trainer_component"] = gcai.Trainer

@@ -336,3 +336,45 @@ def test_cli_in_separate_worker_processes(served, tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["read"], summary["scored"], summary["dead_lettered"]) == (len(images), len(good), n_bad)
     assert sorted(r["id"] for r in _read_scores(out)) == sorted(str(i) for i in good)
+
+
+@pytest.mark.e2e
+def test_cli_on_the_portable_runner_scores_like_the_direct_runner(served, tmp_path, portable_beam_args) -> None:
+    """`python -m batch_scoring` on Beam's PortableRunner (Python job service, EXTERNAL worker pool: the Fn API path
+    of Flink, Spark and Dataflow) writes byte-identical outputs to the DirectRunner's."""
+    import subprocess
+    import sys
+
+    _, images, base = served
+    good, n_bad = _csv_with_bad_rows(images, tmp_path / "in.csv")
+    common = ["--model", base, "--input", str(tmp_path / "in.csv"), "--batch-size", "16", "--num-shards", "2"]
+    assert main([*common, "--output", str(tmp_path / "direct")]) == 0
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "TF_USE_LEGACY_KERAS": "1"}
+    done = subprocess.run([sys.executable, "-m", "batch_scoring", *common, "--output", str(tmp_path / "portable"),
+                           *[f"--beam-arg={arg}" for arg in portable_beam_args]],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"read {len(images)}, scored {len(good)}, dead-lettered {n_bad}" in done.stdout
+    outputs = sorted(name for name in os.listdir(tmp_path / "direct") if name != "summary.json")
+    assert sorted(name for name in os.listdir(tmp_path / "portable") if name != "summary.json") == outputs
+    for name in outputs:
+        assert (tmp_path / "portable" / name).read_bytes() == (tmp_path / "direct" / name).read_bytes(), name
+
+
+@pytest.mark.e2e
+def test_throughput_tool_times_the_job_and_the_bare_loop_on_the_same_rows(tmp_path, capsys) -> None:
+    from batch_scoring import throughput
+
+    assert throughput.main(["--rows", "700", "--batch-size", "128", "--workdir", str(tmp_path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rows"] == 700 and result["bare_loop_rows_per_second"] > 0 and result["job_rows_per_second"] > 0
+    assert result["ratio"] == pytest.approx(result["job_rows_per_second"] / result["bare_loop_rows_per_second"],
+                                            rel=0.01)
+    with open(tmp_path / "bare" / "scores.csv", newline="") as f:
+        bare = list(csv.DictReader(f))
+    job = {r["id"]: r for r in _read_scores(tmp_path / "job")}
+    assert len(bare) == len(job) == 700
+    for row in bare:  # the same model on the same rows: the same clusters
+        assert int(job[row["id"]][features.CLUSTER]) == int(row[features.CLUSTER])
+    assert throughput.main(["--rows", "0"]) == 2

@@ -123,6 +123,70 @@ def test_multi_worker_trainer_compiles_on_kubeflow_v2(tmp_path) -> None:
     assert '\\"replica_count\\": 2' in text and "worker_pool_specs" in text
 
 
+def test_tfjob_trainer_compiles_with_a_chief_and_worker_replicas(tmp_path) -> None:
+    """--distribution tfjob: the spec's Trainer runs kubeflow.tfjob.Executor and carries the TFJob's replica spec."""
+    from kubeflow import tfjob
+
+    out = str(tmp_path / "tfjob.json")
+    assert runner.main(compile_args(out, "--train-workers", "3", "--distribution", "tfjob",
+                                    "--tfjob-namespace", "ml")) == 0
+    with open(out) as f:
+        job = json.load(f)
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert "kubeflow.tfjob.Executor" in json.dumps(executors["Trainer_executor"])
+    settings = tfjob.TFJobSettings.from_custom_config(_task_config(job, "Trainer"))
+    assert (settings.workers, settings.image, settings.namespace) == (3, IMAGE, "ml")
+    manifest = tfjob.tfjob_manifest("run-1", "ml", settings, ["python", "-m", "x"])
+    assert (manifest["apiVersion"], manifest["kind"]) == ("kubeflow.org/v1", "TFJob")
+    specs = manifest["spec"]["tfReplicaSpecs"]
+    assert {role: spec["replicas"] for role, spec in specs.items()} == {"Chief": 1, "Worker": 2}
+    for spec in specs.values():
+        (container,) = spec["template"]["spec"]["containers"]
+        assert (container["name"], container["image"]) == ("tensorflow", IMAGE)
+        assert container["resources"]["limits"] == {"cpu": config.TFJOB_CPU, "memory": config.TFJOB_MEMORY}
+    assert manifest["spec"]["runPolicy"]["activeDeadlineSeconds"] == settings.timeout_seconds
+
+
+def test_tfjob_replicas_run_the_generic_trainer_executor_on_the_step_artifacts() -> None:
+    from tfx.scripts import run_executor
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from kubeflow import tfjob
+
+    examples, model = standard_artifacts.Examples(), standard_artifacts.Model()
+    examples.uri, model.uri = "gs://b/examples/1", "gs://b/model/2"
+    command = tfjob.replica_command({"examples": [examples]}, {"model": [model]}, {"custom_config": "{}"})
+    assert command[:3] == ["python", "-m", "tfx.scripts.run_executor"]
+    parsed, rest = run_executor.parse_flags(command[3:])
+    assert rest == [] and parsed.executor_class_path == tfjob.TRAINER_EXECUTOR
+    assert artifact_utils.parse_artifact_dict(parsed.outputs)["model"][0].uri == "gs://b/model/2"
+    assert artifact_utils.parse_artifact_dict(parsed.inputs)["examples"][0].uri == "gs://b/examples/1"
+
+
+class FakeTFJobs:
+    """Answers get_namespaced_custom_object with the given TFJob condition types, one per call."""
+
+    def __init__(self, *states: str) -> None:
+        self.states = list(states)
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        assert (group, version, plural) == ("kubeflow.org", "v1", "tfjobs")
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return {"status": {"conditions": [{"type": "Created", "status": "True"},
+                                          {"type": state, "status": "True"}]}}
+
+
+def test_tfjob_wait_returns_on_success_and_fails_in_one_sentence() -> None:
+    from kubeflow import tfjob
+
+    tfjob.wait_for(FakeTFJobs("Running", "Running", "Succeeded"), "j", "ml", timeout_seconds=5, poll_seconds=0)
+    with pytest.raises(tfjob.TFJobError, match=r"^TFJob ml/j failed; see `kubectl describe tfjob -n ml j`\.$"):
+        tfjob.wait_for(FakeTFJobs("Running", "Failed"), "j", "ml", timeout_seconds=5, poll_seconds=0)
+    with pytest.raises(tfjob.TFJobError, match="did not finish within 0 s"):
+        tfjob.wait_for(FakeTFJobs("Running"), "j", "ml", timeout_seconds=0, poll_seconds=0)
+    assert tfjob.job_name("GMVAE clustering!").startswith("gmvae-clustering-train-")
+
+
 @pytest.fixture
 def spec_file(compiled: tuple[dict, argparse.Namespace], tmp_path) -> str:
     path = tmp_path / "pipeline.json"
