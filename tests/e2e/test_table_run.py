@@ -63,7 +63,10 @@ def test_a_table_with_text_and_missing_values_is_trained_blessed_pushed_and_serv
         metrics = json.load(f)
     candidate = metrics["candidate"]["metrics"]
     assert metrics["decision"]["blessed"] and np.isfinite(candidate["mean_elbo"]), metrics
-    assert candidate["acc"] > 0.8, metrics
+    # the three segments are found better than by the two things a user would try instead (same eval rows)
+    others = metrics["comparison"]["methods"]
+    assert candidate["acc"] > 0.7, metrics
+    assert candidate["acc"] > max(others["gmm_inputs"]["acc"], others["ae_gmm"]["acc"]), others
     serving = configs.output_paths(root).serving
     assert "1" in os.listdir(serving), "blessed and pushed as version 1"
 
