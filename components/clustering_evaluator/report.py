@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from tfx.dsl.io import fileio
@@ -73,6 +74,14 @@ def plot_latent_pca(latent: np.ndarray, clusters: np.ndarray, path: str, seed: i
     save_png(fig, path)
 
 
+def draw_prototype(ax: Axes, members: np.ndarray, shape: Sequence[int], title: str, fontsize: int) -> None:
+    """The mean image of ``members`` [n, H*W] on ``ax`` (blank when there are none), titled, without axes."""
+    if len(members):
+        ax.imshow(np.nanmean(members, axis=0).reshape(shape), cmap="gray_r")
+    ax.set_title(title, fontsize=fontsize)
+    ax.axis("off")
+
+
 def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, cluster_ids: Sequence[int], shape: Sequence[int],
                     path: str) -> None:
     """The mean input image of the members of each of ``cluster_ids`` (blank for an empty cluster)."""
@@ -80,12 +89,8 @@ def plot_prototypes(inputs: np.ndarray, clusters: np.ndarray, cluster_ids: Seque
     rows = math.ceil(len(cluster_ids) / cols)
     fig = Figure(figsize=(max(1.2 * cols, 4.0), 1.4 * rows + 0.5), layout="constrained")
     for position, k in enumerate(cluster_ids):
-        ax = fig.add_subplot(rows, cols, position + 1)
         members = inputs[clusters == k]
-        if len(members):
-            ax.imshow(np.nanmean(members, axis=0).reshape(shape), cmap="gray_r")
-        ax.set_title(f"{k} (n={len(members)})", fontsize=8)
-        ax.axis("off")
+        draw_prototype(fig.add_subplot(rows, cols, position + 1), members, shape, f"{k} (n={len(members)})", 8)
     fig.suptitle("Cluster prototypes (mean input of the members)")
     save_png(fig, path)
 

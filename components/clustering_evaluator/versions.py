@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from components.clustering_evaluator import report, scoring
 from model import features
 from model.metrics import cluster_accuracy
-from serving.cluster_ids import Registry
+from serving.cluster_ids import Registry, co_assignment
 
 TRANSITIONS_PNG = "transitions.png"
 PROTOTYPES_PNG = "prototypes_by_version.png"
@@ -43,7 +43,8 @@ def compare(candidate: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarr
     to_component = {i: k for k, i in enumerate(candidate_registry.latest.ids)}
     raw = np.array([to_component[int(i)] for i in new])
     new_ids, old_ids = sorted(candidate_registry.latest.ids), sorted(champion_registry.latest.ids)
-    counts = np.array([[int(np.sum((old == o) & (new == n))) for n in new_ids] for o in old_ids])
+    by_component = co_assignment(old, raw, old_ids, len(to_component))  # columns: candidate components
+    counts = by_component[:, [to_component[i] for i in new_ids]]
     n = max(new.size, 1)
     shares = {int(i): {"champion": float(np.mean(old == i)) if i in old_ids else None,
                        "candidate": float(np.mean(new == i)) if i in new_ids else None}
@@ -111,12 +112,8 @@ def write_plots(output_dir: str, section: Mapping[str, Any], candidate: Mapping[
     fig = Figure(figsize=(1.1 * len(ids) + 1, 3), layout="constrained")
     for col, i in enumerate(ids):
         for row, (name, clusters) in enumerate((("champion", old), ("candidate", new))):
-            ax = fig.add_subplot(2, len(ids), row * len(ids) + col + 1)
-            members = inputs[clusters == i]
-            if len(members):
-                ax.imshow(np.nanmean(members, axis=0).reshape(image_shape), cmap="gray_r")
-            ax.set_title(f"{name} {i}", fontsize=6)
-            ax.axis("off")
+            report.draw_prototype(fig.add_subplot(2, len(ids), row * len(ids) + col + 1), inputs[clusters == i],
+                                  image_shape, f"{name} {i}", 6)
     fig.suptitle("Prototypes per cluster ID: champion (top) and candidate (bottom)")
     report.save_png(fig, os.path.join(output_dir, PROTOTYPES_PNG))
     return [*plots, ("Prototypes by version", PROTOTYPES_PNG)]
