@@ -82,7 +82,8 @@ def sklearn_table(name: str) -> Dataset:
 
 # The reported panel (test data only) and the tuning set (dev data only).
 PANEL = ("mnist_test", "mnist_test_five_at_15pct", "mnist_test_long_tail", "iris", "breast_cancer", "digits")
-DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs")
+DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs",
+       "wine_100", "unequal_blobs_110")
 
 
 def mnist_dev_pca_table() -> Dataset:
@@ -106,6 +107,14 @@ def unequal_blobs() -> Dataset:
     return Dataset("unequal_blobs", StandardScaler().fit_transform(x).astype(np.float32), y.astype(np.int64), "table")
 
 
+def small_dev_table(name: str) -> Dataset:
+    """About 100 rows of a dev table, the size a pipeline run trains on from a 150-row CSV: ``wine_100`` (100 of
+    wine's 178 rows, every class alike) or ``unequal_blobs_110`` (60, 25, 15 and 10 rows of the four blobs)."""
+    if name == "wine_100":
+        return subsample(sklearn_table("wine"), {c: 100 / 178 for c in range(3)}, name)
+    return subsample(unequal_blobs(), {0: 0.1, 1: 0.125, 2: 0.15, 3: 0.2}, name)
+
+
 def load(name: str) -> Dataset:
     """A dataset of the panel (or of the dev set) by name."""
     for split in ("dev", "test"):
@@ -120,4 +129,6 @@ def load(name: str) -> Dataset:
         return mnist_dev_pca_table()
     if name == "unequal_blobs":
         return unequal_blobs()
+    if name in ("wine_100", "unequal_blobs_110"):
+        return small_dev_table(name)
     return sklearn_table(name)
