@@ -3,8 +3,8 @@
     python -m bench.scale                                     # 10k, 100k and 1M rows, both kinds
     python -m bench.scale --rows 10000 100000 --kinds scoring
 
-Every measurement runs in a fresh Python process, and its peak resident memory is what the kernel reports for that
-process and the processes it waited for (``os.wait4``), so no measurement inherits another's memory.
+Every measurement runs in a fresh Python process, which reports its own peak resident memory (VmHWM), so no
+measurement inherits another's memory.
 
 - **scoring**: scikit-learn's digits repeated to N rows in one CSV (:func:`batch_scoring.throughput.write_digits_csv`),
   scored on that same file by the batch-scoring job and by the bare SavedModel loop of
@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 
@@ -61,29 +59,28 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
-def run_child(argv: Sequence[str], log_path: str) -> tuple[dict, float]:
-    """Run ``argv`` to its end, its stderr into ``log_path``; the JSON object on its last stdout line and the peak
-    resident memory (MB) of it and the children it waited for."""
+def run_child(argv: Sequence[str], log_path: str) -> dict:
+    """Run ``argv`` to its end, its stderr into ``log_path``; the JSON object on its last stdout line."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (REPO, os.environ.get("PYTHONPATH"))))}
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with open(log_path, "w") as log, tempfile.TemporaryFile("w+") as out:
-        child = subprocess.Popen(list(argv), stdout=out, stderr=log, env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode:
-            raise RuntimeError(f"{' '.join(argv[:4])} ... exited with {child.returncode}; see {log_path}")
-        out.seek(0)
-        lines = out.read().splitlines()
-    return json.loads(lines[-1]), usage.ru_maxrss / 1024  # Linux: KB
+    with open(log_path, "w") as log:
+        done = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=log, env=env, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(argv[:5])} ... exited with {done.returncode}; see {log_path}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb() -> int:
+    """This process's peak resident memory (MB) since it started its program: the kernel's VmHWM. Not
+    ``ru_maxrss``, which on Linux carries the parent's peak over through fork and exec."""
+    with open("/proc/self/status") as f:
+        return next(round(int(line.split()[1]) / 1024) for line in f if line.startswith("VmHWM:"))
 
 
 def child_task(task: str, spec: dict) -> dict:
-    """One measurement in this process: rows, seconds and the peak RSS (MB) once its modules were imported."""
+    """One measurement in this process: rows, seconds, and its peak RSS (MB) once its modules were imported and at
+    the end (the DirectRunner's default in-memory mode runs the whole job in this process)."""
     if task == TRAINING:
         from tfx import v1 as tfx
 
@@ -96,7 +93,7 @@ def child_task(task: str, spec: dict) -> dict:
             serving_model_dir=os.path.join(model_dir, "Format-Serving"),
             model_run_dir=os.path.join(spec["output"], "model_run"),
             custom_config={**settings.to_custom_config(), "image_shape": [8, 8]})
-        imported = _peak_mb()
+        imported = peak_rss_mb()
         started = time.monotonic()
         trainer.run_fn(fn_args)
         seconds = time.monotonic() - started
@@ -110,7 +107,7 @@ def child_task(task: str, spec: dict) -> dict:
         from batch_scoring.options import SCORED
 
         os.makedirs(spec["output"], exist_ok=True)
-        imported = _peak_mb()
+        imported = peak_rss_mb()
         started = time.monotonic()
         if task == JOB:
             rows = throughput.run_job(spec["model"], spec["input"], spec["output"], spec["batch_size"],
@@ -118,17 +115,18 @@ def child_task(task: str, spec: dict) -> dict:
         else:
             rows = throughput.bare_loop(spec["model"], spec["input"], spec["output"], spec["batch_size"])
         seconds = time.monotonic() - started
-    return {"rows": rows, "seconds": round(seconds, 2), "rss_after_imports_mb": round(imported)}
+    return {"rows": rows, "seconds": round(seconds, 2), "rss_after_imports_mb": imported,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def measure(task: str, rows: int, spec: dict, workdir: str) -> dict:
-    """``child_task`` in a fresh process; its result with the process's peak RSS, checked to cover every row."""
+    """``child_task`` in a fresh process; its result, checked to cover every row."""
     os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
-    result, peak = run_child([sys.executable, "-m", "bench.scale", "--child", task, json.dumps(spec)],
-                             os.path.join(workdir, "logs", f"{task}-{rows}.log"))
+    result = run_child([sys.executable, "-m", "bench.scale", "--child", task, json.dumps(spec)],
+                       os.path.join(workdir, "logs", f"{task}-{rows}.log"))
     if result["rows"] != rows:
         raise RuntimeError(f"{task} processed {result['rows']} of {rows} rows")
-    return {**result, "rows_per_second": round(rows / result["seconds"]), "peak_rss_mb": round(peak)}
+    return {**result, "rows_per_second": round(rows / result["seconds"])}
 
 
 def prepare_transform(workdir: str) -> dict[str, str]:
