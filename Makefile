@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)
 
 ARGS ?=
 
-.PHONY: setup run test test-unit test-e2e lint bench score throughput kubeflow-compile kubeflow-schedule-dry-run
+.PHONY: setup run test test-unit test-e2e lint bench score throughput scale kubeflow-compile kubeflow-schedule-dry-run
 
 setup:
 	@bash scripts/setup_env.sh
@@ -35,6 +35,9 @@ score: setup
 
 throughput: setup
 	$(PY) -m batch_scoring.throughput $(ARGS)
+
+scale: setup
+	$(PY) -m bench.scale $(ARGS)
 
 kubeflow-compile: setup
 	$(PY) -m kubeflow.runner $(ARGS)

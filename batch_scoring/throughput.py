@@ -93,10 +93,18 @@ def bare_loop(model_dir: str, path: str, output: str, batch_size: int) -> int:
     return len(scores)
 
 
+def run_job(model_dir: str, path: str, output: str, batch_size: int, beam_args: Sequence[str]) -> dict:
+    """``python -m batch_scoring`` on ``path`` into ``output``; returns the job's summary."""
+    from batch_scoring.job import score
+    from batch_scoring.options import ScoringOptions
+
+    return score(ScoringOptions(model=model_dir, inputs=(path,), output=output, batch_size=batch_size,
+                                beam_args=tuple(beam_args)))
+
+
 def measure(rows: int, batch_size: int, model: str | None, workdir: str, beam_args: Sequence[str]) -> dict:
     """Both timings on one file; the job's counts must cover every row."""
-    from batch_scoring.job import score
-    from batch_scoring.options import SCORED, ScoringOptions
+    from batch_scoring.options import SCORED
     from serving.store import resolve_model_dir
 
     path = os.path.join(workdir, "digits.csv")
@@ -107,8 +115,7 @@ def measure(rows: int, batch_size: int, model: str | None, workdir: str, beam_ar
     bare_rows = bare_loop(model_dir, path, os.path.join(workdir, "bare"), batch_size)
     bare_seconds = time.monotonic() - started
     started = time.monotonic()
-    summary = score(ScoringOptions(model=model_dir, inputs=(path,), output=os.path.join(workdir, "job"),
-                                   batch_size=batch_size, beam_args=tuple(beam_args)))
+    summary = run_job(model_dir, path, os.path.join(workdir, "job"), batch_size, beam_args)
     job_seconds = time.monotonic() - started
     if bare_rows != rows or summary[SCORED] != rows:
         raise RuntimeError(f"scored {bare_rows} (bare loop) and {summary[SCORED]} (job) of {rows} rows.")
