@@ -134,4 +134,3 @@ def test_choose_partition_prefers_a_stabler_merge_when_groups_differ_in_size() -
     labels, why = choose_partition(z, 4, GMVAEConfig(input_dim=8, latent_dim=2, n_components=4, seed=0))
     assert "merged to 4 by entropy" in why and "against" in why
     assert cluster_accuracy(truth, labels) > cluster_accuracy(truth, _gmm(z, 4, "full", 10, 0).predict(z)) + 0.2
-
