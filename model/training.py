@@ -181,7 +181,7 @@ def choose_n_components(
 
 # Besides K components, GMMs with K times these many components are merged back to K clusters (stage 2).
 OVERCLUSTER_FACTORS = (2, 3, 4)
-# Each clustering of stage 2 is repeated with this many GMM seeds to measure how stable it is.
+# Each clustering of stage 2 (embedding and GMMs) is repeated with this many seeds to measure how stable it is.
 STABILITY_RUNS = 3
 
 
@@ -225,23 +225,25 @@ def _partitions(r: np.ndarray, k: int, cfg: GMVAEConfig, seed: int) -> dict[str,
     return out
 
 
-def choose_partition(r: np.ndarray, k: int, cfg: GMVAEConfig) -> tuple[np.ndarray, str]:
-    """The clusters [N] of r for the initial mixture, and why they were chosen.
+def choose_partition(views: Sequence[np.ndarray], k: int, cfg: GMVAEConfig) -> tuple[np.ndarray, str]:
+    """The clusters [N] of the first view for the initial mixture, and why they were chosen.
 
-    A k-component GMM tends to split a big group and join small ones when groups differ in size. So candidates
-    (`_partitions`) are fitted with `STABILITY_RUNS` seeds; a merged over-clustering replaces the GMM only when it
-    is both more stable (mean adjusted Rand index between seeds) and better separated (silhouette on at most 3,000
-    rows of r); among such, the most stable wins. On balanced dev data neither holds and the GMM stays
-    (bench/RESULTS.md rows 18-19; row 19 shows why a tie in stability is not enough).
+    ``views`` holds `STABILITY_RUNS` representations [N, d] of the same rows, one per run: the codes themselves
+    each time, or UMAP embeddings of them with different seeds, so that stability covers everything random in
+    stage 2. A k-component GMM tends to split a big group and join small ones when groups differ in size. So the
+    candidates (`_partitions`) are fitted on every view with its own seed; a merged over-clustering replaces the GMM
+    only when it is both more stable (mean adjusted Rand index between the runs) and better separated (silhouette
+    on at most 3,000 rows of the first view); among such, the most stable wins. On balanced dev data neither holds
+    and the GMM stays (bench/RESULTS.md rows 18-20).
     """
-    runs = [_partitions(r, k, cfg, cfg.seed + i) for i in range(STABILITY_RUNS)]
+    runs = [_partitions(view, k, cfg, cfg.seed + i) for i, view in enumerate(views)]
     names = list(runs[0])
     default = names[0]
     if k < 2 or len(names) == 1:
         return runs[0][default], f"clusters from {default}"
-    stability = {n: float(np.mean([adjusted_rand_score(runs[i][n], runs[j][n])
-                                   for i in range(STABILITY_RUNS) for j in range(i + 1, STABILITY_RUNS)]))
-                 for n in names}
+    pairs = [(i, j) for i in range(len(runs)) for j in range(i + 1, len(runs))]
+    stability = {n: float(np.mean([adjusted_rand_score(runs[i][n], runs[j][n]) for i, j in pairs])) for n in names}
+    r = views[0]
     rows = _sample_rows(len(r), 3000, cfg.seed)
     separation = {n: float(silhouette_score(r[rows], runs[0][n][rows])) if len(set(runs[0][n][rows])) > 1
                   else -1.0 for n in names}
@@ -273,14 +275,18 @@ def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple
             f"{len(z)} rows are too few to choose the number of clusters from {low} upwards: give the number of "
             f"clusters explicitly or bring at least {low * MIN_ROWS_PER_CLUSTER} rows."
         )
-    r = _embedding(z, cfg.seed, n_dims=min(10, cfg.latent_dim)) if cfg.init_method == "umap" else z
+    if cfg.init_method == "umap":
+        views = [_embedding(z, cfg.seed + i, n_dims=min(10, cfg.latent_dim)) for i in range(STABILITY_RUNS)]
+    else:
+        views = [z] * STABILITY_RUNS
+    r = views[0]
     scores: dict[int, float] = {}
     if k is None:
         k, scores, criterion = choose_n_components(r, low, high, cfg.init_method, cfg.seed)
         reason = f"K={k} is the best of K={low}..{high} by the {criterion}"
     else:
         reason = f"K={k} was given"
-    labels, how = choose_partition(r, k, cfg)
+    labels, how = choose_partition(views, k, cfg)
     overall = np.var(z, axis=0)
     weights = np.array([np.mean(labels == c) for c in range(k)])
     means = np.stack([z[labels == c].mean(0) if np.any(labels == c) else z.mean(0) for c in range(k)])

@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from model import training
 from model.config import GMVAEConfig
 from model.gmvae import GMVAE, _softplus_inverse
 from model.metrics import cluster_accuracy
-from model.training import InitialisationError, _gmm, choose_partition, initial_mixture, merge_by_entropy
+from model.training import (
+    STABILITY_RUNS,
+    InitialisationError,
+    _gmm,
+    choose_partition,
+    initial_mixture,
+    merge_by_entropy,
+)
 
 
 def blobs(sizes: list[int], dim: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +122,7 @@ def test_merge_by_entropy_joins_the_components_that_share_rows() -> None:
 
 def test_choose_partition_keeps_the_gmm_on_separated_blobs() -> None:
     z, truth = blobs([200, 200, 200])
-    labels, why = choose_partition(z, 3, GMVAEConfig(input_dim=8, latent_dim=4, n_components=3))
+    labels, why = choose_partition([z] * STABILITY_RUNS, 3, GMVAEConfig(input_dim=8, latent_dim=4, n_components=3))
     assert cluster_accuracy(truth, labels) == 1.0
     assert why.startswith("clusters from a GMM with 3 components (stability 1.000")
 
@@ -131,6 +139,32 @@ def test_choose_partition_prefers_a_stabler_merge_when_groups_differ_in_size() -
     z = np.concatenate([ring(0, 1500), ring(20, 1500), rng.normal((10, 15), 0.5, (60, 2)),
                         rng.normal((13, 15), 0.5, (60, 2))])
     truth = np.repeat([0, 1, 2, 3], [1500, 1500, 60, 60])
-    labels, why = choose_partition(z, 4, GMVAEConfig(input_dim=8, latent_dim=2, n_components=4, seed=0))
+    config = GMVAEConfig(input_dim=8, latent_dim=2, n_components=4, seed=0)
+    labels, why = choose_partition([z] * STABILITY_RUNS, 4, config)
     assert "merged to 4 by entropy" in why and "against" in why
     assert cluster_accuracy(truth, labels) > cluster_accuracy(truth, _gmm(z, 4, "full", 10, 0).predict(z)) + 0.2
+
+
+def test_choose_partition_counts_the_embeddings_randomness_in_stability(monkeypatch) -> None:
+    # a merge that separates the first view better is kept only if it comes out the same on the other views
+    # (UMAP embeddings with other seeds): on small data a tight group torn apart by one embedding is not
+    z, truth = blobs([60, 25, 15, 10], dim=2)
+    cut = truth.copy()
+    cut[:30], cut[truth == 3] = 3, 2
+    views = [z, z + 1e-3, z + 2e-3]
+    merged = "a GMM with 8 components merged to 4 by entropy"
+
+    def fake(view: np.ndarray, k: int, cfg: GMVAEConfig, seed: int) -> dict[str, np.ndarray]:
+        torn = truth if view is views[0] else np.roll(truth, 7 * seed)
+        return {"a GMM with 4 components": cut, merged: torn}
+
+    monkeypatch.setattr(training, "_partitions", fake)
+    config = GMVAEConfig(input_dim=8, latent_dim=2, n_components=4)
+    labels, why = choose_partition(views, 4, config)
+    np.testing.assert_array_equal(labels, cut)
+    assert why.startswith("clusters from a GMM with 4 components (stability 1.000")
+    monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
+        "a GMM with 4 components": cut if seed else np.roll(cut, 5), merged: truth})
+    labels, why = choose_partition(views, 4, config)
+    np.testing.assert_array_equal(labels, truth)
+    assert f"{merged} (stability 1.000" in why
