@@ -371,6 +371,9 @@ def build_model(config: GMVAEConfig, strategy: tf.distribute.Strategy | None = N
     with strategy.scope():
         model = GMVAE(config if config.n_components else config.replace(n_components=1))
         model(tf.zeros([1, config.input_dim]))
+    # the logged metrics are already means over every replica: Keras' default ("sum" under MultiWorkerMirroredStrategy)
+    # would add them up once more over the workers
+    model.distribute_reduction_method = "first"
     return model
 
 

@@ -8,13 +8,15 @@ timeouts so a hang fails instead of blocking). Worker 1 gets output paths of its
 the chief writes. Both runs stream the same TFRecords in the same seeded order and the chief's initialisation is
 shared, so the two-worker model must find the single-process model's clusters.
 
-Tolerance: the pre-training (a deterministic autoencoder) sees the same global batches in both runs and only sums
-its gradients in another order, but fine-tuning samples z and the two workers draw other random numbers than the
-one process, so the models differ by Monte-Carlo noise, and a few eval rows near a cluster border change cluster.
-Measured on this 2-core machine: Hungarian agreement 0.96 of the eval rows and final losses 0.3% apart; the bars
-(agreement >= 0.85, final loss within 5%) leave room for that noise while a broken split of the batches, a mixture
-not shared by the chief or a worker training alone fail them by far (unrelated K=10 clusterings of these digits
-agree ~0.6-0.7).
+Tolerance: both runs see the same global batches, so the pre-training (a deterministic autoencoder) differs only
+in the order its gradients are summed (measured: final losses 0.06% apart). Fine-tuning samples z, and the two workers
+draw other random numbers than the one process. Its balance and self-training terms are statistics of each worker's
+half batch, so the total loss is not compared (measured 5.8% higher). The negative ELBO (reconstruction + KL, per
+example) is compared instead. A few eval rows near a cluster border change cluster. Measured on 2 loaded cores:
+Hungarian agreement 0.985 of the eval rows (0.955 with 40 + 20 epochs) and final negative ELBO 25.997 against 25.991.
+The bars (agreement >= 0.85, ELBO within 3%) leave room for that noise. They fail by far for a broken split of the
+batches, for a mixture the chief does not share, or for a worker training alone: unrelated K=10 clusterings of these
+digits agree about 0.6 to 0.7.
 """
 
 import glob
@@ -38,10 +40,10 @@ from pipeline.data import DEFAULT_SOURCE, feature_plan, stage
 from pipeline.pipeline import create_pipeline
 
 pytestmark = pytest.mark.e2e
-SETTINGS = configs.ModelSettings(preset="digits", pretrain_epochs=40, epochs=20)
-TIMEOUT = 420  # seconds per training process: a worker waiting forever for its peer fails the test
+SETTINGS = configs.ModelSettings(preset="digits", pretrain_epochs=30, epochs=15)
+TIMEOUT = 600  # seconds per training process: a worker waiting forever for its peer fails the test
 MIN_AGREEMENT = 0.85
-LOSS_TOLERANCE = 0.05
+ELBO_TOLERANCE = 0.03
 
 WORKER = r"""
 import json, sys
@@ -116,21 +118,22 @@ def _eval_clusters(serving_model_dir: str, eval_pattern: str) -> np.ndarray:
     return serve(**{features.SERVING_INPUT_KEY: tf.constant(records)})[features.CLUSTER].numpy()
 
 
-def _final_loss(model_run_dir: str) -> float:
+def _final_elbo(model_run_dir: str) -> float:
+    """The last fine-tuning epoch's mean negative ELBO (reconstruction + KL): per-example terms, unlike the balance
+    and self-training terms, which are statistics of each replica's batch (half as large with two workers)."""
     with open(os.path.join(model_run_dir, "history.json")) as f:
-        return float(json.load(f)["loss"][-1])
+        history = json.load(f)
+    return float(history["reconstruction"][-1] + history["kl"][-1])
 
 
 def test_two_workers_train_what_one_process_trains_and_only_the_chief_writes(transformed, tmp_path) -> None:
     single = _fn_args(transformed, str(tmp_path / "single"), str(tmp_path / "ckpt-single"))
-    _wait([_start(single, None, str(tmp_path / "single.log"))], [str(tmp_path / "single.log")])
-
-    ports = [free_port(), free_port()]
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
     workers = [_fn_args(transformed, str(tmp_path / f"worker{i}"), str(tmp_path / "ckpt-multi")) for i in range(2)]
-    logs = [str(tmp_path / f"worker{i}.log") for i in range(2)]
-    _wait([_start(args, {"cluster": cluster, "task": {"type": "worker", "index": i}}, log)
-           for i, (args, log) in enumerate(zip(workers, logs, strict=True))], logs)
+    logs = [str(tmp_path / name) for name in ("single.log", "worker0.log", "worker1.log")]
+    _wait([_start(single, None, logs[0])]  # all three at once: the workers mostly wait on each other
+          + [_start(args, {"cluster": cluster, "task": {"type": "worker", "index": i}}, log)
+             for i, (args, log) in enumerate(zip(workers, logs[1:], strict=True))], logs)
 
     chief = workers[0]
     assert tf.saved_model.contains_saved_model(chief["serving_model_dir"])
@@ -144,7 +147,7 @@ def test_two_workers_train_what_one_process_trains_and_only_the_chief_writes(tra
     single_clusters = _eval_clusters(single["serving_model_dir"], eval_pattern)
     multi_clusters = _eval_clusters(chief["serving_model_dir"], eval_pattern)
     agreement = cluster_accuracy(single_clusters, multi_clusters)
-    single_loss, multi_loss = _final_loss(single["model_run_dir"]), _final_loss(chief["model_run_dir"])
-    print(f"agreement {agreement:.3f}, final loss single {single_loss:.3f} two workers {multi_loss:.3f}")
+    single_elbo, multi_elbo = _final_elbo(single["model_run_dir"]), _final_elbo(chief["model_run_dir"])
+    print(f"agreement {agreement:.3f}, final -ELBO single {single_elbo:.3f} two workers {multi_elbo:.3f}")
     assert agreement >= MIN_AGREEMENT
-    assert abs(multi_loss - single_loss) <= LOSS_TOLERANCE * abs(single_loss)
+    assert abs(multi_elbo - single_elbo) <= ELBO_TOLERANCE * abs(single_elbo)
