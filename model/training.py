@@ -16,6 +16,8 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 
 from model.config import GMVAEConfig
+from model.data import SampleLabels, TrainingData, as_training_data, sample_rows
+from model.distribute import from_chief, is_chief, n_workers, write_dir
 from model.gmvae import GMVAE
 
 
@@ -67,7 +69,11 @@ def _backup(checkpoint_dir: str | None, stage: str) -> list[keras.callbacks.Call
 
 
 def pretrain(
-    model: GMVAE, x: np.ndarray, strategy: tf.distribute.Strategy, verbose: int = 1, checkpoint_dir: str | None = None
+    model: GMVAE,
+    x: np.ndarray | TrainingData,
+    strategy: tf.distribute.Strategy,
+    verbose: int = 1,
+    checkpoint_dir: str | None = None,
 ) -> dict[str, list]:
     """Stage 1: train encoder mean + decoder as an autoencoder (augmented input if configured)."""
     cfg = model.config
@@ -78,10 +84,8 @@ def pretrain(
         model.compile(keras.optimizers.Adam(cfg.pretrain_learning_rate))
     progress, keras_verbose = _progress(verbose, "pretrain")
     hist = model.fit(
-        x,
-        batch_size=cfg.batch_size,
+        **as_training_data(x).fit_inputs(cfg.batch_size, cfg.seed),
         epochs=cfg.pretrain_epochs,
-        shuffle=True,
         verbose=keras_verbose,
         callbacks=[*_backup(checkpoint_dir, "pretrain"), keras.callbacks.TerminateOnNaN(), *progress],
     )
@@ -116,16 +120,9 @@ def check_rows_for_clusters(rows: int, k: int | None) -> None:
         )
 
 
-def _sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
-    """Indices of at most ``limit`` of n rows, a seeded uniform sample in row order (all rows when n <= limit)."""
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-
-
 def _sample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """At most ``limit`` rows of x, a seeded uniform sample (all rows when there are fewer)."""
-    return x[_sample_rows(len(x), limit, seed)]
+    return x[sample_rows(len(x), limit, seed)]
 
 
 def _gmm(z: np.ndarray, k: int, covariance: str, n_init: int, seed: int) -> GaussianMixture:
@@ -244,7 +241,7 @@ def choose_partition(views: Sequence[np.ndarray], k: int, cfg: GMVAEConfig) -> t
     pairs = [(i, j) for i in range(len(runs)) for j in range(i + 1, len(runs))]
     stability = {n: float(np.mean([adjusted_rand_score(runs[i][n], runs[j][n]) for i, j in pairs])) for n in names}
     r = views[0]
-    rows = _sample_rows(len(r), 3000, cfg.seed)
+    rows = sample_rows(len(r), 3000, cfg.seed)
     separation = {n: float(silhouette_score(r[rows], runs[0][n][rows])) if len(set(runs[0][n][rows])) > 1
                   else -1.0 for n in names}
     better = [n for n in names[1:] if stability[n] > stability[default] and separation[n] > separation[default]]
@@ -295,42 +292,61 @@ def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple
     return MixtureInit(k, cfg.init_method, scores, f"{reason}; {how}"), (weights, means, variances), labels
 
 
-def _cluster_codes(
-    model: GMVAE, x: np.ndarray, config: GMVAEConfig
+def _from_chief(
+    strategy: tf.distribute.Strategy, found: tuple[MixtureInit, tuple[np.ndarray, ...], np.ndarray] | None,
+    n_sample: int, config: GMVAEConfig,
 ) -> tuple[MixtureInit, tuple[np.ndarray, ...], np.ndarray]:
-    """`initial_mixture` on the codes of a bounded sample of x: the decision, the mixture, and every row's initial
-    cluster (-1 for rows outside the sample)."""
-    rows = _sample_rows(len(x), config.init_sample, config.seed)
-    decision, mixture, labels = initial_mixture(latent_means(model, x[rows]), config)
-    init_labels = np.full(len(x), -1, dtype=np.int64)
-    init_labels[rows] = labels
-    return decision, mixture, init_labels
+    """The chief's initialisation (``found``; None on the other workers) on every worker: K first (the data may
+    choose it), then the mixture and the sample's clusters in one all-reduce. One process: ``found`` itself."""
+    if n_workers(strategy) == 1:
+        return found
+    k = int(from_chief(strategy, None if found is None else np.array([found[0].n_components]), (1,))[0])
+    d = config.latent_dim
+    packed = None if found is None else np.concatenate(
+        [found[1][0], found[1][1].ravel(), found[1][2].ravel(), found[2]])
+    weights, means, variances, labels = np.split(
+        from_chief(strategy, packed, (k + 2 * k * d + n_sample,)), [k, k + k * d, k + 2 * k * d])
+    decision = found[0] if found else MixtureInit(k, config.init_method, {}, "the chief worker's initialisation")
+    return decision, (weights, means.reshape(k, d), variances.reshape(k, d)), labels.astype(np.int64)
 
 
-def init_mixture(model: GMVAE, x: np.ndarray) -> MixtureInit:
+def _cluster_codes(
+    model: GMVAE, data: TrainingData, config: GMVAEConfig, strategy: tf.distribute.Strategy | None = None
+) -> tuple[MixtureInit, tuple[np.ndarray, ...], SampleLabels]:
+    """`initial_mixture` on the codes of a bounded sample of the rows, run once (by the chief) and shared with every
+    worker: the decision, the mixture, and the initial cluster of each sample row."""
+    strategy = strategy or tf.distribute.get_strategy()
+    rows = data.sample_rows(config.init_sample, config.seed)
+    found = initial_mixture(latent_means(model, data.take(rows)), config) if is_chief(strategy) else None
+    decision, mixture, labels = _from_chief(strategy, found, len(rows), config)
+    return decision, mixture, SampleLabels(rows, labels)
+
+
+def init_mixture(model: GMVAE, x: np.ndarray | TrainingData) -> MixtureInit:
     """Stage 2 for a model whose K is set: cluster the codes of (a bounded sample of) x into its prior."""
-    decision, mixture, _ = _cluster_codes(model, x, model.config)
+    decision, mixture, _ = _cluster_codes(model, as_training_data(x), model.config)
     model.prior.set_mixture(*mixture)
     return decision
 
 
 def fine_tune(
     model: GMVAE,
-    x: np.ndarray,
+    x: np.ndarray | TrainingData,
     strategy: tf.distribute.Strategy,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 1,
     checkpoint_dir: str | None = None,
-    init_labels: np.ndarray | None = None,
+    init_labels: SampleLabels | None = None,
 ) -> dict[str, list]:
     """Stage 3: minimise the negative ELBO (+ configured terms) with KL warm-up and cosine LR decay.
 
-    ``init_labels`` [N] (cluster of the initialisation, -1 for rows outside its sample) feed the init-label term.
+    ``init_labels`` (the clusters of the initialisation's sample rows) feed the init-label term.
     """
     cfg = model.config
     if cfg.epochs <= 0:
         return {}
-    steps = cfg.epochs * int(np.ceil(len(x) / cfg.batch_size))
+    data = as_training_data(x)
+    steps = cfg.epochs * data.steps(cfg.batch_size)
     with strategy.scope():
         model.pretraining = False
         model.compile(
@@ -341,11 +357,8 @@ def fine_tune(
         )
     progress, keras_verbose = _progress(verbose, "fine-tune")
     hist = model.fit(
-        x,
-        None if init_labels is None else np.asarray(init_labels, dtype=np.int64),
-        batch_size=cfg.batch_size,
+        **data.fit_inputs(cfg.batch_size, cfg.seed, init_labels),
         epochs=cfg.epochs,
-        shuffle=True,
         verbose=keras_verbose,
         callbacks=[
             *_backup(checkpoint_dir, "fine_tune"),
@@ -364,6 +377,9 @@ def build_model(config: GMVAEConfig, strategy: tf.distribute.Strategy | None = N
     with strategy.scope():
         model = GMVAE(config if config.n_components else config.replace(n_components=1))
         model(tf.zeros([1, config.input_dim]))
+    # the logged metrics are already means over every replica: Keras' default ("sum" under MultiWorkerMirroredStrategy)
+    # would add them up once more over the workers
+    model.distribute_reduction_method = "first"
     return model
 
 
@@ -389,12 +405,16 @@ def _stage_done(checkpoint_dir: str | None, stage: str) -> dict | None:
         return json.load(f)
 
 
-def _mark_done(model: GMVAE, checkpoint_dir: str | None, stage: str, record: dict) -> None:
+def _mark_done(
+    model: GMVAE, checkpoint_dir: str | None, stage: str, record: dict, strategy: tf.distribute.Strategy
+) -> None:
+    """Save a finished stage (every worker saves, only the chief's copy is kept)."""
     if checkpoint_dir is None:
         return
-    _stage_checkpoint(model, with_prior=stage == "init").write(os.path.join(checkpoint_dir, stage, "weights"))
-    with tf.io.gfile.GFile(os.path.join(checkpoint_dir, stage, "DONE"), "w") as f:
-        json.dump(record, f)
+    with write_dir(os.path.join(checkpoint_dir, stage), strategy) as stage_dir:
+        _stage_checkpoint(model, with_prior=stage == "init").write(os.path.join(stage_dir, "weights"))
+        with tf.io.gfile.GFile(os.path.join(stage_dir, "DONE"), "w") as f:
+            json.dump(record, f)
 
 
 def _restore(model: GMVAE, checkpoint_dir: str, stage: str) -> None:
@@ -403,7 +423,7 @@ def _restore(model: GMVAE, checkpoint_dir: str, stage: str) -> None:
 
 
 def fit_gmvae(
-    x: np.ndarray,
+    x: np.ndarray | TrainingData,
     config: GMVAEConfig,
     strategy: tf.distribute.Strategy | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -411,7 +431,8 @@ def fit_gmvae(
     checkpoint_dir: str | None = None,
     on_stage: Callable[[str, GMVAE], None] | None = None,
 ) -> tuple[GMVAE, dict[str, Any]]:
-    """Train a GMVAE on x [N, input_dim] (floats in [0, 1] for Bernoulli) with the full recipe.
+    """Train a GMVAE on x [N, input_dim] (floats in [0, 1] for Bernoulli; an array or a stream of records, see
+    `model.data.TrainingData`) with the full recipe.
 
     Deterministic given `config.seed` (seeds Python/NumPy/TF and turns on TF op determinism).
     `callbacks` (TensorBoard, ...) are passed to the fine-tuning fit. With `checkpoint_dir`, an interrupted
@@ -421,15 +442,17 @@ def fit_gmvae(
     data too small for the clusters asked for raises `InitialisationError`. ``on_stage(stage, model)`` is called
     after "pretrain" (the autoencoder is trained) and "init" (the mixture is set), e.g. to score baselines on the
     same autoencoder's codes.
+    Under a multi-worker strategy every worker calls it: the chief alone initialises the mixture (and shares it)
+    and keeps the stage checkpoints.
     Returns the model (its config has the chosen K) and a history dict (per-epoch losses of the stages run, stage
     seconds, `resumed_stages`, `n_components`, `k_reason`, `k_scores`, `init_method`).
     """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != config.input_dim:
-        raise ValueError(f"x must have shape [N, {config.input_dim}], got {x.shape}")
-    if not np.all(np.isfinite(x)):
+    data = as_training_data(x)
+    if data.input_dim != config.input_dim:
+        raise ValueError(f"x must have shape [N, {config.input_dim}], got {data.n_rows} x {data.input_dim}")
+    if data.array is not None and not np.all(np.isfinite(data.array)):
         raise ValueError("x contains NaN or infinite values")
-    check_rows_for_clusters(min(len(x), config.init_sample), config.n_components)  # before any training
+    check_rows_for_clusters(min(data.n_rows, config.init_sample), config.n_components)  # before any training
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = strategy or tf.distribute.get_strategy()
@@ -441,8 +464,8 @@ def fit_gmvae(
         _restore(model, checkpoint_dir, "pretrain")
         history["resumed_stages"].append("pretrain")
     else:
-        history.update(pretrain(model, x, strategy, verbose, checkpoint_dir))
-        _mark_done(model, checkpoint_dir, "pretrain", {"stage": "pretrain"})
+        history.update(pretrain(model, data, strategy, verbose, checkpoint_dir))
+        _mark_done(model, checkpoint_dir, "pretrain", {"stage": "pretrain"}, strategy)
     history["pretrain_seconds"] = time.perf_counter() - start
     if on_stage:
         on_stage("pretrain", model)
@@ -450,22 +473,23 @@ def fit_gmvae(
     if initialised:
         decision = MixtureInit(**{**initialised["decision"],
                                   "scores": {int(k): v for k, v in initialised["decision"]["scores"].items()}})
-        init_labels = np.asarray(initialised["labels"], dtype=np.int64)
+        init_labels = SampleLabels(data.sample_rows(config.init_sample, config.seed),
+                                   np.asarray(initialised["sample_labels"], dtype=np.int64))
         model = _with_components(model, decision.n_components, strategy)
         _restore(model, checkpoint_dir, "init")
         history["resumed_stages"].append("init")
     else:
-        decision, mixture, init_labels = _cluster_codes(model, x, config)
+        decision, mixture, init_labels = _cluster_codes(model, data, config, strategy)
         model = _with_components(model, decision.n_components, strategy)
         model.prior.set_mixture(*mixture)
         _mark_done(model, checkpoint_dir, "init", {"decision": dataclasses.asdict(decision),
-                                                   "labels": init_labels.tolist()})
+                                                   "sample_labels": init_labels.labels.tolist()}, strategy)
     history.update(n_components=decision.n_components, k_reason=decision.reason, k_scores=decision.scores,
                    init_method=decision.method, init_seconds=time.perf_counter() - start)
     if on_stage:
         on_stage("init", model)
     start = time.perf_counter()
-    history.update(fine_tune(model, x, strategy, callbacks, verbose, checkpoint_dir, init_labels))
+    history.update(fine_tune(model, data, strategy, callbacks, verbose, checkpoint_dir, init_labels))
     history["fine_tune_seconds"] = time.perf_counter() - start
     return model, history
 

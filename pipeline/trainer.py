@@ -2,7 +2,8 @@
 the champion's, and export it with the transform attached.
 
 The Trainer reads the raw serialized tf.Examples and applies tf.Transform's serving layer itself, exactly as the
-exported ``serving_default`` does for what TF Serving and batch scoring pass: no training/serving skew.
+exported ``serving_default`` does for what TF Serving and batch scoring pass: no training/serving skew. Training
+streams them (tf.data, sharded per worker under MultiWorkerMirroredStrategy); only the chief worker keeps outputs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from absl import logging
 from tfx import v1 as tfx
 
 from components.clustering_evaluator import drift
+from model import baselines
 from model.config import GMVAEConfig
-from model.distribute import get_strategy
+from model.data import TrainingData
+from model.distribute import get_strategy, is_chief, n_workers, write_dir
 from model.export import export_saved_model
 from model.features import (
     CLUSTER,
@@ -41,6 +44,10 @@ from serving.champion import resolve_champion
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
 BATCH_SIZE = 1024  # serialized examples per call when transforming or scoring them in memory
+# One process trains from memory up to this many model-input values (128 MB of float32), as Keras batches and
+# shuffles an array; larger data, and every multi-worker training, stream from the TFRecords.
+IN_MEMORY_VALUES = 32_000_000
+STATISTICS_SAMPLE = 20_000  # training examples (a seeded sample) whose statistics the model carries for drift
 
 
 def model_config_from(custom_config: dict, n_rows: int, input_dim: int) -> GMVAEConfig:
@@ -74,11 +81,14 @@ def model_config_from(custom_config: dict, n_rows: int, input_dim: int) -> GMVAE
     return base.replace(**changes)
 
 
+def _files(file_pattern: list[str] | str) -> list[str]:
+    patterns = [file_pattern] if isinstance(file_pattern, str) else file_pattern
+    return sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
+
+
 def read_records(file_pattern: list[str] | str) -> list[bytes]:
     """Every serialized tf.Example of the given gzip TFRecord files, in file order."""
-    patterns = [file_pattern] if isinstance(file_pattern, str) else file_pattern
-    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
-    records = [record.numpy() for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    records = [record.numpy() for record in tf.data.TFRecordDataset(_files(file_pattern), compression_type="GZIP")]
     if not records:
         raise ValueError(f"no examples found in {file_pattern}")
     return records
@@ -90,6 +100,15 @@ def model_inputs(records: list[bytes], transform: _TransformedInput, spec: dict)
     batches = [transform(tf.io.parse_example(tf.constant(records[i:i + BATCH_SIZE]), spec)).numpy()
                for i in range(0, len(records), BATCH_SIZE)]
     return np.concatenate(batches).astype(np.float32)
+
+
+def training_data(file_pattern: list[str] | str, transform: _TransformedInput, spec: dict) -> TrainingData:
+    """The model inputs of the gzip TFRecord files' raw tf.Examples (parsed with ``spec``, through the tf.Transform
+    graph), streamed: not held in memory."""
+    files = _files(file_pattern)
+    if not files:
+        raise ValueError(f"no examples found in {file_pattern}")
+    return TrainingData.from_records(files, lambda serialized: transform(tf.io.parse_example(serialized, spec)))
 
 
 class _TransformedInput(tf.Module):
@@ -181,18 +200,24 @@ def stable_ids(components: np.ndarray, k: int, x_eval: np.ndarray, eval_records:
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Train under the strategy the machine offers, log to TensorBoard, align the cluster IDs to the champion's,
-    export the serving model with its cluster registry and training statistics."""
+    export the serving model with its cluster registry and training statistics.
+
+    With a TF_CONFIG naming several workers, every worker runs this: the strategy comes first (before any TF op),
+    each worker trains on its share of every batch, and only the chief keeps what is written (the others write to
+    temporary directories, because saving can involve collectives, and delete them)."""
+    strategy = get_strategy()
+    chief = is_chief(strategy)
     target = alignment_target(fn_args)  # before training: a damaged champion record stops the run here
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     transform = _TransformedInput(tf_transform_output)
-    train_records = read_records(fn_args.train_files)
     raw_spec = tf_transform_output.raw_feature_spec()
-    x_train = model_inputs(train_records, transform, raw_spec)
-    config = model_config_from(fn_args.custom_config or {}, n_rows=len(x_train), input_dim=x_train.shape[1])
-    logging.info("Training on %d examples x %d features with %s", len(x_train), x_train.shape[1], config)
+    records = training_data(fn_args.train_files, transform, raw_spec)
+    in_memory = n_workers(strategy) == 1 and records.n_rows * records.input_dim <= IN_MEMORY_VALUES
+    data = records.in_memory() if in_memory else records
+    config = model_config_from(fn_args.custom_config or {}, n_rows=data.n_rows, input_dim=data.input_dim)
+    logging.info("Training on %d examples x %d features (%s) with %s", data.n_rows, data.input_dim,
+                 "in memory" if in_memory else "streamed from the TFRecords", config)
 
-    strategy = get_strategy()
-    callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))]
     checkpoint_dir = checkpoint_dir_for(fn_args)
     logging.info("Training checkpoints (a re-run after a crash resumes from them): %s", checkpoint_dir)
     model_dir = training_summary.model_artifact_dir(fn_args.serving_model_dir)
@@ -200,30 +225,37 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     def on_stage(stage: str, stage_model) -> None:
         # after "init" K is final and the encoder is still the pre-trained one: the baselines' moment
-        if stage == "init":
-            fitted.update(training_summary.fit_baselines(stage_model, x_train, model_dir))
+        if stage == "init" and chief:
+            _, sample = data.sample(baselines.MAX_FIT_ROWS, config.seed)
+            fitted.update(training_summary.fit_baselines(stage_model, sample, model_dir))
 
-    model, history = fit_gmvae(
-        x_train, config, strategy=strategy, callbacks=callbacks, checkpoint_dir=checkpoint_dir, on_stage=on_stage,
-        verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
+    with write_dir(os.path.join(fn_args.model_run_dir, "logs"), strategy) as log_dir:
+        model, history = fit_gmvae(
+            data, config, strategy=strategy, callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
+            checkpoint_dir=checkpoint_dir, on_stage=on_stage,
+            verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
 
     eval_records = read_records(fn_args.eval_files)
     x_eval = model_inputs(eval_records, transform, raw_spec)
     registry = stable_ids(model.predict_outputs(x_eval)[CLUSTER], model.prior.n_components, x_eval, eval_records,
                           target, model_dir)
     feature_names = sorted((name for name in raw_spec if is_feature(name)), key=natural_key)
-    export_saved_model(
-        model,
-        fn_args.serving_model_dir,
-        feature_names,
-        preprocess=transform,
-        feature_spec={name: raw_spec[name] for name in feature_names},
-        cluster_ids=registry.latest.ids,
-        id_columns=registry.next_id,
-    )
+    with write_dir(fn_args.serving_model_dir, strategy) as export_dir:
+        export_saved_model(
+            model,
+            export_dir,
+            feature_names,
+            preprocess=transform,
+            feature_spec={name: raw_spec[name] for name in feature_names},
+            cluster_ids=registry.latest.ids,
+            id_columns=registry.next_id,
+        )
+    if not chief:
+        return
     cluster_ids.write_registry(fn_args.serving_model_dir, registry)
-    drift.write_statistics(fn_args.serving_model_dir, drift.statistics_of(train_records))
-    training_summary.write_summary(model_dir, training_summary.summary(model, history, len(x_train), fitted))
+    statistics_rows = records.sample_rows(STATISTICS_SAMPLE, config.seed)
+    drift.write_statistics(fn_args.serving_model_dir, drift.statistics_of(records.take_elements(statistics_rows)))
+    training_summary.write_summary(model_dir, training_summary.summary(model, history, data.n_rows, fitted))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, default=float)
     if checkpoint_dir and tf.io.gfile.exists(checkpoint_dir):

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 
-from model.distribute import _n_workers, get_strategy
+from model.distribute import _n_workers, from_chief, get_strategy, is_chief, n_workers, write_dir
 
 SCRIPT = r"""
 import json
@@ -83,3 +83,34 @@ def test_strategy_factory(monkeypatch) -> None:
     assert _n_workers() == 2
     monkeypatch.setenv("TF_CONFIG", "not json")
     assert _n_workers() == 0
+
+
+def _worker(task_type: str, task_id: int, roles: dict):
+    """A stand-in strategy with a multi-worker cluster resolver (what MultiWorkerMirroredStrategy carries)."""
+    import types
+
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(roles), task_type=task_type, task_id=task_id)
+    return types.SimpleNamespace(cluster_resolver=resolver)
+
+
+def test_only_the_chief_keeps_what_it_writes(tmp_path) -> None:
+    workers = {"worker": ["a:1", "b:2"]}
+    assert n_workers(_worker("worker", 1, workers)) == 2
+    assert is_chief(_worker("worker", 0, workers)) and not is_chief(_worker("worker", 1, workers))
+    with_chief = {"chief": ["c:0"], **workers}
+    assert is_chief(_worker("chief", 0, with_chief)) and not is_chief(_worker("worker", 0, with_chief))
+    single = get_strategy()
+    assert is_chief(single) and n_workers(single) == 1
+    with write_dir(str(tmp_path / "out"), single) as path:
+        assert path == str(tmp_path / "out")
+    with write_dir(str(tmp_path / "out"), _worker("worker", 1, workers)) as path:
+        assert not path.startswith(str(tmp_path))
+        os.makedirs(path)
+        scratch = os.path.dirname(path)
+    assert not os.path.exists(scratch), "a non-chief worker's directory is deleted"
+    import numpy as np
+
+    np.testing.assert_array_equal(from_chief(single, np.array([1.5, 2.0]), (2,)), [1.5, 2.0])
