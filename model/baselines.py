@@ -28,13 +28,6 @@ MAX_FULL_FEATURES = 50
 MAX_FIT_ROWS = 20000
 
 
-def sample_rows(x: np.ndarray, limit: int = MAX_FIT_ROWS, seed: int = 0) -> np.ndarray:
-    """At most ``limit`` rows of x, a seeded uniform sample in the original order (all rows when fewer)."""
-    if len(x) <= limit:
-        return x
-    return x[np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))]
-
-
 def _fit_gmm(x: np.ndarray, k: int, covariance: str, seed: int, n_init: int) -> GaussianMixture:
     """A GMM on x; a larger covariance floor is tried when EM meets a degenerate component."""
     scale = float(np.mean(np.var(x, axis=0))) or 1.0

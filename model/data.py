@@ -26,6 +26,11 @@ def sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
 
 
+def sample_of(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` rows of x, the seeded uniform sample of `sample_rows` in row order (all rows when fewer)."""
+    return x[sample_rows(len(x), limit, seed)]
+
+
 @dataclasses.dataclass(frozen=True)
 class SampleLabels:
     """The initial cluster of each row of a sample: ``rows`` (sorted row indices) and their ``labels``."""

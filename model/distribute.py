@@ -43,9 +43,10 @@ def get_strategy() -> tf.distribute.Strategy:
 def n_workers(strategy: tf.distribute.Strategy) -> int:
     """How many processes train together under ``strategy`` (1 unless it is multi-worker)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec:
         return 1
-    return sum(len(resolver.cluster_spec().as_dict().get(role, [])) for role in ("chief", "worker"))
+    return sum(len(spec.get(role, [])) for role in ("chief", "worker"))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

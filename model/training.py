@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 
 from model.config import GMVAEConfig
-from model.data import SampleLabels, TrainingData, as_training_data, sample_rows
+from model.data import SampleLabels, TrainingData, as_training_data, sample_of, sample_rows
 from model.distribute import from_chief, is_chief, n_workers, write_dir
 from model.gmvae import GMVAE
 
@@ -120,11 +120,6 @@ def check_rows_for_clusters(rows: int, k: int | None) -> None:
         )
 
 
-def _sample(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """At most ``limit`` rows of x, a seeded uniform sample (all rows when there are fewer)."""
-    return x[sample_rows(len(x), limit, seed)]
-
-
 def _gmm(z: np.ndarray, k: int, covariance: str, n_init: int, seed: int) -> GaussianMixture:
     """A GMM fitted on z; a larger covariance floor is tried when EM meets a degenerate component."""
     scale = float(np.mean(np.var(z, axis=0))) or 1.0
@@ -168,7 +163,7 @@ def choose_n_components(
     if method == "gmm":
         scores = {k: float(_gmm(r, k, "diag", 2, seed).bic(r)) for k in range(low, high + 1)}
         return min(scores, key=scores.get), scores, "BIC of a diagonal GMM on the latent codes (lower is better)"
-    sample = _sample(r, 3000, seed)
+    sample = sample_of(r, 3000, seed)
     scores = {}
     for k in range(max(low, 2), high + 1):
         labels = _gmm(r, k, "full", 2, seed).predict(sample)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from model import baselines
+from model.data import sample_of
 from model.gmvae import GMVAE
 from model.training import latent_means
 
@@ -48,7 +49,7 @@ def fit_baselines(model: GMVAE, x: np.ndarray, model_dir: str) -> dict[str, Any]
     """
     k = int(model.config.n_components)
     seed = int(model.config.seed)
-    sample = baselines.sample_rows(x, baselines.MAX_FIT_ROWS, seed)
+    sample = sample_of(x, baselines.MAX_FIT_ROWS, seed)
     try:
         save_pretrained_encoder(model, model_dir)
         fitted = {
