@@ -217,7 +217,9 @@ def _partitions(r: np.ndarray, k: int, cfg: GMVAEConfig, seed: int) -> dict[str,
     return out
 
 
-def choose_partition(views: Sequence[np.ndarray], k: int, cfg: GMVAEConfig) -> tuple[np.ndarray, str]:
+def choose_partition(
+    views: Sequence[np.ndarray], k: int, cfg: GMVAEConfig, inputs: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
     """The clusters [N] of the first view for the initial mixture, and why they were chosen.
 
     ``views`` holds `STABILITY_RUNS` representations [N, d] of the same rows, one per run: the codes themselves
@@ -226,28 +228,57 @@ def choose_partition(views: Sequence[np.ndarray], k: int, cfg: GMVAEConfig) -> t
     candidates (`_partitions`) are fitted on every view with its own seed; a merged over-clustering replaces the GMM
     only when it is both more stable (mean adjusted Rand index between the runs) and better separated (silhouette
     on at most 3,000 rows of the first view); among such, the most stable wins. On balanced dev data neither holds
-    and the GMM stays (bench/RESULTS.md rows 18-20).
+    and the GMM stays (bench/RESULTS.md rows 18-20). The model ``inputs`` [N, F] are a last candidate
+    (`_input_partition`): their own GMM's clusters win when at least as stable as the pick (row 21).
     """
     runs = [_partitions(view, k, cfg, cfg.seed + i) for i, view in enumerate(views)]
     names = list(runs[0])
     default = names[0]
-    if k < 2 or len(names) == 1:
+    if k < 2:
         return runs[0][default], f"clusters from {default}"
-    pairs = [(i, j) for i in range(len(runs)) for j in range(i + 1, len(runs))]
-    stability = {n: float(np.mean([adjusted_rand_score(runs[i][n], runs[j][n]) for i, j in pairs])) for n in names}
+    stability = {n: _stability([run[n] for run in runs]) for n in names}
     r = views[0]
     rows = sample_rows(len(r), 3000, cfg.seed)
     separation = {n: float(silhouette_score(r[rows], runs[0][n][rows])) if len(set(runs[0][n][rows])) > 1
                   else -1.0 for n in names}
     better = [n for n in names[1:] if stability[n] > stability[default] and separation[n] > separation[default]]
     pick = max(better, key=stability.get) if better else default
+    own = _input_partition(inputs, k, cfg)
+    if own is not None and own[1] >= stability[pick]:
+        return own[0], (f"clusters from a GMM with {k} components on the model inputs (stability {own[1]:.3f}, at "
+                        f"least the {stability[pick]:.3f} of {pick} on the codes)")
     why = (f"stability {stability[pick]:.3f}, silhouette {separation[pick]:.3f}"
            + ("" if pick == default else f" against {stability[default]:.3f} and {separation[default]:.3f} "
               "for the GMM with K components"))
     return runs[0][pick], f"clusters from {pick} ({why})"
 
 
-def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple[np.ndarray, ...], np.ndarray]:
+# The model inputs are a stage-2 candidate when every cluster has at least this many rows per input feature, so that
+# a full covariance is estimable (bench/RESULTS.md row 21).
+INPUT_ROWS_PER_FEATURE = 2
+
+
+def _stability(partitions: Sequence[np.ndarray]) -> float:
+    """Mean adjusted Rand index between every two of the partitions."""
+    return float(np.mean([adjusted_rand_score(partitions[i], partitions[j])
+                          for i in range(len(partitions)) for j in range(i + 1, len(partitions))]))
+
+
+def _input_partition(inputs: np.ndarray | None, k: int, cfg: GMVAEConfig) -> tuple[np.ndarray, float] | None:
+    """The clusters [N] of a full GMM on the standardized inputs [N, F] and its stability over `STABILITY_RUNS`
+    seeds, or None when there are no inputs or fewer than `INPUT_ROWS_PER_FEATURE` rows per feature per cluster."""
+    if inputs is None or len(inputs) < INPUT_ROWS_PER_FEATURE * inputs.shape[1] * k:
+        return None
+    x = np.asarray(inputs, np.float64)
+    spread = x.std(0)
+    x = (x - x.mean(0)) / np.where(spread > 0, spread, 1.0)
+    runs = [_gmm(x, k, "full", cfg.gmm_n_init, cfg.seed + i).predict(x) for i in range(STABILITY_RUNS)]
+    return runs[0], _stability(runs)
+
+
+def initial_mixture(
+    z: np.ndarray, cfg: GMVAEConfig, inputs: np.ndarray | None = None
+) -> tuple[MixtureInit, tuple[np.ndarray, ...], np.ndarray]:
     """Cluster latent codes z [N, D] for stage 2: the decision, mixture (weights [K], means and variances [K, D])
     and every code's cluster.
 
@@ -278,7 +309,7 @@ def initial_mixture(z: np.ndarray, cfg: GMVAEConfig) -> tuple[MixtureInit, tuple
         reason = f"K={k} is the best of K={low}..{high} by the {criterion}"
     else:
         reason = f"K={k} was given"
-    labels, how = choose_partition(views, k, cfg)
+    labels, how = choose_partition(views, k, cfg, inputs)
     overall = np.var(z, axis=0)
     weights = np.array([np.mean(labels == c) for c in range(k)])
     means = np.stack([z[labels == c].mean(0) if np.any(labels == c) else z.mean(0) for c in range(k)])
@@ -312,7 +343,11 @@ def _cluster_codes(
     worker: the decision, the mixture, and the initial cluster of each sample row."""
     strategy = strategy or tf.distribute.get_strategy()
     rows = data.sample_rows(config.init_sample, config.seed)
-    found = initial_mixture(latent_means(model, data.take(rows)), config) if is_chief(strategy) else None
+    if is_chief(strategy):
+        x = data.take(rows)
+        found = initial_mixture(latent_means(model, x), config, inputs=x)
+    else:
+        found = None
     decision, mixture, labels = _from_chief(strategy, found, len(rows), config)
     return decision, mixture, SampleLabels(rows, labels)
 

@@ -168,3 +168,30 @@ def test_choose_partition_counts_the_embeddings_randomness_in_stability(monkeypa
     labels, why = choose_partition(views, 4, config)
     np.testing.assert_array_equal(labels, truth)
     assert f"{merged} (stability 1.000" in why
+
+
+def test_choose_partition_takes_the_inputs_clusters_when_they_are_at_least_as_stable(monkeypatch) -> None:
+    # an embedding that tears a tight group in two (as UMAP can on 150 rows) loses to the inputs' own GMM, which
+    # finds the three groups on every seed
+    x, truth = blobs([50, 50, 50])
+    torn = np.where(np.arange(150) < 25, 1, truth)
+    monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {"a GMM with 3 components": torn})
+    config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=3)
+    labels, why = choose_partition([x[:, :2]] * STABILITY_RUNS, 3, config, inputs=x)
+    assert cluster_accuracy(truth, labels) == 1.0
+    assert why.startswith("clusters from a GMM with 3 components on the model inputs (stability 1.000")
+    # without the inputs, or with too few rows per input feature to fit a full covariance, the codes decide
+    wide = np.c_[x, np.random.default_rng(1).normal(size=(150, 30))]
+    for inputs in (None, wide):
+        labels, why = choose_partition([x[:, :2]] * STABILITY_RUNS, 3, config, inputs=inputs)
+        np.testing.assert_array_equal(labels, torn)
+        assert "model inputs" not in why
+
+
+def test_choose_partition_keeps_the_codes_clusters_when_the_inputs_gmm_is_less_stable() -> None:
+    z, truth = blobs([100, 100, 100])
+    noise = np.random.default_rng(2).normal(size=(300, 3))  # no groups: every GMM seed cuts it elsewhere
+    labels, why = choose_partition([z] * STABILITY_RUNS, 3, GMVAEConfig(input_dim=3, latent_dim=4, n_components=3),
+                                   inputs=noise)
+    assert cluster_accuracy(truth, labels) == 1.0
+    assert why.startswith("clusters from a GMM with 3 components (stability 1.000")
