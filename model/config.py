@@ -41,7 +41,8 @@ class GMVAEConfig:
     pretrain_learning_rate: float = 1e-3
     # Stage 2: mixture initialisation. Full GMMs (best of `gmm_n_init` starts) cluster the latent codes ("gmm") or
     # a UMAP embedding of them ("umap": their kNN-graph structure), with a check for clusters of unequal size
-    # (`model.training.choose_partition`); each cluster's share, mean and variance of the codes set the mixture.
+    # (`model.training.choose_partition`; on small tables the inputs' own GMM when it is as stable); each cluster's
+    # share, mean and variance of the codes set the mixture.
     # At most `init_sample` codes are used (memory stays bounded).
     init_method: Literal["gmm", "umap"] = "umap"
     gmm_n_init: int = 10
