@@ -83,7 +83,7 @@ def sklearn_table(name: str) -> Dataset:
 # The reported panel (test data only) and the tuning set (dev data only).
 PANEL = ("mnist_test", "mnist_test_five_at_15pct", "mnist_test_long_tail", "iris", "breast_cancer", "digits")
 DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs",
-       "wine_100", "unequal_blobs_110")
+       "wine_100", "unequal_blobs_110", "mnist_dev_8x8_table")
 
 
 def mnist_dev_pca_table() -> Dataset:
@@ -94,6 +94,19 @@ def mnist_dev_pca_table() -> Dataset:
     images = mnist_half("dev")
     x = StandardScaler().fit_transform(PCA(30, random_state=0).fit_transform(images.x)).astype(np.float32)
     return Dataset("mnist_dev_pca_table", x, images.y, "table")
+
+
+def mnist_dev_8x8_table(rows: int = 1800) -> Dataset:
+    """A dev stand-in for scikit-learn's digits: ``rows`` mnist_dev images (a seeded sample) made 8x8 as the UCI
+    digits were, padded to 32x32, thresholded and counted in 4x4 blocks (0..16), as a 64-column standardised table."""
+    from sklearn.preprocessing import StandardScaler
+
+    images = mnist_half("dev")
+    keep = np.sort(np.random.default_rng(0).choice(len(images.y), rows, replace=False))
+    bitmaps = np.pad(images.x[keep].reshape(-1, 28, 28) > 0.5, ((0, 0), (2, 2), (2, 2)))
+    counts = bitmaps.reshape(-1, 8, 4, 8, 4).sum(axis=(2, 4)).reshape(-1, 64).astype(np.float64)
+    x = StandardScaler().fit_transform(counts).astype(np.float32)
+    return Dataset("mnist_dev_8x8_table", x, images.y[keep], "table")
 
 
 def unequal_blobs() -> Dataset:
@@ -129,6 +142,8 @@ def load(name: str) -> Dataset:
         return mnist_dev_pca_table()
     if name == "unequal_blobs":
         return unequal_blobs()
+    if name == "mnist_dev_8x8_table":
+        return mnist_dev_8x8_table()
     if name in ("wine_100", "unequal_blobs_110"):
         return small_dev_table(name)
     return sklearn_table(name)
