@@ -15,6 +15,7 @@ import tf_keras as keras
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 
+from model.baselines import MAX_FULL_FEATURES
 from model.config import GMVAEConfig
 from model.data import SampleLabels, TrainingData, as_training_data, sample_of, sample_rows
 from model.distribute import from_chief, is_chief, n_workers, write_dir
@@ -229,7 +230,8 @@ def choose_partition(
     only when it is both more stable (mean adjusted Rand index between the runs) and better separated (silhouette
     on at most 3,000 rows of the first view); among such, the most stable wins. On balanced dev data neither holds
     and the GMM stays (bench/RESULTS.md rows 18-20). The model ``inputs`` [N, F] are a last candidate
-    (`_input_partition`): their own GMM's clusters win when at least as stable as the pick (row 21).
+    (`_input_partition`, small tables): their own GMM's clusters win when at least as stable over 3 GMM seeds as the
+    pick is over the runs (which also vary the embedding; a tie goes to the inputs, row 21).
     """
     runs = [_partitions(view, k, cfg, cfg.seed + i) for i, view in enumerate(views)]
     names = list(runs[0])
@@ -253,8 +255,9 @@ def choose_partition(
     return runs[0][pick], f"clusters from {pick} ({why})"
 
 
-# The model inputs are a stage-2 candidate when every cluster has at least this many rows per input feature, so that
-# a full covariance is estimable (bench/RESULTS.md row 21).
+# The model inputs are a stage-2 candidate when there are on average at least this many rows per input feature in
+# every cluster (n >= 2 F K), so that full covariances are estimable (bench/RESULTS.md row 21), and at most
+# `baselines.MAX_FULL_FEATURES` features, the bound of the report's full-covariance GMM on the inputs (images never).
 INPUT_ROWS_PER_FEATURE = 2
 
 
@@ -266,13 +269,19 @@ def _stability(partitions: Sequence[np.ndarray]) -> float:
 
 def _input_partition(inputs: np.ndarray | None, k: int, cfg: GMVAEConfig) -> tuple[np.ndarray, float] | None:
     """The clusters [N] of a full GMM on the standardized inputs [N, F] and its stability over `STABILITY_RUNS`
-    seeds, or None when there are no inputs or fewer than `INPUT_ROWS_PER_FEATURE` rows per feature per cluster."""
-    if inputs is None or len(inputs) < INPUT_ROWS_PER_FEATURE * inputs.shape[1] * k:
+    seeds; None without inputs, with more than `MAX_FULL_FEATURES` features or fewer than `INPUT_ROWS_PER_FEATURE`
+    rows per feature and cluster, or when the GMM cannot be fitted (the codes' pick stands)."""
+    if inputs is None or inputs.shape[1] > MAX_FULL_FEATURES:
+        return None
+    if len(inputs) < INPUT_ROWS_PER_FEATURE * inputs.shape[1] * k:
         return None
     x = np.asarray(inputs, np.float64)
     spread = x.std(0)
-    x = (x - x.mean(0)) / np.where(spread > 0, spread, 1.0)
-    runs = [_gmm(x, k, "full", cfg.gmm_n_init, cfg.seed + i).predict(x) for i in range(STABILITY_RUNS)]
+    x = (x - x.mean(0)) / np.where(spread > 1e-8 * max(float(spread.max()), 1e-12), spread, 1.0)
+    try:
+        runs = [_gmm(x, k, "full", cfg.gmm_n_init, cfg.seed + i).predict(x) for i in range(STABILITY_RUNS)]
+    except InitialisationError:
+        return None
     return runs[0], _stability(runs)
 
 

@@ -195,3 +195,25 @@ def test_choose_partition_keeps_the_codes_clusters_when_the_inputs_gmm_is_less_s
                                    inputs=noise)
     assert cluster_accuracy(truth, labels) == 1.0
     assert why.startswith("clusters from a GMM with 3 components (stability 1.000")
+
+
+def test_the_inputs_candidate_is_skipped_when_wide_or_unfittable(monkeypatch) -> None:
+    config = GMVAEConfig(input_dim=60, latent_dim=4, n_components=2)
+    wide, _ = blobs([400, 400], dim=60)  # enough rows (800 >= 2 x 60 x 2) but more than 50 features
+    assert training._input_partition(wide, 2, config) is None
+    x, _ = blobs([100, 100])
+
+    def fail(*args, **kwargs):
+        raise InitialisationError("no fit")
+
+    monkeypatch.setattr(training, "_gmm", fail)
+    assert training._input_partition(x, 2, config) is None
+
+
+def test_stage_two_passes_the_models_inputs_to_the_choice(monkeypatch) -> None:
+    x, truth = blobs([60, 60, 60])
+    config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=3, hidden_units=(8,), likelihood="gaussian",
+                         init_method="gmm")
+    decision, _, labels = training._cluster_codes(GMVAE(config), training.as_training_data(x), config)
+    assert "on the model inputs" in decision.reason
+    assert cluster_accuracy(truth, labels.labels) == 1.0
