@@ -257,7 +257,8 @@ def choose_partition(
 
 # The model inputs are a stage-2 candidate when there are on average at least this many rows per input feature in
 # every cluster (n >= 2 F K), so that full covariances are estimable (bench/RESULTS.md row 21), and at most
-# `baselines.MAX_FULL_FEATURES` features, the bound of the report's full-covariance GMM on the inputs (images never).
+# `baselines.MAX_FULL_FEATURES` features, the bound of the report's full-covariance GMM on the inputs (images never),
+# all of them numeric with more than two values (bench/RESULTS.md row 21).
 INPUT_ROWS_PER_FEATURE = 2
 
 
@@ -270,12 +271,15 @@ def _stability(partitions: Sequence[np.ndarray]) -> float:
 def _input_partition(inputs: np.ndarray | None, k: int, cfg: GMVAEConfig) -> tuple[np.ndarray, float] | None:
     """The clusters [N] of a full GMM on the standardized inputs [N, F] and its stability over `STABILITY_RUNS`
     seeds; None without inputs, with more than `MAX_FULL_FEATURES` features or fewer than `INPUT_ROWS_PER_FEATURE`
-    rows per feature and cluster, or when the GMM cannot be fitted (the codes' pick stands)."""
+    rows per feature and cluster, with a two-valued column (one-hot category, missing-value indicator: a full GMM
+    locks onto their 0/1 patterns), or when the GMM cannot be fitted (the codes' pick stands)."""
     if inputs is None or inputs.shape[1] > MAX_FULL_FEATURES:
         return None
     if len(inputs) < INPUT_ROWS_PER_FEATURE * inputs.shape[1] * k:
         return None
     x = np.asarray(inputs, np.float64)
+    if any(len(np.unique(column)) <= 2 for column in x.T):
+        return None
     spread = x.std(0)
     x = (x - x.mean(0)) / np.where(spread > 1e-8 * max(float(spread.max()), 1e-12), spread, 1.0)
     try:

@@ -202,6 +202,9 @@ def test_the_inputs_candidate_is_skipped_when_wide_or_unfittable(monkeypatch) ->
     wide, _ = blobs([400, 400], dim=60)  # enough rows (800 >= 2 x 60 x 2) but more than 50 features
     assert training._input_partition(wide, 2, config) is None
     x, _ = blobs([100, 100])
+    flags = np.c_[x, np.random.default_rng(3).random(200) < 0.1]  # a missing-value indicator: 0/1 only
+    assert training._input_partition(x, 2, config) is not None
+    assert training._input_partition(flags, 2, config) is None
 
     def fail(*args, **kwargs):
         raise InitialisationError("no fit")
