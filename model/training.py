@@ -256,9 +256,9 @@ def choose_partition(
 
 
 # The model inputs are a stage-2 candidate when there are on average at least this many rows per input feature in
-# every cluster (n >= 2 F K), so that full covariances are estimable (bench/RESULTS.md row 21), and at most
-# `baselines.MAX_FULL_FEATURES` features, the bound of the report's full-covariance GMM on the inputs (images never),
-# all of them numeric with more than two values (bench/RESULTS.md row 21).
+# every cluster (n >= 2 F K), so that full covariances are estimable, and at most `baselines.MAX_FULL_FEATURES`
+# features, the bound of the report's full-covariance GMM on the inputs (images never), all of them numeric with
+# more than two values (bench/RESULTS.md row 21).
 INPUT_ROWS_PER_FEATURE = 2
 
 

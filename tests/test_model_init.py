@@ -213,7 +213,7 @@ def test_the_inputs_candidate_is_skipped_when_wide_or_unfittable(monkeypatch) ->
     assert training._input_partition(x, 2, config) is None
 
 
-def test_stage_two_passes_the_models_inputs_to_the_choice(monkeypatch) -> None:
+def test_stage_two_passes_the_models_inputs_to_the_choice() -> None:
     x, truth = blobs([60, 60, 60])
     config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=3, hidden_units=(8,), likelihood="gaussian",
                          init_method="gmm")
