@@ -170,6 +170,35 @@ def test_choose_partition_counts_the_embeddings_randomness_in_stability(monkeypa
     assert f"{merged} (stability 1.000" in why
 
 
+def test_choose_partition_weighs_a_clearly_better_separation_above_a_slightly_lower_stability(monkeypatch) -> None:
+    # the K-GMM cuts the big group and joins the two small ones the same way on every run; the merge finds the four
+    # groups but one run moves three rows: a hair less stable, far better separated, so it wins
+    z, truth = blobs([150, 100, 20, 15], dim=2)
+    cut = truth.copy()
+    cut[:75], cut[truth == 3] = 3, 2
+    views = [z, z + 1e-3, z + 2e-3]
+    merged = "a GMM with 8 components merged to 4 by entropy"
+    moved = truth.copy()
+    moved[:3] = 1
+    monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
+        "a GMM with 4 components": cut, merged: moved if view is views[2] else truth})
+    labels, why = choose_partition(views, 4, GMVAEConfig(input_dim=4, latent_dim=2, n_components=4))
+    np.testing.assert_array_equal(labels, truth)
+    assert why.startswith(f"clusters from {merged} (stability 0.9") and "against 1.000" in why
+
+
+def test_choose_partition_takes_the_run_that_agrees_with_the_others(monkeypatch) -> None:
+    # the first embedding tears a group that the other two runs keep whole: their clusters are used, not its own
+    z, truth = blobs([60, 40, 30], dim=2)
+    torn = np.where(np.arange(130) < 20, 2, truth)
+    views = [z, z + 1e-3, z + 2e-3]
+    monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
+        "a GMM with 3 components": torn if view is views[0] else truth})
+    labels, why = choose_partition(views, 3, GMVAEConfig(input_dim=4, latent_dim=2, n_components=3))
+    np.testing.assert_array_equal(labels, truth)
+    assert why.startswith("clusters from a GMM with 3 components (stability ")
+
+
 def test_choose_partition_takes_the_inputs_clusters_when_they_are_at_least_as_stable(monkeypatch) -> None:
     # an embedding that tears a tight group in two (as UMAP can on 150 rows) loses to the inputs' own GMM, which
     # finds the three groups on every seed
