@@ -168,7 +168,7 @@ def choose_n_components(
     scores = {}
     for k in range(max(low, 2), high + 1):
         labels = _gmm(r, k, "full", 2, seed).predict(sample)
-        scores[k] = float(silhouette_score(sample, labels)) if len(set(labels)) > 1 else -1.0
+        scores[k] = _silhouette(sample, labels)
     return max(scores, key=scores.get), scores, "silhouette of GMM clusters on the UMAP embedding (higher is better)"
 
 
