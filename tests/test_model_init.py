@@ -242,6 +242,25 @@ def test_the_inputs_candidate_is_skipped_when_wide_or_unfittable(monkeypatch) ->
     assert training._input_partition(x, 2, config) is None
 
 
+def test_the_inputs_candidate_takes_the_seed_that_agrees_with_the_others(monkeypatch) -> None:
+    # the first seed's GMM moves 20 rows; the other two agree, so theirs are the clusters, with their stability
+    x, truth = blobs([50, 50, 50])
+    odd = np.where(np.arange(150) < 20, 2, truth)
+    config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=3, seed=0)
+
+    class Fitted:
+        def __init__(self, seed: int) -> None:
+            self.labels = odd if seed == config.seed else truth
+
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            return self.labels
+
+    monkeypatch.setattr(training, "_gmm", lambda z, k, covariance, n_init, seed: Fitted(seed))
+    labels, stability = training._input_partition(x, 3, config)
+    np.testing.assert_array_equal(labels, truth)
+    assert 0.0 < stability < 1.0
+
+
 def test_stage_two_passes_the_models_inputs_to_the_choice() -> None:
     x, truth = blobs([60, 60, 60])
     config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=3, hidden_units=(8,), likelihood="gaussian",
