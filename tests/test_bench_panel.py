@@ -39,9 +39,11 @@ def test_dev_tables_are_standardised_tables_of_dev_data_only():
     blobs = datasets.load("unequal_blobs")
     assert blobs.x.shape == (950, 10) and np.array_equal(np.bincount(blobs.y), [600, 200, 100, 50])
     assert set(datasets.DEV).isdisjoint(datasets.PANEL) and all("test" not in name for name in datasets.DEV)
-    digits = datasets.load("mnist_dev_8x8_table")  # the dev stand-in for scikit-learn's digits
-    assert digits.x.shape == (1800, 64) and digits.n_classes == 10 and digits.kind == "table"
-    np.testing.assert_allclose(digits.x.mean(0), 0, atol=1e-5)
+    for name in ("mnist_dev_8x8_table", "mnist_dev_8x8_cropped_table"):  # dev stand-ins for scikit-learn's digits
+        digits = datasets.load(name)
+        assert digits.name == name and digits.x.shape == (1800, 64) and digits.n_classes == 10
+        assert digits.kind == "table"
+        np.testing.assert_allclose(digits.x.mean(0), 0, atol=1e-5)
 
 
 def test_unknown_dataset_is_one_sentence(capsys):
