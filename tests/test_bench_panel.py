@@ -46,6 +46,13 @@ def test_dev_tables_are_standardised_tables_of_dev_data_only():
         np.testing.assert_allclose(digits.x.mean(0), 0, atol=1e-5)
 
 
+def test_the_cropped_stand_in_scales_each_digit_to_fill_the_32x32_frame():
+    image = np.zeros((28, 28))
+    image[10:18, 12:16] = 1.0  # an 8x4 digit in the middle of the frame
+    bitmap = datasets._to_32(image)
+    assert bitmap.shape == (32, 32) and bitmap.all()  # cut to its bounding box and scaled, it fills the frame
+
+
 def test_unknown_dataset_is_one_sentence(capsys):
     assert panel.main(["--datasets", "imagenet"]) == 2
     assert capsys.readouterr().err.strip() == "error: unknown dataset 'imagenet'"
