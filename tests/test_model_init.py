@@ -145,18 +145,26 @@ def test_choose_partition_prefers_a_stabler_merge_when_groups_differ_in_size() -
     assert cluster_accuracy(truth, labels) > cluster_accuracy(truth, _gmm(z, 4, "full", 10, 0).predict(z)) + 0.2
 
 
+MERGED = "a GMM with 8 components merged to 4 by entropy"
+
+
+def cut_by_a_k_gmm(sizes: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Four 2-d blobs of ``sizes``: the codes, their blob ids, how a 4-component GMM cuts them when sizes differ
+    (the first blob halved, the last one joined to the third) and three near-identical views (one per run)."""
+    z, truth = blobs(sizes, dim=2)
+    cut = truth.copy()
+    cut[: sizes[0] // 2], cut[truth == 3] = 3, 2
+    return z, truth, cut, [z, z + 1e-3, z + 2e-3]
+
+
 def test_choose_partition_counts_the_embeddings_randomness_in_stability(monkeypatch) -> None:
     # a merge that separates the first view better is kept only if it comes out the same on the other views
     # (UMAP embeddings with other seeds): on small data a tight group torn apart by one embedding is not
-    z, truth = blobs([60, 25, 15, 10], dim=2)
-    cut = truth.copy()
-    cut[:30], cut[truth == 3] = 3, 2
-    views = [z, z + 1e-3, z + 2e-3]
-    merged = "a GMM with 8 components merged to 4 by entropy"
+    _, truth, cut, views = cut_by_a_k_gmm([60, 25, 15, 10])
 
     def fake(view: np.ndarray, k: int, cfg: GMVAEConfig, seed: int) -> dict[str, np.ndarray]:
         torn = truth if view is views[0] else np.roll(truth, 7 * seed)
-        return {"a GMM with 4 components": cut, merged: torn}
+        return {"a GMM with 4 components": cut, MERGED: torn}
 
     monkeypatch.setattr(training, "_partitions", fake)
     config = GMVAEConfig(input_dim=8, latent_dim=2, n_components=4)
@@ -164,27 +172,23 @@ def test_choose_partition_counts_the_embeddings_randomness_in_stability(monkeypa
     np.testing.assert_array_equal(labels, cut)
     assert why.startswith("clusters from a GMM with 4 components (stability 1.000")
     monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
-        "a GMM with 4 components": cut if seed else np.roll(cut, 5), merged: truth})
+        "a GMM with 4 components": cut if seed else np.roll(cut, 5), MERGED: truth})
     labels, why = choose_partition(views, 4, config)
     np.testing.assert_array_equal(labels, truth)
-    assert f"{merged} (stability 1.000" in why
+    assert f"{MERGED} (stability 1.000" in why
 
 
 def test_choose_partition_weighs_a_clearly_better_separation_above_a_slightly_lower_stability(monkeypatch) -> None:
     # the K-GMM cuts the big group and joins the two small ones the same way on every run; the merge finds the four
     # groups but one run moves three rows: a hair less stable, far better separated, so it wins
-    z, truth = blobs([150, 100, 20, 15], dim=2)
-    cut = truth.copy()
-    cut[:75], cut[truth == 3] = 3, 2
-    views = [z, z + 1e-3, z + 2e-3]
-    merged = "a GMM with 8 components merged to 4 by entropy"
+    _, truth, cut, views = cut_by_a_k_gmm([150, 100, 20, 15])
     moved = truth.copy()
     moved[:3] = 1
     monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
-        "a GMM with 4 components": cut, merged: moved if view is views[2] else truth})
+        "a GMM with 4 components": cut, MERGED: moved if view is views[2] else truth})
     labels, why = choose_partition(views, 4, GMVAEConfig(input_dim=4, latent_dim=2, n_components=4))
     np.testing.assert_array_equal(labels, truth)
-    assert why.startswith(f"clusters from {merged} (stability 0.9") and "against 1.000" in why
+    assert why.startswith(f"clusters from {MERGED} (stability 0.9") and "against 1.000" in why
 
 
 def test_choose_partition_takes_the_run_that_agrees_with_the_others(monkeypatch) -> None:
