@@ -28,18 +28,33 @@ MAX_FULL_FEATURES = 50
 MAX_FIT_ROWS = 20000
 
 
-def _fit_gmm(x: np.ndarray, k: int, covariance: str, seed: int, n_init: int) -> GaussianMixture:
-    """A GMM on x; a larger covariance floor is tried when EM meets a degenerate component."""
+# Covariance floors (times the data's mean variance) tried in turn when EM meets a degenerate component.
+COVARIANCE_FLOORS = (1e-6, 1e-4, 1e-2, 1e-1)
+
+
+class GMMFitError(ValueError):
+    """No covariance floor let a Gaussian mixture be fitted; ``cause`` is the last error's first line."""
+
+    def __init__(self, k: int, cause: str) -> None:
+        super().__init__(f"a {k}-component GMM could not be fitted: {cause}")
+        self.cause = cause
+
+
+def fit_gmm(
+    x: np.ndarray, k: int, covariance: str, seed: int, n_init: int, floors: tuple[float, ...] = COVARIANCE_FLOORS
+) -> GaussianMixture:
+    """A k-component GMM on x [N, d] (best of ``n_init`` starts); when EM meets a degenerate component the next
+    of ``floors`` is tried, and `GMMFitError` is raised when none works."""
     scale = float(np.mean(np.var(x, axis=0))) or 1.0
-    error: Exception | None = None
-    for reg in (1e-6, 1e-4, 1e-2, 1e-1):
+    cause = "no covariance floor to try"
+    for floor in floors:
         try:
             return GaussianMixture(
-                k, covariance_type=covariance, n_init=n_init, reg_covar=reg * scale, random_state=seed
+                k, covariance_type=covariance, n_init=max(n_init, 1), reg_covar=floor * scale, random_state=seed
             ).fit(x)
         except (ValueError, np.linalg.LinAlgError) as err:
-            error = err
-    raise ValueError(f"a {k}-component GMM could not be fitted: {error}")
+            cause = str(err).splitlines()[0]
+    raise GMMFitError(k, cause)
 
 
 def fit_baseline(x: np.ndarray, k: int, seed: int = 0, n_init: int = 2, reduce: bool = True) -> dict[str, Any]:
@@ -54,7 +69,7 @@ def fit_baseline(x: np.ndarray, k: int, seed: int = 0, n_init: int = 2, reduce: 
         pca = PCA(MAX_FULL_FEATURES, random_state=seed).fit(x)
         x = pca.transform(x)
     covariance = "diag" if pca is not None else "full"
-    gmm = _fit_gmm(x, k, covariance, seed, n_init)
+    gmm = fit_gmm(x, k, covariance, seed, n_init)
     params: dict[str, Any] = {
         "n_components": int(k),
         "covariance_type": covariance,

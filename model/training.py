@@ -15,7 +15,7 @@ import tf_keras as keras
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 
-from model.baselines import MAX_FULL_FEATURES
+from model.baselines import COVARIANCE_FLOORS, MAX_FULL_FEATURES, GMMFitError, fit_gmm
 from model.config import GMVAEConfig
 from model.data import SampleLabels, TrainingData, as_training_data, sample_of, sample_rows
 from model.distribute import from_chief, is_chief, n_workers, write_dir
@@ -122,20 +122,14 @@ def check_rows_for_clusters(rows: int, k: int | None) -> None:
 
 
 def _gmm(z: np.ndarray, k: int, covariance: str, n_init: int, seed: int) -> GaussianMixture:
-    """A GMM fitted on z; a larger covariance floor is tried when EM meets a degenerate component."""
-    scale = float(np.mean(np.var(z, axis=0))) or 1.0
-    error: Exception | None = None
-    for reg in (1e-4, 1e-2, 1e-1):
-        try:
-            return GaussianMixture(
-                k, covariance_type=covariance, n_init=max(n_init, 1), reg_covar=reg * scale, random_state=seed
-            ).fit(z)
-        except (ValueError, np.linalg.LinAlgError) as err:
-            error = err
-    raise InitialisationError(
-        f"fitting {k} Gaussian components to the latent codes failed ({str(error).splitlines()[0]}); the data "
-        "may have fewer distinct rows than clusters: lower the number of clusters or check for repeated rows."
-    )
+    """`baselines.fit_gmm` on z from a floor of 1e-4; `InitialisationError` saying what to change when it fails."""
+    try:
+        return fit_gmm(z, k, covariance, seed, n_init, floors=COVARIANCE_FLOORS[1:])
+    except GMMFitError as err:
+        raise InitialisationError(
+            f"fitting {k} Gaussian components to the latent codes failed ({err.cause}); the data may have fewer "
+            "distinct rows than clusters: lower the number of clusters or check for repeated rows."
+        ) from err
 
 
 def _embedding(z: np.ndarray, seed: int, n_dims: int) -> np.ndarray:

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from model import training
+from model.baselines import GMMFitError, fit_gmm
 from model.config import GMVAEConfig
 from model.gmvae import GMVAE, _softplus_inverse
 from model.metrics import cluster_accuracy
@@ -272,3 +273,18 @@ def test_stage_two_passes_the_models_inputs_to_the_choice() -> None:
     decision, _, labels = training._cluster_codes(GMVAE(config), training.as_training_data(x), config)
     assert "on the model inputs" in decision.reason
     assert cluster_accuracy(truth, labels.labels) == 1.0
+
+
+def test_one_gmm_fit_serves_baselines_and_stage_two() -> None:
+    # 3 rows cannot hold 5 components at any covariance floor: the baselines get a GMMFitError naming the cause,
+    # stage 2 turns it into one sentence saying what to change
+    x = np.arange(6, dtype=np.float64).reshape(3, 2)
+    with pytest.raises(GMMFitError, match=r"^a 5-component GMM could not be fitted: ") as caught:
+        fit_gmm(x, 5, "full", seed=0, n_init=1)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(InitialisationError, match=r"^fitting 5 Gaussian components to the latent codes failed .* "
+                                                  r"lower the number of clusters"):
+        _gmm(x, 5, "full", 1, 0)
+    # rows repeated many times (EM fails on them without a covariance floor) fit
+    repeated = np.repeat(np.eye(3), 40, axis=0)
+    assert len(set(fit_gmm(repeated, 3, "full", seed=0, n_init=1).predict(repeated))) == 3
