@@ -40,7 +40,7 @@ from batch_scoring.options import (
 )
 from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows
 from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
-from model.features import CLUSTER_PROBABILITIES, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
+from model.features import CLUSTER_PROBABILITIES, CSV_ENCODING, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
 from serving.feature_spec import FeatureSpec, has_text, model_signatures, read_feature_spec
 from serving.store import resolve_model_dir
 
@@ -93,7 +93,7 @@ def check_columns(files: list[str], fmt: str, spec: FeatureSpec) -> None:
     for path in files:
         if fmt == CSV:
             with FileSystems.open(path) as f:
-                header = next(csv.reader(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")), [])
+                header = next(csv.reader(io.TextIOWrapper(f, encoding=CSV_ENCODING, errors="replace", newline="")), [])
         elif fmt == PARQUET:
             import pyarrow.parquet as pq
 
@@ -140,6 +140,8 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
     engine = resolve_engine(options.engine, fmt, dense)
     check_columns(files, fmt, spec)
     output = options.output
+    if os.path.isfile(output):
+        raise InputError(f"--output {output} is a file; give a directory, which receives the score shards.")
     if not FileSystems.exists(output):
         FileSystems.mkdirs(output)
     tmp_dir = FileSystems.join(output, f".tmp-score-{uuid.uuid4().hex}")

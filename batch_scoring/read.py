@@ -29,7 +29,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from batch_scoring.options import CSV, PARQUET, READ, TFRECORD
-from model.features import ID_KEY
+from model.features import CSV_ENCODING, ID_KEY
 from serving.feature_spec import INT64, FeatureSpec, RawFeature, RequestError, build_example, to_value
 
 DEAD_TAG = "dead"  # tagged output: ((source, position), dead-letter record)
@@ -144,7 +144,7 @@ class ReadRows(beam.DoFn):
     def _csv(self, path: str, counter: list) -> Iterable:
         name = os.path.basename(path)
         with FileSystems.open(path) as binary:
-            reader = csv.reader(io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline=""))
+            reader = csv.reader(io.TextIOWrapper(binary, encoding=CSV_ENCODING, errors="replace", newline=""))
             header = next(reader, None) or []
             id_col = header.index(ID_KEY) if ID_KEY in header else None
             columns = [header.index(feature) for feature in self._spec]

@@ -25,6 +25,10 @@ OUTPUT_KEYS = (CLUSTER, CLUSTER_PROBABILITIES, LATENT_MEAN, ELBO)
 # fields, serving and batch scoring leave the feature out of the tf.Example (NaN in a dense predict_features row).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 
+# How CSV input is read, by staging and by batch scoring: UTF-8, and "-sig" drops the byte-order mark spreadsheet
+# programs write, which would otherwise stick to the first column's name (a "label" column would become a feature).
+CSV_ENCODING = "utf-8-sig"
+
 
 def is_feature(name: str) -> bool:
     """True for every input column that is a model feature (not the id or the label)."""

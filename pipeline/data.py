@@ -14,18 +14,22 @@ import glob
 import hashlib
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass
 
 import numpy as np
 
-from model.features import ID_KEY, LABEL_KEY, MISSING_TOKENS, is_feature, natural_key
+from model.features import CSV_ENCODING, ID_KEY, LABEL_KEY, MISSING_TOKENS, is_feature, natural_key
 from pipeline.configs import FeaturePlan
 
 DEFAULT_SOURCE = "digits"
 CSV = "csv"
 TFRECORD = "tfrecord"
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecord.gz", ".tfrecords", ".gz")
+# Everything staging writes into its folder: CSV and TFRecord copies as NNNNN-<input name>, images as data.csv, each
+# briefly with a .tmp suffix while written. Nothing else may live there (`_check_staging_dir`).
+STAGED_NAME = re.compile(r"(\d{5}-.+|data\.csv)(\.tmp)?")
 
 NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
 # A text column with more distinct values than this is free text or an identifier, not a category.
@@ -233,7 +237,7 @@ def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -
 def scan_csv(path: str) -> tuple[list[Column], bool]:
     """Every feature column of a CSV with its kind (from all rows), and whether the file has a label column."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding=CSV_ENCODING) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if not header:
@@ -276,7 +280,7 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
 
     def write(f) -> None:
         nonlocal rows
-        with open(source, newline="") as src:
+        with open(source, newline="", encoding=CSV_ENCODING) as src:
             reader = csv.reader(src)
             header = next(reader)
             index = {name: i for i, name in enumerate(header)}
@@ -316,12 +320,13 @@ def _image_shape_for(names: list[str]) -> tuple[int, int] | None:
 
 def stage(source: str, staging_dir: str) -> StagedData:
     """Make ``source`` readable by ExampleGen under ``staging_dir`` and describe it."""
+    if source != DEFAULT_SOURCE and not os.path.exists(source) and not glob.glob(source):
+        raise DataError(f"input {source!r} does not exist.")
     os.makedirs(staging_dir, exist_ok=True)
+    _check_staging_dir(staging_dir, [] if source == DEFAULT_SOURCE else [source, *glob.glob(source)])
     if source == DEFAULT_SOURCE:
         images, labels = load_digits_arrays()
         return _stage_images(images, labels, staging_dir)
-    if not os.path.exists(source) and not glob.glob(source):
-        raise DataError(f"input {source!r} does not exist.")
     if source.endswith(".npz"):
         images, labels = load_npz_arrays(source)
         return _stage_images(images, labels, staging_dir)
@@ -335,7 +340,7 @@ def stage(source: str, staging_dir: str) -> StagedData:
             if column.kind != NUMERIC or column.missing:
                 raise DataError(f"{files[0]}: pixel column {column.name} is {column.kind} with {column.missing} "
                                 "missing values; every pixel of an image must be a number.")
-    staged = [f"{i:05d}-{os.path.basename(path)}" for i, path in enumerate(files)]
+    staged = _staged_names(files)
     rows = 0
     for path, name in zip(files, staged, strict=True):
         rows += copy_checked_csv(path, os.path.join(staging_dir, name), columns, has_label, first_id=rows)
@@ -409,22 +414,44 @@ def _stage_tfrecords(files: list[str], staging_dir: str) -> StagedData:
     names = sorted((k for k, v in feats.items() if is_feature(k) and v.WhichOneof("kind") in numeric), key=natural_key)
     if not names:
         raise DataError(f"{files[0]} has no numeric features (features: {', '.join(sorted(feats)) or 'none'}).")
-    _copy_if_changed(files, staging_dir)
-    _clear_except(staging_dir, {os.path.basename(p) for p in files})
+    staged = _staged_names(files)
+    _copy_if_changed(files, [os.path.join(staging_dir, name) for name in staged])
+    _clear_except(staging_dir, set(staged))
     return StagedData(staging_dir, TFRECORD, tuple(names), _image_shape_for(names), LABEL_KEY in feats, None)
 
 
-def _copy_if_changed(files: list[str], staging_dir: str) -> None:
-    for path in files:
-        target = os.path.join(staging_dir, os.path.basename(path))
-        if os.path.abspath(path) == os.path.abspath(target):
-            continue
+def _copy_if_changed(files: list[str], targets: list[str]) -> None:
+    for path, target in zip(files, targets, strict=True):
         if not os.path.exists(target) or _sha256(target) != _sha256(path):
             shutil.copyfile(path, f"{target}.tmp")
             os.replace(f"{target}.tmp", target)
 
 
+def _staged_names(files: list[str]) -> list[str]:
+    """The names of the copies of ``files`` in the staging folder (numbered, so that two inputs never clash)."""
+    return [f"{i:05d}-{os.path.basename(path)}" for i, path in enumerate(files)]
+
+
+def _check_staging_dir(staging_dir: str, sources: list[str]) -> None:
+    """`DataError`, before anything is written or removed, when an input lies inside ``staging_dir`` or the folder
+    holds anything staging did not put there: ExampleGen reads every file in it and staging removes the stale ones,
+    so a user's own files there would be ingested or lost."""
+    root = os.path.realpath(staging_dir)
+    for source in sources:
+        path = os.path.realpath(source)
+        if path == root or path.startswith(root + os.sep):
+            raise DataError(f"input {source} lies inside {staging_dir}, the folder the run stages its data in; move "
+                            "it elsewhere or choose another --output-root.")
+    foreign = sorted(name for name in os.listdir(staging_dir)
+                     if not (STAGED_NAME.fullmatch(name) and os.path.isfile(os.path.join(staging_dir, name))))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise DataError(f"{staging_dir} holds files the run did not stage ({shown}); the run manages that folder "
+                        "and removes stale files in it, so move them elsewhere or choose another --output-root.")
+
+
 def _clear_except(directory: str, keep: set[str]) -> None:
+    """Remove the earlier stagings' files (`_check_staging_dir` made sure there is nothing else) not in ``keep``."""
     for name in os.listdir(directory):
-        if name not in keep:
+        if name not in keep and STAGED_NAME.fullmatch(name):
             os.remove(os.path.join(directory, name))

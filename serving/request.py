@@ -57,6 +57,9 @@ from serving.feature_spec import (
 )
 from serving.store import resolve_model_dir
 
+# A spreadsheet's CSV may start with one; it is not part of the first column's name.
+BYTE_ORDER_MARK = "\ufeff"
+
 _INPUT_KEYS = {SERVING_SIGNATURE: SERVING_INPUT_KEY, FEATURES_SIGNATURE: FEATURES_INPUT_KEY}
 _BODY_KEYS = {"signature_name", "instances", "inputs"}
 
@@ -231,6 +234,13 @@ def predict(loaded: Any, body: str | bytes | Mapping, spec: FeatureSpec | None =
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def read_csv_rows(path: str, rows: int) -> list[dict[str, str]]:
     """The first ``rows`` data rows of a CSV file with a header row (any ``tf.io.gfile`` path)."""
     import tensorflow as tf
@@ -239,6 +249,8 @@ def read_csv_rows(path: str, rows: int) -> list[dict[str, str]]:
         raise FileNotFoundError(f"CSV {path!r} does not exist.")
     with tf.io.gfile.GFile(path, "r") as f:
         reader = csv.DictReader(f)
+        if reader.fieldnames and reader.fieldnames[0].startswith(BYTE_ORDER_MARK):
+            reader.fieldnames[0] = reader.fieldnames[0][len(BYTE_ORDER_MARK):]
         out = []
         for row in reader:
             if len(out) >= rows:
@@ -257,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="SavedModel directory or TF Serving base dir (highest version).")
     parser.add_argument("--csv", required=True, help="CSV file with a header row naming the model's feature columns.")
-    parser.add_argument("--rows", type=int, default=1, help="how many data rows to put in the body (default 1).")
+    parser.add_argument("--rows", type=_positive, default=1, help="how many data rows to put in the body (default 1).")
     parser.add_argument("--signature", choices=sorted(_INPUT_KEYS), default=SERVING_SIGNATURE,
                         help="serving_default (base64 tf.Examples, default) or predict_features (dense floats, NaN "
                              "for a missing optional value); a model with text (categorical) columns has no "

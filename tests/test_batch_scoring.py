@@ -184,6 +184,28 @@ def test_missing_model_or_input_is_one_clear_sentence(served, tmp_path, capsys) 
     assert len(err) == 1 and "lacks 16 of the model's 16 feature columns" in err[0]
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_byte_order_mark_does_not_hide_a_feature_column(served, tmp_path, engine) -> None:
+    """Spreadsheet programs start a CSV with a UTF-8 byte-order mark: every row still scores."""
+    _, images, base = served
+    plain = tmp_path / "plain.csv"
+    write_images_csv(images[:5], None, str(plain))
+    (tmp_path / "excel.csv").write_bytes("\ufeff".encode() + plain.read_bytes())
+    summary = run(["--model", base, "--input", str(tmp_path / "excel.csv"), "--output", str(tmp_path / "o"),
+                   "--engine", engine])
+    assert summary["scored"] == 5 and summary["dead_lettered"] == 0
+
+
+def test_an_output_that_is_a_file_is_one_clear_sentence(served, tmp_path, capsys) -> None:
+    _, images, base = served
+    write_images_csv(images[:2], None, str(tmp_path / "in.csv"))
+    (tmp_path / "afile").write_text("keep me")
+    assert main(["--model", base, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --output {tmp_path / 'afile'} is a file; give a directory, which receives the score shards."
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
 def test_bad_options_are_one_clear_sentence(served, tmp_path, capsys) -> None:
     for flag, value, phrase in (("--num-shards", "0", "at least 1"), ("--batch-size", "-1", "at least 1")):
         assert main(["--model", served[2], "--input", "x.csv", "--output", str(tmp_path), flag, value]) == 2

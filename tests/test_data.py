@@ -88,6 +88,7 @@ def test_stage_tfrecord(tmp_path):
             writer.write(example.SerializeToString())
     staged = data.stage(path, str(tmp_path / "staged"))
     assert staged.format == data.TFRECORD and staged.feature_names == ("x0", "x1") and not staged.has_label
+    assert os.listdir(tmp_path / "staged") == ["00000-part.tfrecord"]
 
 
 @pytest.mark.parametrize(
@@ -190,3 +191,49 @@ def test_an_empty_tfrecord_file_is_refused(tmp_path):
     src.write_bytes(b"")
     with pytest.raises(data.DataError, match="part.tfrecord holds no records"):
         data.stage(str(src), str(tmp_path / "staged"))
+
+
+def test_staging_refuses_a_folder_holding_the_users_files_and_deletes_nothing(tmp_path):
+    """`--output-root .` in a project with its own data/ folder: stop with one sentence, every file kept."""
+    project = tmp_path / "project"
+    (project / "data" / "raw").mkdir(parents=True)
+    (project / "data" / "notes.txt").write_text("mine")
+    table = project / "table.csv"
+    table.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(data.DataError, match=r"holds files the run did not stage \(notes.txt, raw\)"):
+        data.stage(str(table), str(project / "data"))
+    assert sorted(os.listdir(project / "data")) == ["notes.txt", "raw"]
+
+
+def test_staging_refuses_an_input_inside_its_folder(tmp_path):
+    (tmp_path / "data").mkdir()
+    inside = tmp_path / "data" / "mytable.csv"
+    inside.write_text("a,b\n1,2\n3,4\n")
+    with pytest.raises(data.DataError, match="lies inside .*the folder the run stages its data in"):
+        data.stage(str(inside), str(tmp_path / "data"))
+    assert inside.read_text() == "a,b\n1,2\n3,4\n"
+
+
+def test_restaging_other_data_replaces_the_earlier_staged_files(tmp_path):
+    (tmp_path / "one.csv").write_text("a,b\n1,2\n3,4\n")
+    (tmp_path / "two.csv").write_text("a,b\n5,6\n7,8\n")
+    data.stage(str(tmp_path / "one.csv"), str(tmp_path / "staged"))
+    data.stage(str(tmp_path / "two.csv"), str(tmp_path / "staged"))
+    assert os.listdir(tmp_path / "staged") == ["00000-two.csv"]
+    data.stage("digits", str(tmp_path / "staged"))
+    assert os.listdir(tmp_path / "staged") == ["data.csv"]
+
+
+def test_a_missing_input_creates_no_staging_folder(tmp_path):
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.stage(str(tmp_path / "none.csv"), str(tmp_path / "staged"))
+    assert not (tmp_path / "staged").exists()
+
+
+def test_a_byte_order_mark_does_not_hide_the_label_column(tmp_path):
+    """Spreadsheet programs write a UTF-8 byte-order mark; `label` must still be the label, not a feature."""
+    src = tmp_path / "excel.csv"
+    src.write_bytes("label,x,y\n0,1,2\n1,3,4\n".encode("utf-8-sig"))
+    staged = data.stage(str(src), str(tmp_path / "staged"))
+    assert staged.has_label and staged.feature_names == ("x", "y")
+    assert _read_csv(tmp_path / "staged" / "00000-excel.csv")[0] == ["id", "label", "x", "y"]

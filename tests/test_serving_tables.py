@@ -370,3 +370,14 @@ def test_auto_engine_follows_the_model() -> None:
     assert resolve_engine(AUTO, PARQUET, dense=False) == RUNINFERENCE
     assert resolve_engine(AUTO, TFRECORD, dense=True) == RUNINFERENCE
     assert resolve_engine(DOFN, CSV, dense=False) == DOFN
+
+
+def test_request_rows_from_a_spreadsheet_csv(tmp_path, capsys):
+    """A byte-order mark is not part of the first column's name; --rows must be at least 1."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes("colour,count\nblue,4\nred,2\n".encode("utf-8-sig"))
+    assert sr.read_csv_rows(str(path), 5) == [{"colour": "blue", "count": "4"}, {"colour": "red", "count": "2"}]
+    with pytest.raises(SystemExit) as exit_info:
+        sr.main(["--model", str(tmp_path), "--csv", str(path), "--rows", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --rows: must be a positive integer, got 0" in capsys.readouterr().err
