@@ -23,7 +23,7 @@ from typing import Any
 from components.clustering_evaluator import bless_rules
 from kubeflow import config
 from pipeline import configs
-from pipeline.cli import add_cluster_identity_flags, add_model_flags, json_object, model_settings
+from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
 from pipeline.data import CSV, TFRECORD, Column, DataError, column_report, feature_plan, scan_csv_source
 
 VERTEX, TFJOB = "vertex", "tfjob"
@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{config.IMAGE_PROJECT_DIR}/pipeline/schema/digits/schema.pbtxt); default: inferred")
     parser.add_argument("--image-shape", type=image_shape, default=None, metavar="HxW",
                         help="height x width of image data (pixel columns px_###), e.g. 28x28; omit for tabular data")
-    parser.add_argument("--thresholds", type=json_object, default=bless_rules.DEFAULT_THRESHOLDS, metavar="JSON",
+    parser.add_argument("--thresholds", type=thresholds, default=bless_rules.DEFAULT_THRESHOLDS, metavar="JSON",
                         help=bless_rules.thresholds_help())
-    parser.add_argument("--tolerances", type=json_object, default=bless_rules.DEFAULT_TOLERANCES, metavar="JSON",
+    parser.add_argument("--tolerances", type=tolerances, default=bless_rules.DEFAULT_TOLERANCES, metavar="JSON",
                         help=bless_rules.tolerances_help())
     parser.add_argument("--serving-dir", default=config.SERVING_DIR,
                         help="Pusher destination: receives <serving-dir>/<integer version>/saved_model.pb, the "

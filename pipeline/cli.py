@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
 from typing import Any
 
-from model.config import AUTO_COMPONENTS
+from components.clustering_evaluator.decision import parse_thresholds, parse_tolerances
+from model.config import AUTO_COMPONENTS, GMVAEConfig
 from pipeline import configs
+
+# The seeds NumPy and TensorFlow accept.
+MAX_SEED = 2**32 - 1
 
 
 def positive_int(text: str) -> int:
@@ -27,6 +33,46 @@ def json_object(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg})") from err
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object such as '{\"min_nmi\": 0.5}'")
+    return value
+
+
+def thresholds(text: str) -> dict[str, float]:
+    """``--thresholds``: bless thresholds, checked (keys, finite numbers) while the arguments are read."""
+    try:
+        return parse_thresholds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def tolerances(text: str) -> dict[str, float]:
+    """``--tolerances``: regression tolerances, checked (metrics, numbers >= 0) while the arguments are read."""
+    try:
+        return parse_tolerances(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def seed(text: str) -> int:
+    """``--seed``: an integer NumPy and TensorFlow accept (0 .. 2**32 - 1)."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from err
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SEED}, got {value}")
+    return value
+
+
+def model_overrides(text: str) -> dict[str, Any]:
+    """``--model-overrides``: a JSON object whose keys are `GMVAEConfig` fields (a typo is caught here, not after
+    the pipeline has run for a minute)."""
+    value = json_object(text)
+    fields = [f.name for f in dataclasses.fields(GMVAEConfig)]
+    for key in value:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise argparse.ArgumentTypeError(f"{key!r} is not a GMVAEConfig field{hint}; see model/config.py")
     return value
 
 
@@ -55,8 +101,9 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
                        help="fine-tuning epochs of the GMVAE (default: the preset's)")
     group.add_argument("--pretrain-epochs", type=positive_int, default=None,
                        help="autoencoder pre-training epochs (default: the preset's)")
-    group.add_argument("--seed", type=int, default=None, help="training seed (default: the preset's, 0)")
-    group.add_argument("--model-overrides", type=json_object, default={}, metavar="JSON",
+    group.add_argument("--seed", type=seed, default=None,
+                       help=f"training seed, 0..{MAX_SEED} (default: the preset's, 0)")
+    group.add_argument("--model-overrides", type=model_overrides, default={}, metavar="JSON",
                        help="JSON object of other GMVAEConfig fields, e.g. '{\"latent_dim\": 5}'")
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 
 from pipeline import configs
-from pipeline.cli import add_cluster_identity_flags, add_model_flags, json_object, model_settings
+from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, stage
 from pipeline.run_output import console_output, log_path_for, summary_lines
 
@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scaling", choices=("auto",) + configs.SCALINGS, default="auto",
                         help="feature scaling in tf.Transform: global_minmax for images, zscore per column "
                         "for tabular data; auto picks global_minmax for px_### image columns")
-    parser.add_argument("--thresholds", type=json_object, default=configs.THRESHOLDS,
+    parser.add_argument("--thresholds", type=thresholds, default=configs.THRESHOLDS,
                         help=configs.bless_rules.thresholds_help())
-    parser.add_argument("--tolerances", type=json_object, default=configs.REGRESSION_TOLERANCES,
+    parser.add_argument("--tolerances", type=tolerances, default=configs.REGRESSION_TOLERANCES,
                         help=configs.bless_rules.tolerances_help())
     parser.add_argument("--no-resolver", action="store_true",
                         help="find the baseline only through the champion record beside the serving directory "

@@ -81,3 +81,36 @@ def test_local_and_kubeflow_clis_offer_the_same_model_flags():
 
     assert model_flags(run.build_parser()) == model_flags(runner.build_parser())
     assert "--clusters" in model_flags(run.build_parser())
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seed", "-1"], "argument --seed: must be between 0 and 4294967295, got -1"),
+        (["--seed", "x"], "argument --seed: must be an integer, got 'x'"),
+        (["--model-overrides", '{"latent_dims": 2}'],
+         "'latent_dims' is not a GMVAEConfig field (did you mean 'latent_dim'?); see model/config.py"),
+        (["--thresholds", '{"min_accuracy": 0.9}'], "argument --thresholds: unknown threshold key(s) ['min_accuracy']"),
+        (["--thresholds", '{"min_acc": "high"}'], "threshold 'min_acc' must be a finite number, got 'high'"),
+        (["--tolerances", '{"accuracy": 0.1}'],
+         "argument --tolerances: unknown regression tolerance key(s) ['accuracy']"),
+        (["--tolerances", '{"acc": -0.1}'], "regression tolerances must be >= 0: ['acc']"),
+    ],
+)
+def test_bad_options_are_refused_while_the_arguments_are_read(flags, message, capsys, tmp_path):
+    """Both CLIs that train stop with exit 2 and one sentence, before any data is staged or compiled."""
+    from kubeflow import runner
+
+    for parser in (run.build_parser(), runner.build_parser()):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(flags)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_good_options_parse_to_typed_values():
+    args = run.build_parser().parse_args(
+        ["--seed", "7", "--model-overrides", '{"latent_dim": 5}', "--thresholds", '{"min_acc": 0.5}',
+         "--tolerances", "{}"])
+    assert (args.seed, args.model_overrides, args.thresholds, args.tolerances) == (
+        7, {"latent_dim": 5}, {"min_acc": 0.5}, {})
