@@ -30,6 +30,8 @@ _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecord.gz", ".tfrecords", ".gz")
 # Everything staging writes into its folder: CSV and TFRecord copies as NNNNN-<input name>, images as data.csv, each
 # briefly with a .tmp suffix while written. Nothing else may live there (`_check_staging_dir`).
 STAGED_NAME = re.compile(r"(\d{5}-.+|data\.csv)(\.tmp)?")
+# Separators of other delimited text exports: a one-column header holding one of them is a file to re-save.
+OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 
 NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
 # A text column with more distinct values than this is free text or an identifier, not a category.
@@ -242,6 +244,11 @@ def scan_csv(path: str) -> tuple[list[Column], bool]:
             header = next(reader, None)
             if not header:
                 raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row.")
+            if len(header) == 1:
+                for separator, name in OTHER_SEPARATORS.items():
+                    if separator in header[0]:
+                        raise DataError(f"{path} has one column named {header[0]!r}, which looks separated by {name}, "
+                                        "not commas; save it as comma-separated values.")
             if len(set(header)) != len(header):
                 duplicates = sorted({name for name in header if header.count(name) > 1})
                 raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")

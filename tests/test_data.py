@@ -98,6 +98,8 @@ def test_stage_tfrecord(tmp_path):
         ("id,name\n1,x\n", "has no usable feature columns (columns: id, name)"),
         ("a,b\n", "has a header but no data rows"),
         ("a,b\n1\n", "the first data row has 1 fields but the header has 2"),
+        ("a;b;c\n1;2;3\n4;5;6\n", "has one column named 'a;b;c', which looks separated by semicolons, not commas"),
+        ("a\tb\n1\t2\n", "which looks separated by tabs, not commas; save it as comma-separated values"),
     ],
 )
 def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
