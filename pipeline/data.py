@@ -161,7 +161,7 @@ class Column:
     values: frozenset[str] = frozenset()  # the categories of a categorical column
 
     def describe(self) -> str:
-        return f"{self.name}: {self.kind}, {self.note}"
+        return f"{self.name or '(no name)'}: {self.kind}, {self.note}"
 
 
 def _column(name: str, kind: str, missing: int, values: frozenset[str] = frozenset(), note: str = "",
@@ -209,6 +209,9 @@ class _ColumnScan:
 
     def column(self, path: str) -> Column:
         """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
+        if not self.name.strip():
+            return _column(self.name, DROPPED, self.missing,
+                           note="no name in the header (a row index, such as pandas' to_csv writes by default)")
         if self.present == 0:
             return _column(self.name, DROPPED, self.missing, note="every value is missing")
         numeric_share = self.numbers / self.present
@@ -249,8 +252,9 @@ def scan_csv(path: str) -> tuple[list[Column], bool]:
                     if separator in header[0]:
                         raise DataError(f"{path} has one column named {header[0]!r}, which looks separated by {name}, "
                                         "not commas; save it as comma-separated values.")
-            if len(set(header)) != len(header):
-                duplicates = sorted({name for name in header if header.count(name) > 1})
+            named = [name for name in header if name.strip()]
+            if len(set(named)) != len(named):
+                duplicates = sorted({name for name in named if named.count(name) > 1})
                 raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")
             scans = [_ColumnScan(name) if is_feature(name) else None for name in header]
             rows = 0

@@ -239,3 +239,14 @@ def test_a_byte_order_mark_does_not_hide_the_label_column(tmp_path):
     staged = data.stage(str(src), str(tmp_path / "staged"))
     assert staged.has_label and staged.feature_names == ("x", "y")
     assert _read_csv(tmp_path / "staged" / "00000-excel.csv")[0] == ["id", "label", "x", "y"]
+
+
+def test_an_unnamed_index_column_is_dropped_with_a_reason(tmp_path):
+    """pandas' ``to_csv`` writes its row index as a first column without a name: a row number, not a feature."""
+    src = tmp_path / "pandas.csv"
+    src.write_text(",x,y,label\n0,1.5,2,0\n1,3.5,4,1\n2,5.5,1,0\n")
+    staged = data.stage(str(src), str(tmp_path / "staged"))
+    assert staged.feature_names == ("x", "y") and staged.has_label
+    assert "  (no name): dropped, no name in the header (a row index, such as pandas' to_csv writes by default)" in (
+        data.column_report(staged.columns))
+    assert _read_csv(tmp_path / "staged" / "00000-pandas.csv")[0] == ["id", "label", "x", "y"]
