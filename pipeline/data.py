@@ -331,10 +331,11 @@ def _image_shape_for(names: list[str]) -> tuple[int, int] | None:
 
 def stage(source: str, staging_dir: str) -> StagedData:
     """Make ``source`` readable by ExampleGen under ``staging_dir`` and describe it."""
-    if source != DEFAULT_SOURCE and not os.path.exists(source) and not glob.glob(source):
+    sources = [] if source == DEFAULT_SOURCE else [source, *glob.glob(source)]
+    if source != DEFAULT_SOURCE and not os.path.exists(source) and len(sources) == 1:
         raise DataError(f"input {source!r} does not exist.")
     os.makedirs(staging_dir, exist_ok=True)
-    _check_staging_dir(staging_dir, [] if source == DEFAULT_SOURCE else [source, *glob.glob(source)])
+    _check_staging_dir(staging_dir, sources)
     if source == DEFAULT_SOURCE:
         images, labels = load_digits_arrays()
         return _stage_images(images, labels, staging_dir)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import codecs
 import csv
 import json
 import math
@@ -56,9 +57,6 @@ from serving.feature_spec import (
     to_value,
 )
 from serving.store import resolve_model_dir
-
-# A spreadsheet's CSV may start with one; it is not part of the first column's name.
-BYTE_ORDER_MARK = "\ufeff"
 
 _INPUT_KEYS = {SERVING_SIGNATURE: SERVING_INPUT_KEY, FEATURES_SIGNATURE: FEATURES_INPUT_KEY}
 _BODY_KEYS = {"signature_name", "instances", "inputs"}
@@ -249,8 +247,8 @@ def read_csv_rows(path: str, rows: int) -> list[dict[str, str]]:
         raise FileNotFoundError(f"CSV {path!r} does not exist.")
     with tf.io.gfile.GFile(path, "r") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames and reader.fieldnames[0].startswith(BYTE_ORDER_MARK):
-            reader.fieldnames[0] = reader.fieldnames[0][len(BYTE_ORDER_MARK):]
+        if reader.fieldnames:  # a spreadsheet's byte-order mark is not part of the first column's name
+            reader.fieldnames[0] = reader.fieldnames[0].removeprefix(codecs.BOM_UTF8.decode())
         out = []
         for row in reader:
             if len(out) >= rows:
