@@ -66,11 +66,14 @@ def silhouette(latent: np.ndarray, clusters: np.ndarray, sample_size: int = 2000
 
 
 def occupancy(clusters: np.ndarray, n_clusters: int) -> dict[str, float]:
-    """Share of the smallest and largest cluster and the number of empty clusters among n_clusters."""
+    """Share of the smallest and largest cluster, the smallest share over an equal share (min share x n_clusters:
+    1 when all are equal, so one floor means the same for 3 clusters and for 50) and the number of empty clusters
+    among n_clusters."""
     counts = np.bincount(np.asarray(clusters).ravel(), minlength=n_clusters)
     share = counts / max(counts.sum(), 1)
     return {
         "min_share": float(share.min()),
+        "min_share_vs_equal": float(share.min() * len(share)),
         "max_share": float(share.max()),
         "empty": int((counts == 0).sum()),
     }

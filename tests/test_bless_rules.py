@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from components.clustering_evaluator import bless_rules
@@ -58,7 +59,26 @@ def test_component_defaults_reject_a_model_without_cluster_structure() -> None:
 
     assert parse_thresholds(None) == bless_rules.DEFAULT_THRESHOLDS
     assert parse_tolerances(None) == bless_rules.DEFAULT_TOLERANCES
-    good = {"min_share": 0.08, "max_share": 0.12, "empty": 0, "silhouette": 0.2, "mean_elbo": -50.0}
+    good = {"min_share": 0.08, "min_share_vs_equal": 0.8, "max_share": 0.12, "empty": 0, "silhouette": 0.2,
+            "mean_elbo": -50.0}
     assert decide(good, parse_thresholds(None), parse_tolerances(None)).blessed
     verdict = decide({**good, "silhouette": float("nan")}, parse_thresholds(None), parse_tolerances(None))
     assert not verdict.blessed and verdict.reasons[0].startswith("silhouette unavailable")
+
+
+@pytest.mark.parametrize(
+    ("counts", "blessed"),
+    [
+        ([1000] * 9 + [150], True),  # a real small segment: 1.6% of the rows at K=10
+        ([1000] * 9 + [50], False),  # a nearly empty component: 0.55%
+        ([100] * 60, True),  # K=60 with equal shares (1.7% each: a fixed 2% floor rejected it)
+        ([500, 500, 12], False),  # K=3: 1.2% is far below an equal third
+    ],
+)
+def test_default_floor_on_the_smallest_cluster_follows_k(counts: list[int], blessed: bool) -> None:
+    from components.clustering_evaluator.decision import decide
+    from model.metrics import occupancy
+
+    clusters = np.repeat(np.arange(len(counts)), counts)
+    candidate = {**occupancy(clusters, len(counts)), "silhouette": 0.2}
+    assert decide(candidate, bless_rules.DEFAULT_THRESHOLDS, {}).blessed is blessed

@@ -28,8 +28,8 @@ from model.export import export_saved_model
 from model.training import build_model
 from serving.champion import ChampionRecordError
 
-GOOD = {"min_share": 0.2, "max_share": 0.4, "empty": 0, "silhouette": 0.5, "acc": 0.9, "nmi": 0.8, "ari": 0.7,
-        "mean_elbo": -100.0, "agreement_with_champion": 0.95}  # fmt: skip
+GOOD = {"min_share": 0.2, "min_share_vs_equal": 0.8, "max_share": 0.4, "empty": 0, "silhouette": 0.5, "acc": 0.9,
+        "nmi": 0.8, "ari": 0.7, "mean_elbo": -100.0, "agreement_with_champion": 0.95}  # fmt: skip
 NAMES = [f"px_{i}" for i in range(4)]
 MODEL_ID = 7
 
@@ -41,6 +41,8 @@ MODEL_ID = 7
     ("key", "bound", "metric", "value", "reason"),
     [
         ("min_smallest_cluster_share", 0.02, "min_share", 0.004, "smallest cluster 0.4% < 2.0%"),
+        ("min_smallest_cluster_vs_equal", 0.1, "min_share_vs_equal", 0.04,
+         "smallest cluster vs an equal share 0.04x < 0.10x"),
         ("max_largest_cluster_share", 0.5, "max_share", 0.61, "largest cluster 61.0% > 50.0%"),
         ("max_empty_clusters", 0, "empty", 1, "empty clusters 1 > 0"),
         ("min_silhouette", 0.1, "silhouette", 0.05, "silhouette 0.05 < 0.1"),

@@ -41,9 +41,10 @@ def test_length_mismatch_raises() -> None:
 def test_occupancy_and_report() -> None:
     clusters = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     occ = metrics.occupancy(clusters, 4)
-    assert occ == {"min_share": 0.0, "max_share": 0.6, "empty": 2}
+    assert occ == {"min_share": 0.0, "min_share_vs_equal": 0.0, "max_share": 0.6, "empty": 2}
+    assert metrics.occupancy(clusters, 2)["min_share_vs_equal"] == pytest.approx(0.8)
     latent = np.where(clusters[:, None] == 0, -5.0, 5.0) + np.random.default_rng(0).normal(size=(10, 2)) * 0.1
     report = metrics.clustering_report(LABELS, clusters, 4, latent)
     assert report["silhouette"] > 0.9
-    assert set(report) == {"min_share", "max_share", "empty", "acc", "nmi", "ari", "silhouette"}
+    assert set(report) == {"min_share", "min_share_vs_equal", "max_share", "empty", "acc", "nmi", "ari", "silhouette"}
     assert np.isnan(metrics.silhouette(latent, np.zeros(10, dtype=int)))
