@@ -183,16 +183,18 @@ def _column(name: str, kind: str, missing: int, values: frozenset[str] = frozens
 
 
 class _ColumnScan:
-    """Everything staging needs to know about one column after reading every row."""
+    """Everything staging needs to know about one column after reading every row of every file."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.present = self.numbers = self.missing = 0
         self.values: set[str] = set()
-        self.first_text: tuple[int, str] | None = None  # (line, value) of the first non-number
-        self.first_infinite: tuple[int, str] | None = None
+        self.first_text: tuple[str, int, str] | None = None  # (file, line, value) of the first non-number
+        self.first_infinite: tuple[str, int, str] | None = None
+        self.first_number: float | None = None
+        self.varies = False  # two different numbers seen
 
-    def add(self, value: str, line: int) -> None:
+    def add(self, value: str, path: str, line: int) -> None:
         if is_missing(value):
             self.missing += 1
             return
@@ -201,14 +203,34 @@ class _ColumnScan:
             self.values.add(value)
         number = _number(value)
         if number is None:
-            self.first_text = self.first_text or (line, value)
+            self.first_text = self.first_text or (path, line, value)
         elif not math.isfinite(number):
-            self.first_infinite = self.first_infinite or (line, value)
+            self.first_infinite = self.first_infinite or (path, line, value)
         else:
             self.numbers += 1
+            self._seen(number)
 
-    def column(self, path: str) -> Column:
-        """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
+    def _seen(self, number: float) -> None:
+        if self.first_number is None:
+            self.first_number = number
+        elif number != self.first_number:
+            self.varies = True
+
+    def merge(self, other: _ColumnScan) -> None:
+        """Add the same column's scan of another file."""
+        self.present += other.present
+        self.numbers += other.numbers
+        self.missing += other.missing
+        self.values |= other.values
+        self.first_text = self.first_text or other.first_text
+        self.first_infinite = self.first_infinite or other.first_infinite
+        self.varies |= other.varies
+        if other.first_number is not None:
+            self._seen(other.first_number)
+
+    def column(self, image: bool) -> Column:
+        """The column's kind, or a DataError when a mostly numeric column holds text or infinities. A numeric
+        column with one value in every row is dropped, unless it is an image's pixel (``image``)."""
         if not self.name.strip():
             return _column(self.name, DROPPED, self.missing,
                            note="no name in the header (a row index, such as pandas' to_csv writes by default)")
@@ -219,8 +241,10 @@ class _ColumnScan:
             for found, what in ((self.first_text, "is not a number"), (self.first_infinite, "is not finite")):
                 if found:
                     raise DataError(
-                        f"{path}, line {found[0]}, column {self.name}: {found[1]!r} {what} but {numeric_share:.0%} of "
-                        "the column's values are finite numbers; fix the value or leave the field empty.")
+                        f"{found[0]}, line {found[1]}, column {self.name}: {found[2]!r} {what} but {numeric_share:.0%} "
+                        "of the column's values are finite numbers; fix the value or leave the field empty.")
+            if not (self.varies or self.missing or image):
+                return _column(self.name, DROPPED, 0, note=f"the same number ({self.first_number:g}) in every row")
             return _column(self.name, NUMERIC, self.missing)
         return _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
 
@@ -241,6 +265,11 @@ def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -
 
 def scan_csv(path: str) -> tuple[list[Column], bool]:
     """Every feature column of a CSV with its kind (from all rows), and whether the file has a label column."""
+    return _scan_csv_files([path])
+
+
+def _scan_file(path: str) -> tuple[list[_ColumnScan], bool]:
+    """The scans of a CSV's feature columns (header order) over all its rows, and whether it has a label column."""
     try:
         with open(path, newline="", encoding=CSV_ENCODING) as f:
             reader = csv.reader(f)
@@ -267,15 +296,12 @@ def scan_csv(path: str) -> tuple[list[Column], bool]:
                 rows += 1
                 for scan, value in zip(scans, row, strict=True):
                     if scan is not None:
-                        scan.add(value, reader.line_num)
+                        scan.add(value, path, reader.line_num)
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path} is not a text CSV file ({err}).") from err
     if rows == 0:
         raise DataError(f"{path} has a header but no data rows.")
-    columns = sorted((scan.column(path) for scan in scans if scan is not None), key=lambda c: natural_key(c.name))
-    if not any(c.kind != DROPPED for c in columns):
-        raise DataError(f"{path} has no usable feature columns (columns: {', '.join(header)}).")
-    return columns, LABEL_KEY in header
+    return [scan for scan in scans if scan is not None], LABEL_KEY in header
 
 
 def copy_checked_csv(source: str, target: str, columns: list[Column], has_label: bool, first_id: int = 0) -> int:
@@ -380,23 +406,22 @@ def feature_plan(columns: list[Column] | tuple[Column, ...], scaling: str) -> Fe
 
 
 def _scan_csv_files(files: list[str]) -> tuple[list[Column], bool]:
-    """The columns of several CSV files that share one header: kinds and counts over all of them."""
-    columns, has_label = scan_csv(files[0])
+    """The columns of one or several CSV files that share one header: kinds and counts over all their rows (a column
+    that is constant within each file but differs between them is used)."""
+    scans, has_label = _scan_file(files[0])
     for extra in files[1:]:
-        more, extra_label = scan_csv(extra)
-        if [c.name for c in more] != [c.name for c in columns] or extra_label != has_label:
+        more, extra_label = _scan_file(extra)
+        if [c.name for c in more] != [c.name for c in scans] or extra_label != has_label:
             raise DataError(f"{extra} has different columns from {files[0]}; all CSV files must share one header.")
-        columns = [_merge(a, b, extra) for a, b in zip(columns, more, strict=True)]
+        for scan, other in zip(scans, more, strict=True):
+            scan.merge(other)
+    image = _image_shape_for([scan.name for scan in scans]) is not None
+    columns = sorted((scan.column(image) for scan in scans), key=lambda c: natural_key(c.name))
+    if not any(c.kind != DROPPED for c in columns):
+        where = files[0] if len(files) == 1 else f"the {len(files)} CSV files ({files[0]}, ...)"
+        why = "; ".join(f"{c.name or '(no name)'}: {c.note}" for c in columns) or "it has only id and label columns"
+        raise DataError(f"{where} has no usable feature columns; {why}.")
     return columns, has_label
-
-
-def _merge(a: Column, b: Column, path: str) -> Column:
-    """One column's description over two files."""
-    if DROPPED in (a.kind, b.kind):
-        return a if a.kind == DROPPED else b
-    if a.kind != b.kind:
-        raise DataError(f"{path}: column {a.name} holds {b.kind} values but {a.kind} values in the first file.")
-    return _column(a.name, a.kind, a.missing + b.missing, a.values | b.values)
 
 
 def _stage_images(images: np.ndarray, labels: np.ndarray | None, staging_dir: str) -> StagedData:

@@ -34,7 +34,8 @@ def test_csv_without_numeric_columns_fails_with_one_sentence(tmp_path, capsys):
     src.write_text("name,colour\nada,red\nbob,blue\n")
     assert run.main(["--data", str(src), "--output-root", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {src} has no usable feature columns (columns: name, colour)."
+    assert err == (f"error: {src} has no usable feature columns; colour: a different text value in every row (an "
+                   "identifier or free text); name: a different text value in every row (an identifier or free text).")
 
 
 def test_missing_schema_fails_before_anything_runs(tmp_path, capsys):
