@@ -284,9 +284,12 @@ class GMVAE(keras.Model):
         if cfg.balance_weight > 0:
             # KL(batch-mean posterior || learned weights): no component silently empties or swallows others,
             # and the weights themselves follow the data (they are trained by the ELBO's KL(q(c|x) || pi))
-            mean_gamma = tf.reduce_mean(tf.exp(log_gamma), axis=0)
+            # a replica can get no rows (the last global batch smaller than the replicas): its term is 0, not NaN
+            rows = tf.shape(log_gamma)[0]
+            mean_gamma = tf.reduce_sum(tf.exp(log_gamma), axis=0) / tf.cast(tf.maximum(rows, 1), tf.float32)
             log_pi = tf.stop_gradient(tf.math.log(self.prior.mixture_weights() + 1e-8))
             balance = tf.reduce_sum(mean_gamma * (tf.math.log(mean_gamma + 1e-8) - log_pi))
+            balance = tf.where(rows > 0, balance, 0.0)
             loss += cfg.balance_weight * balance / tf.cast(n_replicas, tf.float32)
             terms["balance"] = balance
         return loss, terms
@@ -303,7 +306,9 @@ class GMVAE(keras.Model):
         if prior_vars:
             self.prior_optimizer.apply_gradients(zip(grads[len(network_vars) :], prior_vars, strict=True))
         n_replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
-        self._trackers["loss"].update_state(loss * n_replicas)
+        # a replica without rows (see `loss_terms`) adds nothing to the epoch means
+        has_rows = tf.cast(tf.shape(x)[0] > 0, tf.float32)
+        self._trackers["loss"].update_state(loss * n_replicas, sample_weight=has_rows)
         for name, value in terms.items():
-            self._trackers[name].update_state(tf.reduce_mean(value))
+            self._trackers[name].update_state(value, sample_weight=has_rows)
         return {name: t.result() for name, t in self._trackers.items() if name == "loss" or name in terms}
