@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from ml_metadata import metadata_store
@@ -10,8 +14,31 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 
-def run(pipeline: tfx.dsl.Pipeline) -> None:
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+def run(pipeline: tfx.dsl.Pipeline, run_options: Any = None) -> None:
+    """Run ``pipeline`` (all of it, or the part ``run_options`` selects) with its temporary files in `scratch`."""
+    with scratch():
+        tfx.orchestration.LocalDagRunner().run(pipeline, run_options=run_options)
+
+
+@contextlib.contextmanager
+def scratch() -> Iterator[str]:
+    """A temporary directory for everything the run puts in the system's temp folder, deleted afterwards.
+
+    TFX's Beam executors build a ~50 MB source package of TFX (``tfx_ephemeral``, for remote Beam workers) in a new
+    temporary directory at every execution and never delete it (1,443 of them, 66 GB, had filled the development
+    machine's disk). ``tempfile`` and ``TMPDIR`` (Beam's worker processes) point here meanwhile.
+    """
+    previous = tempfile.tempdir, os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="gmvae-run-", ignore_cleanup_errors=True) as path:
+        tempfile.tempdir, os.environ["TMPDIR"] = path, path
+        try:
+            yield path
+        finally:
+            tempfile.tempdir = previous[0]
+            if previous[1] is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = previous[1]
 
 
 def sqlite_config(path: str):

@@ -29,7 +29,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ROOT, free_port
-from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
 from components.clustering_evaluator.bless_rules import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES
@@ -69,7 +68,7 @@ def transformed(tmp_path_factory) -> dict[str, str]:
         model_settings=SETTINGS, thresholds=DEFAULT_THRESHOLDS, regression_tolerances=DEFAULT_TOLERANCES,
         image_shape=staged.image_shape, metadata_connection_config=local_runner.sqlite_config(paths.metadata),
         beam_pipeline_args=list(configs.DEFAULT_BEAM_ARGS))
-    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=["Transform"]))
+    local_runner.run(pipeline, run_options=RunOptions(to_nodes=["Transform"]))
     outputs = local_runner.latest_run_outputs(paths.metadata, configs.PIPELINE_NAME)
     assert all(o.state == "COMPLETE" for o in outputs)
     uris = {(o.component, o.kind): o.uri for o in outputs}

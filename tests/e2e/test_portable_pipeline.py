@@ -12,7 +12,6 @@ import os
 import pytest
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
-from tfx import v1 as tfx
 from tfx.orchestration.pipeline import RunOptions
 
 from components.clustering_evaluator.bless_rules import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES
@@ -34,7 +33,7 @@ def _run_beam_steps(root: str, data_dir: str, columns, beam_args: list[str]) -> 
         model_settings=configs.ModelSettings(), thresholds=DEFAULT_THRESHOLDS,
         regression_tolerances=DEFAULT_TOLERANCES,
         metadata_connection_config=local_runner.sqlite_config(paths.metadata), beam_pipeline_args=beam_args)
-    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=[BEAM_STEPS[-1]]))
+    local_runner.run(pipeline, run_options=RunOptions(to_nodes=[BEAM_STEPS[-1]]))
     outputs = local_runner.latest_run_outputs(paths.metadata, configs.PIPELINE_NAME)
     assert {(o.component, o.state) for o in outputs} == {(c, "COMPLETE") for c in BEAM_STEPS}
     return {o.component: o.uri for o in outputs}
