@@ -35,10 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Prints one line when each component starts and finishes, a progress bar per training stage and a "
         "closing summary (blessed or not and why, metrics, pushed version, report, TensorBoard, ML Metadata); every "
         "log line goes to <output-root>/logs/run-<time>.log. "
-        "Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not "
-        "match its schema (each anomaly listed, nothing trained or pushed); 4 training diverged (NaN/inf loss, nothing "
-        "exported or pushed); 5 the champion record beside the serving directory is unusable (empty, truncated, not "
-        "a champion record; nothing blessed or pushed: fix or delete it).",
+        "Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not match its "
+        "schema (each anomaly listed) or lacks a column the serving model needs (nothing trained or pushed); 4 "
+        "training diverged (NaN/inf loss, nothing exported or pushed); 5 the champion record beside the serving "
+        "directory is unusable (empty, truncated, not a champion record; nothing blessed or pushed: fix or delete it).",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.training import InitialisationError, TrainingDivergedError
     from pipeline import local_runner
     from pipeline.pipeline import create_pipeline
-    from serving.champion import ChampionRecordError
+    from serving.champion import ChampionInputsError, ChampionRecordError
 
     schema = args.schema or (configs.DIGITS_SCHEMA if args.data == DEFAULT_SOURCE else None)
     scaling = choose_scaling(args.scaling, staged)
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         print("columns:\n" + "\n".join(column_report(staged.columns)))
     log_path = log_path_for(args.output_root)
     print(f"full log: {log_path}")
-    errors = {DataAnomaliesError: EXIT_DATA_ANOMALIES, TrainingDivergedError: EXIT_TRAINING_DIVERGED,
-              InitialisationError: EXIT_BAD_INPUT, ChampionRecordError: EXIT_CHAMPION_RECORD}
+    errors = {DataAnomaliesError: EXIT_DATA_ANOMALIES, ChampionInputsError: EXIT_DATA_ANOMALIES,
+              TrainingDivergedError: EXIT_TRAINING_DIVERGED, InitialisationError: EXIT_BAD_INPUT,
+              ChampionRecordError: EXIT_CHAMPION_RECORD}
     start = time.monotonic()
     with console_output(log_path, verbose=args.verbose) as console:
         pipeline = create_pipeline(

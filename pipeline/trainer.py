@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Collection
 
 import numpy as np
 import tensorflow as tf
@@ -39,7 +40,8 @@ from model.metrics import cluster_accuracy
 from model.training import fit_gmvae
 from pipeline import configs, training_summary
 from serving import cluster_ids
-from serving.champion import resolve_champion
+from serving.champion import ChampionInputsError, resolve_champion
+from serving.feature_spec import read_feature_spec
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
@@ -162,6 +164,22 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
     return AlignmentTarget(champion.model_dir if champion else None, known)
 
 
+def check_champion_inputs(target: AlignmentTarget, raw_feature_names: Collection[str]) -> None:
+    """`ChampionInputsError` when the champion model (``target.model_dir``) requires a feature that this run's data
+    does not have (e.g. a column dropped at staging tonight because it was constant or empty): the champion could not
+    score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison could be carried over."""
+    if target.model_dir is None:
+        return
+    missing = [f.name for f in read_feature_spec(target.model_dir).values()
+               if not f.optional and f.name not in raw_feature_names]
+    if missing:
+        raise ChampionInputsError(
+            f"this run's data has no column {', '.join(map(repr, missing))}, which the serving model at "
+            f"{target.model_dir} requires, so it can neither hand its cluster IDs on nor be compared with this run's "
+            "model; bring the column back (the run's column report says why it was left out) or train a new model "
+            "line with its own serving directory.")
+
+
 def _champion_clusters(model_dir: str, records: list[bytes]) -> tuple[np.ndarray, int]:
     """The champion's cluster IDs of serialized examples and its number of probability columns."""
     serve = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE]
@@ -211,6 +229,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     transform = _TransformedInput(tf_transform_output)
     raw_spec = tf_transform_output.raw_feature_spec()
+    check_champion_inputs(target, raw_spec)  # before training too: the champion must read tonight's examples
     records = training_data(fn_args.train_files, transform, raw_spec)
     in_memory = n_workers(strategy) == 1 and records.n_rows * records.input_dim <= IN_MEMORY_VALUES
     data = records.in_memory() if in_memory else records

@@ -31,6 +31,10 @@ class ChampionRecordError(ValueError):
         self.path = path
 
 
+class ChampionInputsError(ValueError):
+    """This run's data lacks a column the champion model requires; the message says which."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Champion:
     """One champion record: the serving ``version`` at ``serving_path``, pushed from ``model_uri`` (MLMD id

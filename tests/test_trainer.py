@@ -163,3 +163,19 @@ def test_a_rolled_back_champion_aligns_to_the_newest_version_left_and_never_reis
     target = trainer.alignment_target(FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: record}))
     assert target.model_dir is None and target.known.next_id == 4
     assert trainer.stable_ids(candidate, 4, x, [], target, "m3").latest.ids == (4, 5, 6, 7)
+
+
+def test_a_champion_needing_a_column_the_data_lacks_stops_before_training(tmp_path):
+    from model.export import export_saved_model
+    from serving.champion import ChampionInputsError
+
+    champion_model = build_model(GMVAEConfig(input_dim=2, n_components=2, latent_dim=2, hidden_units=(8,),
+                                             image_shape=None, input_scale=1.0, likelihood="gaussian"))
+    champion_dir = str(tmp_path / "champion")
+    export_saved_model(champion_model, champion_dir, ["a", "c"], cluster_ids=[0, 1])
+    target = trainer.AlignmentTarget(champion_dir, None)
+    trainer.check_champion_inputs(target, {"a", "c", "d"})  # a new column is fine: the champion ignores it
+    trainer.check_champion_inputs(trainer.AlignmentTarget(None, None), set())
+    with pytest.raises(ChampionInputsError, match=r"^this run's data has no column 'c', which the serving "
+                       "model at .*champion requires, so it can neither hand its cluster IDs on"):
+        trainer.check_champion_inputs(target, {"a", "d"})
