@@ -275,16 +275,18 @@ def _agreement(partitions: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
 
 def _input_partition(inputs: np.ndarray | None, k: int, cfg: GMVAEConfig) -> tuple[np.ndarray, float] | None:
     """The clusters [N] of a full GMM on the standardized inputs [N, F] (of `STABILITY_RUNS` seeds, the one that
-    agrees most with the others) and its stability over the seeds; None without inputs, with more than
-    `MAX_FULL_FEATURES` features or fewer than `INPUT_ROWS_PER_FEATURE` rows per feature and cluster, with a
-    two-valued column (one-hot category, missing-value indicator: a full GMM locks onto their 0/1 patterns), or
+    agrees most with the others) and its stability over the seeds, constant columns left out; None without inputs,
+    with more than `MAX_FULL_FEATURES` features or fewer than `INPUT_ROWS_PER_FEATURE` rows per feature and cluster,
+    with a two-valued column (one-hot category, missing-value indicator: a full GMM locks onto their 0/1 patterns), or
     when the GMM cannot be fitted (the codes' pick stands)."""
-    if inputs is None or inputs.shape[1] > MAX_FULL_FEATURES:
-        return None
-    if len(inputs) < INPUT_ROWS_PER_FEATURE * inputs.shape[1] * k:
+    if inputs is None:
         return None
     x = np.asarray(inputs, np.float64)
-    if any(len(np.unique(column)) <= 2 for column in x.T):
+    distinct = np.array([len(np.unique(column)) for column in x.T])
+    x = x[:, distinct > 1]  # a constant column carries nothing (and is no 0/1 pattern)
+    if not 0 < x.shape[1] <= MAX_FULL_FEATURES or len(x) < INPUT_ROWS_PER_FEATURE * x.shape[1] * k:
+        return None
+    if np.any(distinct == 2):
         return None
     spread = x.std(0)
     x = (x - x.mean(0)) / np.where(spread > 1e-8 * max(float(spread.max()), 1e-12), spread, 1.0)

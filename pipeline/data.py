@@ -191,8 +191,6 @@ class _ColumnScan:
         self.values: set[str] = set()
         self.first_text: tuple[str, int, str] | None = None  # (file, line, value) of the first non-number
         self.first_infinite: tuple[str, int, str] | None = None
-        self.first_number: float | None = None
-        self.varies = False  # two different numbers seen
 
     def add(self, value: str, path: str, line: int) -> None:
         if is_missing(value):
@@ -208,13 +206,6 @@ class _ColumnScan:
             self.first_infinite = self.first_infinite or (path, line, value)
         else:
             self.numbers += 1
-            self._seen(number)
-
-    def _seen(self, number: float) -> None:
-        if self.first_number is None:
-            self.first_number = number
-        elif number != self.first_number:
-            self.varies = True
 
     def merge(self, other: _ColumnScan) -> None:
         """Add the same column's scan of another file."""
@@ -224,13 +215,9 @@ class _ColumnScan:
         self.values |= other.values
         self.first_text = self.first_text or other.first_text
         self.first_infinite = self.first_infinite or other.first_infinite
-        self.varies |= other.varies
-        if other.first_number is not None:
-            self._seen(other.first_number)
 
-    def column(self, image: bool) -> Column:
-        """The column's kind, or a DataError when a mostly numeric column holds text or infinities. A numeric
-        column with one value in every row is dropped, unless it is an image's pixel (``image``)."""
+    def column(self) -> Column:
+        """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
         if not self.name.strip():
             return _column(self.name, DROPPED, self.missing,
                            note="no name in the header (a row index, such as pandas' to_csv writes by default)")
@@ -243,8 +230,6 @@ class _ColumnScan:
                     raise DataError(
                         f"{found[0]}, line {found[1]}, column {self.name}: {found[2]!r} {what} but {numeric_share:.0%} "
                         "of the column's values are finite numbers; fix the value or leave the field empty.")
-            if not (self.varies or self.missing or image):
-                return _column(self.name, DROPPED, 0, note=f"the same number ({self.first_number:g}) in every row")
             return _column(self.name, NUMERIC, self.missing)
         return _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
 
@@ -415,8 +400,7 @@ def _scan_csv_files(files: list[str]) -> tuple[list[Column], bool]:
             raise DataError(f"{extra} has different columns from {files[0]}; all CSV files must share one header.")
         for scan, other in zip(scans, more, strict=True):
             scan.merge(other)
-    image = _image_shape_for([scan.name for scan in scans]) is not None
-    columns = sorted((scan.column(image) for scan in scans), key=lambda c: natural_key(c.name))
+    columns = sorted((scan.column() for scan in scans), key=lambda c: natural_key(c.name))
     if not any(c.kind != DROPPED for c in columns):
         where = files[0] if len(files) == 1 else f"the {len(files)} CSV files ({files[0]}, ...)"
         why = "; ".join(f"{c.name or '(no name)'}: {c.note}" for c in columns) or "it has only id and label columns"

@@ -166,8 +166,9 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
 
 def check_champion_inputs(target: AlignmentTarget, raw_feature_names: Collection[str]) -> None:
     """`ChampionInputsError` when the champion model (``target.model_dir``) requires a feature that this run's data
-    does not have (e.g. a column dropped at staging tonight because it was constant or empty): the champion could not
-    score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison could be carried over."""
+    does not have (e.g. a column left out at staging tonight because it was empty or held one text value): the
+    champion could not score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison
+    could be carried over."""
     if target.model_dir is None:
         return
     missing = [f.name for f in read_feature_spec(target.model_dir).values()

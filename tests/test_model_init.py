@@ -239,6 +239,9 @@ def test_the_inputs_candidate_is_skipped_when_wide_or_unfittable(monkeypatch) ->
     flags = np.c_[x, np.random.default_rng(3).random(200) < 0.1]  # a missing-value indicator: 0/1 only
     assert training._input_partition(x, 2, config) is not None
     assert training._input_partition(flags, 2, config) is None
+    constant = np.c_[x, np.full(200, 4.0)]  # a column with one value everywhere is left out, not a 0/1 pattern
+    np.testing.assert_array_equal(training._input_partition(constant, 2, config)[0],
+                                  training._input_partition(x, 2, config)[0])
 
     def fail(*args, **kwargs):
         raise InitialisationError("no fit")
