@@ -282,11 +282,10 @@ def _input_partition(inputs: np.ndarray | None, k: int, cfg: GMVAEConfig) -> tup
     if inputs is None:
         return None
     x = np.asarray(inputs, np.float64)
-    distinct = np.array([len(np.unique(column)) for column in x.T])
-    x = x[:, distinct > 1]  # a constant column carries nothing (and is no 0/1 pattern)
+    x = x[:, x.min(0) < x.max(0)]  # a constant column carries nothing (and is no 0/1 pattern)
     if not 0 < x.shape[1] <= MAX_FULL_FEATURES or len(x) < INPUT_ROWS_PER_FEATURE * x.shape[1] * k:
         return None
-    if np.any(distinct == 2):
+    if any(len(np.unique(column)) == 2 for column in x.T):
         return None
     spread = x.std(0)
     x = (x - x.mean(0)) / np.where(spread > 1e-8 * max(float(spread.max()), 1e-12), spread, 1.0)

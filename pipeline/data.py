@@ -248,11 +248,6 @@ def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -
     return lines + [f"  {c.describe()}" for c in dropped]
 
 
-def scan_csv(path: str) -> tuple[list[Column], bool]:
-    """Every feature column of a CSV with its kind (from all rows), and whether the file has a label column."""
-    return _scan_csv_files([path])
-
-
 def _scan_file(path: str) -> tuple[list[_ColumnScan], bool]:
     """The scans of a CSV's feature columns (header order) over all its rows, and whether it has a label column."""
     try:
