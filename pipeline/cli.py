@@ -77,13 +77,17 @@ def model_overrides(text: str) -> dict[str, Any]:
 
 
 def clusters(text: str) -> int | str:
-    """``--clusters``: a positive number of clusters or ``auto``."""
+    """``--clusters``: a number of clusters (at least `configs.MIN_CLUSTERS`) or ``auto``."""
     if text.strip().lower() == configs.AUTO:
         return configs.AUTO
     try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError as err:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'auto', got {text!r}") from err
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < configs.MIN_CLUSTERS:
+        least = configs.MIN_CLUSTERS
+        raise argparse.ArgumentTypeError(f"must be an integer of at least {least} or 'auto', got {text!r}")
+    return value
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:

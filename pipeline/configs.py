@@ -91,6 +91,8 @@ MODEL_PRESETS = {(8, 8): "digits", (28, 28): "mnist"}
 TABLE_PRESET = "table"
 PRESET_NAMES = ("digits", "mnist", "default", TABLE_PRESET)
 AUTO = "auto"
+# The fewest clusters a user may ask for: one cluster groups nothing, and its quality (silhouette) is undefined.
+MIN_CLUSTERS = 2
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,9 @@ class ModelSettings:
     def __post_init__(self) -> None:
         if self.preset not in (AUTO, *PRESET_NAMES):
             raise ValueError(f"unknown model preset {self.preset!r}; expected one of {(AUTO, *PRESET_NAMES)}")
-        valid_int = isinstance(self.clusters, int) and self.clusters > 0
+        valid_int = isinstance(self.clusters, int) and self.clusters >= MIN_CLUSTERS
         if not (self.clusters is None or self.clusters == AUTO or valid_int):
-            raise ValueError(f"clusters must be a positive integer or 'auto', got {self.clusters!r}")
+            raise ValueError(f"clusters must be an integer of at least {MIN_CLUSTERS} or 'auto', got {self.clusters!r}")
 
     def resolved(self, image_shape: tuple[int, int] | None, scaling: str) -> ModelSettings:
         """These settings with the preset chosen for the data when it is ``auto``."""

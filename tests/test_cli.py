@@ -65,12 +65,12 @@ def test_clusters_flag_takes_a_number_or_auto(value, expected):
     assert run.model_settings(args).clusters == expected
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "many"])
+@pytest.mark.parametrize("value", ["0", "1", "-2", "many"])
 def test_bad_clusters_flag_is_refused_with_a_reason(value, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run.build_parser().parse_args(["--clusters", value])
     assert exit_info.value.code == 2
-    assert f"must be a positive integer or 'auto', got '{value}'" in capsys.readouterr().err
+    assert f"must be an integer of at least 2 or 'auto', got '{value}'" in capsys.readouterr().err
 
 
 def test_local_and_kubeflow_clis_offer_the_same_model_flags():

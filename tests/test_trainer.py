@@ -37,8 +37,9 @@ def test_clusters_setting_reaches_the_model_config():
     assert _config(ModelSettings(preset="digits", clusters="auto"), image_shape=(8, 8)).n_components is None
     assert _config(ModelSettings(preset="table")).n_components is None, "tables let the data choose K by default"
     assert _config(ModelSettings(preset="table", clusters=3)).n_components == 3
-    with pytest.raises(ValueError, match="clusters must be a positive integer or 'auto'"):
-        ModelSettings(clusters=0)
+    for bad in (0, 1):
+        with pytest.raises(ValueError, match="clusters must be an integer of at least 2 or 'auto'"):
+            ModelSettings(clusters=bad)
 
 
 @pytest.mark.parametrize(("rows", "features"), [(150, 4), (569, 30), (1_000_000, 12)])
