@@ -83,10 +83,10 @@ def clusters(text: str) -> int | str:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < configs.MIN_CLUSTERS:
-        least = configs.MIN_CLUSTERS
-        raise argparse.ArgumentTypeError(f"must be an integer of at least {least} or 'auto', got {text!r}")
+        value = None
+    if value is None or value < configs.MIN_CLUSTERS:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer of at least {configs.MIN_CLUSTERS} or 'auto', got {text!r}")
     return value
 
 
