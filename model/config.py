@@ -28,6 +28,9 @@ class GMVAEConfig:
     latent_dim: int = 10
     hidden_units: tuple[int, ...] = (500, 500, 2000)
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    # Gaussian likelihood: the columns with two values (one-hot slots, missing indicators, 0/1 numbers) that are
+    # modelled as Bernoulli instead (`GMVAE.log_likelihood`); None: `fit_gmvae` finds them in the data.
+    binary_features: tuple[int, ...] | None = None
     input_scale: float = 1.0
     # Image shape (height, width) of the flat input; with `augment` it enables random
     # shifts/rotations/zooms of the encoder input (DEC-DA). Leave None for non-image data.

@@ -1,8 +1,8 @@
 """Gaussian-mixture VAE (GMVAE / VaDE) as a Keras 2 model with its own `train_step`.
 
-Generative model: c ~ Categorical(pi), z | c ~ N(mu_c, diag(sigma_c^2)), x | z ~ Bernoulli or
-Gaussian(decoder(z)). The marginal prior p(z) is a `tfd.MixtureSameFamily` whose weights, means
-and scales are trainable variables of `MixturePrior`.
+Generative model: c ~ Categorical(pi), z | c ~ N(mu_c, diag(sigma_c^2)), x | z ~ Bernoulli(decoder(z))
+(images) or, per table column, Gaussian (Bernoulli for two-valued columns: `GMVAE.log_likelihood`). The marginal
+prior p(z) is a `tfd.MixtureSameFamily` whose weights, means and scales are trainable variables of `MixturePrior`.
 
 Loss (negative ELBO). KL(q(z|x) || p(z)) to a mixture has no closed form. We use the VaDE
 decomposition (Jiang et al. 2017): with q(c|x) := p(c|z), z ~ q(z|x),
@@ -160,6 +160,8 @@ class GMVAE(keras.Model):
             if config.likelihood == "gaussian"
             else None
         )
+        binary = np.isin(np.arange(config.input_dim), config.binary_features or ())
+        self._binary_mask = tf.constant(binary) if self.log_noise is not None and binary.any() else None
         self.augmenter = _augmenter(config) if config.augmenting else None
         if self.augmenter is not None:
             self.augmenter.build((None, config.input_dim))
@@ -192,16 +194,23 @@ class GMVAE(keras.Model):
         loc, raw_scale = tf.split(h, 2, axis=-1)
         return tfd.Normal(loc=loc, scale=1e-3 + tf.nn.softplus(raw_scale - 2.0))
 
-    def decode(self, z: tf.Tensor, training: bool = False) -> tfd.Distribution:
-        """p(x|z) with event shape [input_dim]."""
+    def log_likelihood(self, z: tf.Tensor, x: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """log p(x|z) per example [B] for codes z [B, D] and inputs x [B, input_dim].
+
+        Bernoulli on images; on tables a Gaussian per column with a learned noise std, except the two-valued
+        columns of `config.binary_features`, whose decoder output is the logit of x > 0 (a standardised two-valued
+        column has its mean, 0, between its values). A Gaussian would reward their exact reconstruction without
+        bound as the noise std shrinks, so a one-hot or missing-indicator column would outweigh the numbers.
+        """
         out = self.decoder(z, training=training)
         if self.log_noise is None:
-            return tfd.Independent(tfd.Bernoulli(logits=out), reinterpreted_batch_ndims=1)
-        return tfd.Independent(
-            # 0.5413 = softplus^-1(1): the noise std starts at 1; the floor keeps constant columns finite
-            tfd.Normal(out, 1e-2 + tf.nn.softplus(self.log_noise + 0.5413)),
-            reinterpreted_batch_ndims=1,
-        )
+            return tfd.Independent(tfd.Bernoulli(logits=out), reinterpreted_batch_ndims=1).log_prob(x)
+        # 0.5413 = softplus^-1(1): the noise std starts at 1; the floor keeps constant columns finite
+        per_column = tfd.Normal(out, 1e-2 + tf.nn.softplus(self.log_noise + 0.5413)).log_prob(x)
+        if self._binary_mask is not None:
+            bernoulli = -tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(x > 0.0, tf.float32), logits=out)
+            per_column = tf.where(self._binary_mask, bernoulli, per_column)
+        return tf.reduce_sum(per_column, axis=-1)
 
     def kl_divergence(self, posterior: tfd.Normal, log_gamma: tf.Tensor) -> tf.Tensor:
         """VaDE KL: sum_k gamma_k KL(q(z|x)||p(z|k)) + KL(gamma||pi), per example [B]."""
@@ -220,7 +229,7 @@ class GMVAE(keras.Model):
         x = tf.convert_to_tensor(x, tf.float32)
         posterior = self.encode(x, training=training)
         log_gamma = self.prior.log_posterior(posterior.loc)
-        elbo = self.decode(posterior.loc).log_prob(x) - self.kl_divergence(posterior, log_gamma)
+        elbo = self.log_likelihood(posterior.loc, x) - self.kl_divergence(posterior, log_gamma)
         return {
             features.CLUSTER: tf.argmax(log_gamma, axis=-1, output_type=tf.int64),
             features.CLUSTER_PROBABILITIES: tf.exp(log_gamma),
@@ -254,13 +263,13 @@ class GMVAE(keras.Model):
         n_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         x_in = self.augmenter(x, training=True) if self.augmenter is not None else x
         if self.pretraining:
-            recon = -self.decode(self.encode(x_in, training=True).loc, training=True).log_prob(x_in)
+            recon = -self.log_likelihood(self.encode(x_in, training=True).loc, x_in, training=True)
             return tf.nn.compute_average_loss(recon), {"reconstruction": recon}
         target = x if cfg.reconstruct_clean else x_in
         posterior = self.encode(x_in, training=True)
         z = posterior.sample()
         log_gamma = self.prior.log_posterior(z)
-        recon = -self.decode(z, training=True).log_prob(target)
+        recon = -self.log_likelihood(z, target, training=True)
         kl = self.kl_divergence(posterior, log_gamma)
         per_example = recon + self.kl_weight * kl
         terms = {"reconstruction": recon, "kl": kl}

@@ -100,6 +100,8 @@ class InitialisationError(ValueError):
 
 # At least this many rows per cluster; fewer cannot estimate a component's mean and variance.
 MIN_ROWS_PER_CLUSTER = 5
+# A two-valued column is modelled as Bernoulli (`binary_columns`) when its rarer value is in this share of the rows.
+MIN_BINARY_SHARE = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -472,6 +474,15 @@ def _restore(model: GMVAE, checkpoint_dir: str, stage: str) -> None:
         .assert_existing_objects_matched()
 
 
+def binary_columns(x: np.ndarray, min_share: float = MIN_BINARY_SHARE) -> tuple[int, ...]:
+    """Indices of the columns of x [N, F] with exactly two values, one on each side of 0 (standardised), each in
+    at least ``min_share`` of the rows: rarer values are outliers of a near-constant column, not a category."""
+    low, high = x.min(axis=0), x.max(axis=0)
+    two_valued = np.all((x == low) | (x == high), axis=0) & (low < 0) & (high > 0)
+    rarer = np.minimum((x == low).mean(axis=0), (x == high).mean(axis=0))
+    return tuple(int(j) for j in np.flatnonzero(two_valued & (rarer >= min_share)))
+
+
 def fit_gmvae(
     x: np.ndarray | TrainingData,
     config: GMVAEConfig,
@@ -503,6 +514,8 @@ def fit_gmvae(
     if data.array is not None and not np.all(np.isfinite(data.array)):
         raise ValueError("x contains NaN or infinite values")
     check_rows_for_clusters(min(data.n_rows, config.init_sample), config.n_components)  # before any training
+    if config.likelihood == "gaussian" and config.binary_features is None:
+        config = config.replace(binary_features=binary_columns(data.sample(config.init_sample, config.seed)[1]))
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = strategy or tf.distribute.get_strategy()

@@ -44,7 +44,7 @@ from serving.champion import ChampionInputsError, resolve_champion
 from serving.feature_spec import read_feature_spec
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
-_TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape")
+_TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape", "binary_features")
 BATCH_SIZE = 1024  # serialized examples per call when transforming or scoring them in memory
 # One process trains from memory up to this many model-input values (128 MB of float32), as Keras batches and
 # shuffles an array; larger data, and every multi-worker training, stream from the TFRecords.
