@@ -92,8 +92,8 @@ def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> d
         if stage == "pretrain":
             codes = latent_means(model, data.x)
             # the single-Gaussian VAE starts from this same autoencoder (K=1, no clustering terms)
-            saved.update(vae=with_networks(model, config.replace(n_components=1, self_training_weight=0.0,
-                                                                 balance_weight=0.0)),
+            saved.update(vae=with_networks(model, model.config.replace(n_components=1, self_training_weight=0.0,
+                                                                       balance_weight=0.0)),
                          pretrain_seconds=time.perf_counter() - start_fit)
             km, s1 = _timed(lambda: KMeans(k, n_init=10, random_state=seed).fit_predict(codes))
             gm, s2 = _timed(lambda: GaussianMixture(k, covariance_type="full", n_init=3, reg_covar=1e-4,

@@ -80,6 +80,9 @@ class GMVAEConfig:
             raise ValueError("input_dim, latent_dim and batch_size must be positive")
         if self.n_components is not None and self.n_components < 1:
             raise ValueError(f"the number of clusters must be at least 1, got {self.n_components}")
+        if self.binary_features is not None and not all(0 <= j < self.input_dim for j in self.binary_features):
+            raise ValueError(f"binary_features must be column indices in 0..{self.input_dim - 1}, "
+                             f"got {self.binary_features}")
         low, high = self.auto_components
         if not 1 <= low <= high:
             raise ValueError(f"auto_components must be a range 1 <= low <= high, got {self.auto_components}")

@@ -505,8 +505,9 @@ def fit_gmvae(
     same autoencoder's codes.
     Under a multi-worker strategy every worker calls it: the chief alone initialises the mixture (and shares it)
     and keeps the stage checkpoints.
-    Returns the model (its config has the chosen K) and a history dict (per-epoch losses of the stages run, stage
-    seconds, `resumed_stages`, `n_components`, `k_reason`, `k_scores`, `init_method`).
+    Returns the model (its config has the chosen K and, for tables, the two-valued columns `binary_columns` found,
+    kept in the stage checkpoints so a resumed run uses the same) and a history dict (per-epoch losses of the stages
+    run, stage seconds, `resumed_stages`, `n_components`, `k_reason`, `k_scores`, `init_method`).
     """
     data = as_training_data(x)
     if data.input_dim != config.input_dim:
@@ -514,21 +515,24 @@ def fit_gmvae(
     if data.array is not None and not np.all(np.isfinite(data.array)):
         raise ValueError("x contains NaN or infinite values")
     check_rows_for_clusters(min(data.n_rows, config.init_sample), config.n_components)  # before any training
-    if config.likelihood == "gaussian" and config.binary_features is None:
-        config = config.replace(binary_features=binary_columns(data.sample(config.init_sample, config.seed)[1]))
+    initialised, pretrained = _stage_done(checkpoint_dir, "init"), _stage_done(checkpoint_dir, "pretrain")
+    if config.likelihood == "gaussian" and config.binary_features is None:  # a resumed run keeps the first run's
+        found = (pretrained or {}).get("binary_features")
+        config = config.replace(binary_features=tuple(found) if found is not None else
+                                binary_columns(data.sample(config.init_sample, config.seed)[1]))
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = strategy or tf.distribute.get_strategy()
     model = build_model(config, strategy)
     history: dict[str, Any] = {"resumed_stages": []}
-    initialised, pretrained = _stage_done(checkpoint_dir, "init"), _stage_done(checkpoint_dir, "pretrain")
     start = time.perf_counter()
     if pretrained:
         _restore(model, checkpoint_dir, "pretrain")
         history["resumed_stages"].append("pretrain")
     else:
         history.update(pretrain(model, data, strategy, verbose, checkpoint_dir))
-        _mark_done(model, checkpoint_dir, "pretrain", {"stage": "pretrain"}, strategy)
+        _mark_done(model, checkpoint_dir, "pretrain", {"stage": "pretrain",
+                                                        "binary_features": config.binary_features}, strategy)
     history["pretrain_seconds"] = time.perf_counter() - start
     if on_stage:
         on_stage("pretrain", model)

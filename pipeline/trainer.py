@@ -255,6 +255,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             checkpoint_dir=checkpoint_dir, on_stage=on_stage,
             verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
 
+    logging.info("Model input columns reconstructed as two-valued (Bernoulli): %s",
+                 list(model.config.binary_features or []) or "none")
     eval_records = read_records(fn_args.eval_files)
     x_eval = model_inputs(eval_records, transform, raw_spec)
     registry = stable_ids(model.predict_outputs(x_eval)[CLUSTER], model.prior.n_components, x_eval, eval_records,

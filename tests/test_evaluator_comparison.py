@@ -94,12 +94,17 @@ def assets(tmp_path_factory):
             "unlabelled": _write_examples(str(root / "unlabelled"), False)}
 
 
-def _run(assets, tmp_path, examples="labelled", model="model"):
+def _run(assets, tmp_path, examples="labelled", model="model", baseline=None):
     artifact = standard_artifacts.Model()
     artifact.uri, artifact.id = str(assets["root"] / model), 1
+    inputs = {"examples": [assets[examples]], "model": [artifact]}
+    if baseline:
+        inputs[ce_executor.BASELINE_MODEL_KEY] = [standard_artifacts.Model()]
+        inputs[ce_executor.BASELINE_MODEL_KEY][0].uri, inputs[ce_executor.BASELINE_MODEL_KEY][0].id = \
+            str(assets["root"] / baseline), 2
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(tmp_path / "evaluation"), str(tmp_path / "blessing")
-    ce_executor.Executor().Do({"examples": [assets[examples]], "model": [artifact]},
+    ce_executor.Executor().Do(inputs,
                               {"evaluation": [evaluation], "blessing": [blessing]}, {"thresholds": "{}"})
     with open(os.path.join(evaluation.uri, "metrics.json")) as f:
         record = json.load(f)
@@ -199,6 +204,27 @@ def test_an_unusable_summary_gives_a_note_not_a_failed_evaluation(assets, tmp_pa
     assert record["comparison"]["note"].startswith("no comparison: the training summary could not be used")
     assert "no comparison: the training summary could not be used" in page
     assert blessing.get_int_custom_property("blessed") == 1
+
+
+@pytest.mark.parametrize("binary_features", [None, [0]])
+def test_mean_elbo_is_compared_only_between_models_of_the_same_likelihood(assets, tmp_path, binary_features) -> None:
+    """A baseline whose summary records other two-valued columns (or, from before the field, none) has an ELBO on
+    another scale: the regression check skips it and the report says so; the same likelihood is compared."""
+    name = "baseline_other_likelihood" if binary_features else "baseline_same_likelihood"
+    baseline = assets["root"] / name
+    if not baseline.exists():
+        shutil.copytree(assets["root"] / "model", baseline)
+        path = baseline / baselines.TRAINING_SUMMARY_FILE
+        summary = json.loads(path.read_text())
+        summary["config"]["binary_features"] = binary_features
+        path.write_text(json.dumps(summary))
+    record, page, _ = _run(assets, tmp_path, baseline=name)
+    compared = [c for c in record["decision"]["comparisons"] if c.startswith("mean ELBO")]
+    note = "mean ELBO not compared with the baseline: the two models' likelihoods differ"
+    if binary_features:
+        assert not compared and any(n.startswith(note) for n in record["notes"]) and note in page
+    else:  # the assets' table has no two-valued column: () and a missing field are the same likelihood
+        assert len(compared) == 1 and not any(n.startswith(note) for n in record["notes"])
 
 
 @pytest.mark.parametrize(("nmi", "start"), [

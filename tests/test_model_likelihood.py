@@ -57,6 +57,23 @@ def test_fit_finds_the_binary_columns_of_a_table_and_none_of_an_image() -> None:
     assert model.config.binary_features is None
 
 
+def test_a_resumed_run_keeps_the_first_runs_binary_columns(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    x = _standardised(np.column_stack([rng.normal(size=(120, 3)), rng.integers(0, 2, 120)]))
+    config = GMVAEConfig.for_table(120, 4, n_components=2, hidden_units=(8,), pretrain_epochs=1, epochs=1,
+                                   gmm_n_init=1)
+    fit_gmvae(x, config, verbose=0, checkpoint_dir=str(tmp_path))
+    x[0, 3] = 0.5  # a third value: a fresh run would model the column as a Gaussian
+    model, history = fit_gmvae(x, config, verbose=0, checkpoint_dir=str(tmp_path))
+    assert "pretrain" in history["resumed_stages"] and model.config.binary_features == (3,)
+    assert fit_gmvae(x, config, verbose=0)[0].config.binary_features == ()
+
+
+def test_binary_features_must_be_columns_of_the_input() -> None:
+    with pytest.raises(ValueError, match="binary_features must be column indices in 0..2"):
+        GMVAEConfig(input_dim=3, likelihood="gaussian", binary_features=(3,))
+
+
 @pytest.mark.e2e
 def test_random_text_column_and_blanks_do_not_decide_the_clusters() -> None:
     """Three groups in four numeric columns, plus a random four-valued text column (one-hot, with the always-zero

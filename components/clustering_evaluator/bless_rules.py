@@ -81,6 +81,8 @@ DRIFT_THRESHOLD = 0.1
 # Regression tolerances ({metric: allowed worsening vs the baseline}) are absolute, except for these metrics, whose
 # tolerance is relative to |baseline| (0.05 = 5%). Metrics missing or NaN in the baseline are not compared.
 RELATIVE_TOLERANCE_METRICS = frozenset({"mean_elbo"})
+# Metrics on the scale of the model's likelihood: compared with a baseline only when both share it.
+ELBO_METRICS = frozenset({"mean_elbo"})
 
 # The defaults, used by the local and Kubeflow runners and by the component when given none. The smallest cluster
 # must hold at least a tenth of an equal share (1% of the examples for K=10, 0.2% for K=50): a floor against a

@@ -48,6 +48,20 @@ def read_training_summary(model_uri: str) -> tuple[dict[str, Any] | None, str | 
     return content, None
 
 
+def same_likelihood(candidate: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None) -> bool:
+    """False when both training summaries are known and their models' likelihoods differ (the likelihood, and which
+    table columns are Bernoulli: `GMVAEConfig.binary_features`, none in a summary written before it existed): their
+    ELBOs are then on different scales and not comparable."""
+    if not candidate or not baseline:
+        return True
+
+    def likelihood(summary: Mapping[str, Any]) -> tuple[Any, tuple[int, ...]]:
+        config = summary.get("config") or {}
+        return config.get("likelihood"), tuple(config.get("binary_features") or ())
+
+    return likelihood(candidate) == likelihood(baseline)
+
+
 def _config(summary: Mapping[str, Any]) -> GMVAEConfig:
     known = {f.name for f in dataclasses.fields(GMVAEConfig)}
     return GMVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()
