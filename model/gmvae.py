@@ -115,6 +115,17 @@ def _mlp(units: tuple[int, ...], output_dim: int, name: str, seed: int) -> keras
     return keras.Sequential(layers, name=name)
 
 
+def _missing_masks(config: GMVAEConfig) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Constants for `config.missing_groups` over the input columns [input_dim]: the column whose value > 0 marks
+    each column missing (itself when none), whether a column has such a marker, and whether it is an indicator."""
+    source = np.arange(config.input_dim)
+    marked = np.zeros(config.input_dim, dtype=bool)
+    indicator = np.zeros(config.input_dim, dtype=bool)
+    for first, *columns in config.missing_groups:
+        source[columns], marked[columns], indicator[first] = first, True, True
+    return tf.constant(source, tf.int32), tf.constant(marked), tf.constant(indicator)
+
+
 def _augmenter(config: GMVAEConfig) -> keras.Sequential:
     """Random shift / rotation / zoom of flat images (DEC-DA); only active when training=True."""
     h, w = config.image_shape
@@ -162,6 +173,7 @@ class GMVAE(keras.Model):
         )
         binary = np.isin(np.arange(config.input_dim), config.binary_features or ())
         self._binary_mask = tf.constant(binary) if self.log_noise is not None and binary.any() else None
+        self._missing = _missing_masks(config) if self.log_noise is not None and config.missing_groups else None
         self.augmenter = _augmenter(config) if config.augmenting else None
         if self.augmenter is not None:
             self.augmenter.build((None, config.input_dim))
@@ -201,6 +213,8 @@ class GMVAE(keras.Model):
         columns of `config.binary_features`, whose decoder output is the logit of x > 0 (a standardised two-valued
         column has its mean, 0, between its values). A Gaussian would reward their exact reconstruction without
         bound as the noise std shrinks, so a one-hot or missing-indicator column would outweigh the numbers.
+        With `config.missing_groups`, indicators are not reconstructed and a value marked missing (its imputed
+        mean) does not count: the likelihood is that of the observed values only.
         """
         out = self.decoder(z, training=training)
         if self.log_noise is None:
@@ -210,6 +224,10 @@ class GMVAE(keras.Model):
         if self._binary_mask is not None:
             bernoulli = -tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(x > 0.0, tf.float32), logits=out)
             per_column = tf.where(self._binary_mask, bernoulli, per_column)
+        if self._missing is not None:
+            source, marked, indicator = self._missing
+            observed = tf.logical_or(tf.logical_not(marked), tf.gather(x, source, axis=-1) <= 0.0)
+            per_column = tf.where(tf.logical_and(observed, tf.logical_not(indicator)), per_column, 0.0)
         return tf.reduce_sum(per_column, axis=-1)
 
     def kl_divergence(self, posterior: tfd.Normal, log_gamma: tf.Tensor) -> tf.Tensor:

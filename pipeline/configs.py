@@ -50,7 +50,7 @@ class FeaturePlan:
         return cls(**{**plan, "columns": tuple(plan.get("columns", ())), "missing": tuple(plan.get("missing", ()))})
 
 
-# Transform custom_config key under which the FeaturePlan travels.
+# Transform and Trainer custom_config key under which the FeaturePlan travels.
 FEATURE_PLAN_KEY = "features"
 
 

@@ -98,6 +98,7 @@ def create_pipeline(
         base_model=baseline_model,
         custom_config={
             **model_settings.to_custom_config(),
+            **feature_plan.to_custom_config(),
             "image_shape": list(image_shape) if image_shape else None,
             CHECKPOINT_ROOT_KEY: checkpoint_root or f"{pipeline_root}/training-checkpoints",
             CHAMPION_RECORD_KEY: champion_path(serving_model_dir),

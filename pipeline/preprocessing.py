@@ -11,6 +11,8 @@ the pixel order the model's image augmentation relies on.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -41,12 +43,45 @@ def _numeric(tensor, impute: bool) -> list[tf.Tensor]:
     return [tf.where(present, value, mean * tf.ones_like(value)), 1.0 - tf.cast(present, tf.float32)]
 
 
+def vocabulary_name(column: str) -> str:
+    """The tf.Transform vocabulary file of a categorical column (`tft.TFTransformOutput.vocabulary_by_name`)."""
+    return f"vocab_{column}"
+
+
 def _categorical(name: str, tensor, n_categories: int, with_missing: bool) -> tf.Tensor:
     """One-hot [batch, n_categories (+1 missing) + 1 unseen] over a vocabulary computed on the data."""
     values = _column(tensor, _MISSING_CATEGORY)
-    top_k = n_categories + (1 if with_missing else 0)
-    index = tft.compute_and_apply_vocabulary(values, top_k=top_k, num_oov_buckets=1, vocab_filename=f"vocab_{name}")
-    return tf.one_hot(index, depth=top_k + 1, dtype=tf.float32)
+    index = tft.compute_and_apply_vocabulary(values, top_k=_width(n_categories, with_missing) - 1, num_oov_buckets=1,
+                                             vocab_filename=vocabulary_name(name))
+    return tf.one_hot(index, depth=_width(n_categories, with_missing), dtype=tf.float32)
+
+
+def _width(n_categories: int, with_missing: bool) -> int:
+    """One-hot slots of a categorical column: its categories, "missing" when the data had missing values, unseen."""
+    return n_categories + (1 if with_missing else 0) + 1
+
+
+def missing_groups(plan: FeaturePlan, vocabulary: Callable[[str], Sequence[bytes]]) -> tuple[tuple[int, ...], ...]:
+    """`model.config.GMVAEConfig.missing_groups` of the model input `preprocessing_fn` builds from ``plan``: per
+    column with missing values, (its indicator column, the columns it marks missing), i.e. (indicator, imputed value)
+    for a number and ("missing" slot, the other slots) for a text column. ``vocabulary(column)`` is the Transform's
+    vocabulary of a categorical column, most frequent first (the one-hot order)."""
+    groups, at = [], 0
+    for name in plan.columns:
+        if name in plan.categorical:
+            width = _width(plan.categorical[name], name in plan.missing)
+            if name in plan.missing:
+                entries = [v.decode() if isinstance(v, bytes) else v for v in vocabulary(name)]
+                if _MISSING_CATEGORY in entries:
+                    slot = at + entries.index(_MISSING_CATEGORY)
+                    groups.append((slot, *[j for j in range(at, at + width) if j != slot]))
+            at += width
+        elif name in plan.missing:
+            groups.append((at + 1, at))
+            at += 2
+        else:
+            at += 1
+    return tuple(groups)
 
 
 def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:

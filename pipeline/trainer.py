@@ -39,12 +39,13 @@ from model.features import (
 from model.metrics import cluster_accuracy
 from model.training import fit_gmvae
 from pipeline import configs, training_summary
+from pipeline.preprocessing import missing_groups, vocabulary_name
 from serving import cluster_ids
 from serving.champion import ChampionInputsError, resolve_champion
 from serving.feature_spec import read_feature_spec
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
-_TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape", "binary_features")
+_TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape", "binary_features", "missing_groups")
 BATCH_SIZE = 1024  # serialized examples per call when transforming or scoring them in memory
 # One process trains from memory up to this many model-input values (128 MB of float32), as Keras batches and
 # shuffles an array; larger data, and every multi-worker training, stream from the TFRecords.
@@ -235,6 +236,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     in_memory = n_workers(strategy) == 1 and records.n_rows * records.input_dim <= IN_MEMORY_VALUES
     data = records.in_memory() if in_memory else records
     config = model_config_from(fn_args.custom_config or {}, n_rows=data.n_rows, input_dim=data.input_dim)
+    if config.likelihood == "gaussian" and not config.missing_groups:
+        plan = configs.FeaturePlan.from_custom_config(fn_args.custom_config or {})
+        config = config.replace(missing_groups=missing_groups(plan, lambda column: tf_transform_output.
+                                                              vocabulary_by_name(vocabulary_name(column))))
     logging.info("Training on %d examples x %d features (%s) with %s", data.n_rows, data.input_dim,
                  "in memory" if in_memory else "streamed from the TFRecords", config)
 
@@ -255,8 +260,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             checkpoint_dir=checkpoint_dir, on_stage=on_stage,
             verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
 
-    logging.info("Model input columns reconstructed as two-valued (Bernoulli): %s",
-                 list(model.config.binary_features or []) or "none")
+    logging.info("Model input columns reconstructed as two-valued (Bernoulli): %s; missing-value groups "
+                 "(indicator, columns it marks missing: not reconstructed where missing): %s",
+                 list(model.config.binary_features or []) or "none", list(model.config.missing_groups) or "none")
     eval_records = read_records(fn_args.eval_files)
     x_eval = model_inputs(eval_records, transform, raw_spec)
     registry = stable_ids(model.predict_outputs(x_eval)[CLUSTER], model.prior.n_components, x_eval, eval_records,

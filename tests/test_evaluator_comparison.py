@@ -227,6 +227,12 @@ def test_mean_elbo_is_compared_only_between_models_of_the_same_likelihood(assets
         assert len(compared) == 1 and not any(n.startswith(note) for n in record["notes"])
 
 
+def test_other_missing_groups_are_another_likelihood() -> None:
+    masked = {"config": {"likelihood": "gaussian", "binary_features": [1], "missing_groups": [[1, 0]]}}
+    assert comparison.same_likelihood(masked, json.loads(json.dumps(masked)))
+    assert not comparison.same_likelihood(masked, {"config": {"likelihood": "gaussian", "binary_features": [1]}})
+
+
 @pytest.mark.parametrize(("nmi", "start"), [
     ((0.80, 0.62, 0.76), "the GMVAE beats both baselines by at least 0.040 NMI"),
     ((0.80, 0.79, 0.60), "a GMM on the inputs does as well (NMI 0.790 vs 0.800)"),

@@ -70,6 +70,8 @@ def test_columns_from_a_table_compile_its_feature_plan_and_the_table_preset(tmp_
         "scaling": "zscore", "columns": ["height", "region", "score"], "categorical": {"region": 3},
         "missing": ["height", "region", "score"]}
     assert _task_config(job, "Trainer")["model"]["preset"] == "table"
+    # the Trainer reads the same plan: which model inputs are missing-value indicators (GMVAEConfig.missing_groups)
+    assert _task_config(job, "Trainer")["features"] == _task_config(job, "Transform")["features"]
 
 
 def test_columns_from_a_missing_file_is_one_sentence(tmp_path, capsys) -> None:

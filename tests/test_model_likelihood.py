@@ -46,6 +46,33 @@ def test_binary_column_log_likelihood_is_bernoulli_and_bounded() -> None:
     np.testing.assert_allclose(model.log_likelihood(z, x).numpy(), before, rtol=1e-6)
 
 
+def test_missing_values_and_their_indicators_do_not_count_in_the_likelihood() -> None:
+    # columns: 0 numeric value, 1 its missing indicator; 2-4 a text column's one-hot (4 = its "missing" slot); 5 numeric
+    groups = ((1, 0), (4, 2, 3))
+    config = GMVAEConfig.for_table(100, 6, hidden_units=(8,), n_components=2, missing_groups=groups)
+    plain = GMVAE(config.replace(missing_groups=()))
+    model = GMVAE(config)
+    z = tf.random.normal([3, config.latent_dim], seed=2)
+    x = tf.constant([[0.5, -0.3, 1.2, -0.8, -0.4, 1.0],   # everything observed
+                     [0.0, 3.0, 1.2, -0.8, -0.4, -1.0],   # value 0 missing (imputed mean 0)
+                     [-1.0, -0.3, -0.8, -0.8, 2.5, 0.2]])  # the text column missing
+    plain(x), model(x)  # build both, then give them the same weights
+    model.set_weights(plain.get_weights())
+    noise = 1e-2 + tf.nn.softplus(plain.log_noise + 0.5413)
+    per_column = tfd_normal_log_prob(x, plain.decoder(z), noise)
+    weights = np.array([[1, 0, 1, 1, 0, 1], [0, 0, 1, 1, 0, 1], [1, 0, 0, 0, 0, 1]], dtype=np.float32)
+    np.testing.assert_allclose(model.log_likelihood(z, x).numpy(), np.sum(per_column * weights, axis=1), rtol=1e-5)
+    # what a missing row's imputed value or indicator holds does not change its likelihood
+    changed = tf.tensor_scatter_nd_update(x, [[1, 0], [2, 2], [2, 3]], [5.0, 9.0, -9.0])
+    np.testing.assert_allclose(model.log_likelihood(z, changed).numpy(), model.log_likelihood(z, x).numpy())
+    with pytest.raises(ValueError, match="missing group"):
+        config.replace(missing_groups=((1, 6),))
+
+
+def tfd_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> np.ndarray:
+    return (-0.5 * ((x - loc) / scale) ** 2 - tf.math.log(scale) - 0.5 * np.log(2 * np.pi)).numpy()
+
+
 def test_fit_finds_the_binary_columns_of_a_table_and_none_of_an_image() -> None:
     rng = np.random.default_rng(0)
     x = _standardised(np.column_stack([rng.normal(size=(120, 3)), rng.integers(0, 2, 120)]))

@@ -49,15 +49,17 @@ def read_training_summary(model_uri: str) -> tuple[dict[str, Any] | None, str | 
 
 
 def same_likelihood(candidate: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None) -> bool:
-    """False when both training summaries are known and their models' likelihoods differ (the likelihood, and which
-    table columns are Bernoulli: `GMVAEConfig.binary_features`, none in a summary written before it existed): their
-    ELBOs are then on different scales and not comparable."""
+    """False when both training summaries are known and their models' likelihoods differ (the likelihood, which
+    table columns are Bernoulli: `GMVAEConfig.binary_features`, and which values count when missing:
+    `GMVAEConfig.missing_groups`; none in a summary written before they existed): their ELBOs are then on different
+    scales and not comparable."""
     if not candidate or not baseline:
         return True
 
-    def likelihood(summary: Mapping[str, Any]) -> tuple[Any, tuple[int, ...]]:
+    def likelihood(summary: Mapping[str, Any]) -> tuple[Any, ...]:
         config = summary.get("config") or {}
-        return config.get("likelihood"), tuple(config.get("binary_features") or ())
+        groups = tuple(tuple(g) for g in config.get("missing_groups") or ())
+        return config.get("likelihood"), tuple(config.get("binary_features") or ()), groups
 
     return likelihood(candidate) == likelihood(baseline)
 
