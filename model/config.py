@@ -31,10 +31,10 @@ class GMVAEConfig:
     # Gaussian likelihood: the columns with two values (one-hot slots, missing indicators, 0/1 numbers) that are
     # modelled as Bernoulli instead (`GMVAE.log_likelihood`); None: `fit_gmvae` finds them in the data.
     binary_features: tuple[int, ...] | None = None
-    # Gaussian likelihood: missing values. Each group is (indicator column, columns it marks missing), e.g. a
-    # numeric column's (indicator, imputed value) or a text column's ("missing" slot, its other one-hot slots).
-    # The indicator is not reconstructed and the columns it marks count only where it is off (x <= 0), so the
-    # codes need not encode which values were missing (`GMVAE.log_likelihood`).
+    # Gaussian likelihood on z-scored inputs: missing values. Each group is (indicator column, columns it marks
+    # missing), e.g. a numeric column's (indicator, imputed value) or a text column's ("missing" slot, its other
+    # one-hot slots). The indicator is not reconstructed and the columns it marks count only where it is off
+    # (x <= 0), so the codes need not encode which values were missing (`GMVAE.log_likelihood`).
     missing_groups: tuple[tuple[int, ...], ...] = ()
     input_scale: float = 1.0
     # Image shape (height, width) of the flat input; with `augment` it enables random
@@ -90,10 +90,11 @@ class GMVAEConfig:
                              f"got {self.binary_features}")
         # JSON (a training summary, --model-overrides) gives lists: kept as tuples, so the config stays hashable
         object.__setattr__(self, "missing_groups", tuple(tuple(int(j) for j in g) for g in self.missing_groups))
-        for group in self.missing_groups:
-            if len(group) < 2 or not all(0 <= j < self.input_dim for j in group) or len(set(group)) < len(group):
-                raise ValueError(f"a missing group is (indicator, columns it marks missing), distinct column indices "
-                                 f"in 0..{self.input_dim - 1}; got {group}")
+        listed = [j for group in self.missing_groups for j in group]
+        if (any(len(group) < 2 for group in self.missing_groups) or len(set(listed)) < len(listed)
+                or not all(0 <= j < self.input_dim for j in listed)):
+            raise ValueError(f"missing groups are (indicator, columns it marks missing) of distinct column indices "
+                             f"in 0..{self.input_dim - 1}, no column in two groups; got {self.missing_groups}")
         low, high = self.auto_components
         if not 1 <= low <= high:
             raise ValueError(f"auto_components must be a range 1 <= low <= high, got {self.auto_components}")

@@ -236,8 +236,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     in_memory = n_workers(strategy) == 1 and records.n_rows * records.input_dim <= IN_MEMORY_VALUES
     data = records.in_memory() if in_memory else records
     config = model_config_from(fn_args.custom_config or {}, n_rows=data.n_rows, input_dim=data.input_dim)
-    if config.likelihood == "gaussian" and not config.missing_groups:
-        plan = configs.FeaturePlan.from_custom_config(fn_args.custom_config or {})
+    plan = configs.FeaturePlan.from_custom_config(fn_args.custom_config or {})
+    if config.likelihood == "gaussian" and not config.missing_groups and plan.scaling == configs.ZSCORE:
+        # z-scored, an indicator is > 0 exactly where the value is missing (GMVAE.log_likelihood relies on it)
         config = config.replace(missing_groups=missing_groups(plan, lambda column: tf_transform_output.
                                                               vocabulary_by_name(vocabulary_name(column))))
     logging.info("Training on %d examples x %d features (%s) with %s", data.n_rows, data.input_dim,

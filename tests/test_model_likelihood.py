@@ -65,8 +65,9 @@ def test_missing_values_and_their_indicators_do_not_count_in_the_likelihood() ->
     # what a missing row's imputed value or indicator holds does not change its likelihood
     changed = tf.tensor_scatter_nd_update(x, [[1, 0], [2, 2], [2, 3]], [5.0, 9.0, -9.0])
     np.testing.assert_allclose(model.log_likelihood(z, changed).numpy(), model.log_likelihood(z, x).numpy())
-    with pytest.raises(ValueError, match="missing group"):
-        config.replace(missing_groups=((1, 6),))
+    for wrong in (((1, 6),), ((1,),), ((1, 0), (0, 2))):
+        with pytest.raises(ValueError, match="missing groups"):
+            config.replace(missing_groups=wrong)
 
 
 def tfd_normal_log_prob(x: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> np.ndarray:
