@@ -6,42 +6,25 @@ on a table whose clusters every seed finds: two digits seeds can disagree on a t
 "Seed stability"), and the evaluator then rightly refuses the second model, so the digits cannot test the mechanics.
 """
 
-import glob
-import json
 import os
 
 import numpy as np
 import pytest
+import run_artifacts  # tests/e2e/run_artifacts.py
 import tensorflow as tf
 
 from model import features
-from pipeline import configs, local_runner, run
+from pipeline import configs, run
 from serving.store import versions
 
 pytestmark = pytest.mark.e2e
-
-
-def _outputs(root: str) -> dict[tuple[str, str], tuple[str, str]]:
-    rows = local_runner.latest_run_artifacts(configs.output_paths(root).metadata, configs.PIPELINE_NAME)
-    return {(component, kind): (state, uri) for component, kind, state, uri in rows}
-
-
-def _records(pattern: str) -> list[bytes]:
-    files = sorted(glob.glob(pattern))
-    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-
-
-def _metrics(outputs) -> dict:
-    _, uri = outputs[("ClusteringEvaluator", "ModelEvaluation")]
-    with open(os.path.join(uri, "metrics.json")) as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("outputs"))
     assert run.main(["--output-root", root]) == 0
-    return root, _outputs(root)
+    return root, run_artifacts.outputs(root)
 
 
 def test_every_component_ran_and_wrote_under_the_output_root(runs):
@@ -57,12 +40,12 @@ def test_every_component_ran_and_wrote_under_the_output_root(runs):
 def test_first_run_blesses_and_pushes_a_model_that_serves_raw_examples(runs):
     root, first = runs
     serving = configs.output_paths(root).serving
-    decision = _metrics(first)["decision"]
+    decision = run_artifacts.metrics(first)["decision"]
     assert decision["blessed"] and not decision["has_baseline"], decision
     assert versions(serving) == [1], "the first run pushed version 1"
 
     _, examples_uri = first[("CsvExampleGen", "Examples")]
-    raw = _records(os.path.join(examples_uri, "Split-eval", "*"))
+    raw = run_artifacts.records(os.path.join(examples_uri, "Split-eval", "*"))
     loaded = tf.saved_model.load(os.path.join(serving, "1"))
     outputs = loaded.signatures[features.SERVING_SIGNATURE](**{features.SERVING_INPUT_KEY: tf.constant(raw)})
     clusters = outputs[features.CLUSTER].numpy()
@@ -78,8 +61,9 @@ def test_batch_scoring_has_exactly_one_row_per_input_example(runs):
     _, examples_uri = first[("CsvExampleGen", "Examples")]
     _, scored_uri = first[("BulkInferrer", "Examples")]
     for split in ("train", "eval"):
-        inputs = _records(os.path.join(examples_uri, f"Split-{split}", "*"))
-        scored = [tf.train.Example.FromString(r) for r in _records(os.path.join(scored_uri, f"Split-{split}", "*"))]
+        inputs = run_artifacts.records(os.path.join(examples_uri, f"Split-{split}", "*"))
+        scored = [tf.train.Example.FromString(r)
+                  for r in run_artifacts.records(os.path.join(scored_uri, f"Split-{split}", "*"))]
         assert len(scored) == len(inputs) > 0
         assert sorted(e.features.feature[features.ID_KEY].int64_list.value[0] for e in scored) == sorted(
             tf.train.Example.FromString(r).features.feature[features.ID_KEY].int64_list.value[0] for r in inputs)
@@ -87,5 +71,5 @@ def test_batch_scoring_has_exactly_one_row_per_input_example(runs):
             feature = example.features.feature
             assert len(feature[features.CLUSTER].int64_list.value) == 1
             assert len(feature[features.CLUSTER_PROBABILITIES].float_list.value) == 10
-    total = sum(len(_records(os.path.join(scored_uri, f"Split-{s}", "*"))) for s in ("train", "eval"))
+    total = sum(len(run_artifacts.records(os.path.join(scored_uri, f"Split-{s}", "*"))) for s in ("train", "eval"))
     assert total == 1797

@@ -20,13 +20,14 @@ import os
 
 import numpy as np
 import pytest
+import run_artifacts  # tests/e2e/run_artifacts.py
 import tensorflow as tf
 
 from batch_scoring.job import run as batch_score
 from components.clustering_evaluator.bless_rules import METRICS
 from model import features
 from model.metrics import cluster_accuracy
-from pipeline import configs, local_runner, run
+from pipeline import configs, run
 from serving import cluster_ids
 from serving.champion import champion_path, read_champion
 from serving.store import versions
@@ -51,22 +52,6 @@ def _groups_table(path: str, seed: int = 0) -> None:
             writer.writerow([f"r{i}", group, *(f"{v:.4f}" for v in values)])
 
 
-def _outputs(root: str) -> dict[tuple[str, str], tuple[str, str]]:
-    rows = local_runner.latest_run_artifacts(configs.output_paths(root).metadata, configs.PIPELINE_NAME)
-    return {(component, kind): (state, uri) for component, kind, state, uri in rows}
-
-
-def _records(pattern: str) -> list[bytes]:
-    files = sorted(glob.glob(pattern))
-    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-
-
-def _metrics(outputs) -> dict:
-    _, uri = outputs[("ClusteringEvaluator", "ModelEvaluation")]
-    with open(os.path.join(uri, "metrics.json")) as f:
-        return json.load(f)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     data = str(tmp_path_factory.mktemp("data") / "groups.csv")
@@ -74,17 +59,17 @@ def runs(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("outputs"))
     common = ["--data", data, "--output-root", root, "--clusters", str(len(SIZES)), *EPOCHS]
     assert run.main(common) == 0
-    first = _outputs(root)
+    first = run_artifacts.outputs(root)
     assert run.main([*common, "--seed", "1"]) == 0
-    second = _outputs(root)
+    second = run_artifacts.outputs(root)
     assert run.main([*common, "--no-resolver", "--thresholds", json.dumps({"min_smallest_cluster_share": 0.5})]) == 0
-    third = _outputs(root)
+    third = run_artifacts.outputs(root)
     return root, first, second, third
 
 
 def test_first_run_finds_the_groups_and_pushes_version_1(runs):
     root, first, _, _ = runs
-    metrics = _metrics(first)
+    metrics = run_artifacts.metrics(first)
     assert metrics["decision"]["blessed"] and not metrics["decision"]["has_baseline"], metrics["decision"]
     assert metrics["candidate"]["metrics"]["acc"] > 0.95, metrics["candidate"]["metrics"]
     assert versions(configs.output_paths(root).serving) == [1, 2], "the first run pushed version 1, the second 2"
@@ -94,7 +79,7 @@ def test_second_run_evaluates_against_the_first_blessed_model(runs):
     root, first, second, _ = runs
     assert second[("Transform", "TransformGraph")] == ("CACHED", first[("Transform", "TransformGraph")][1])
     assert second[("Trainer", "Model")][0] == "COMPLETE", "another seed, and version 1 to align to"
-    metrics = _metrics(second)
+    metrics = run_artifacts.metrics(second)
     assert metrics["baseline"]["source"] == "resolver"
     assert metrics["baseline"]["model_uri"] == first[("Trainer", "Model")][1]
     assert metrics["decision"]["blessed"] and metrics["decision"]["comparisons"], metrics["decision"]
@@ -110,7 +95,8 @@ def test_two_seeds_keep_cluster_ids_as_well_as_any_relabelling_can(runs):
     root, first, _, _ = runs
     serving = configs.output_paths(root).serving
     _, examples_uri = first[("CsvExampleGen", "Examples")]
-    records = [r for split in ("train", "eval") for r in _records(os.path.join(examples_uri, f"Split-{split}", "*"))]
+    records = [r for split in ("train", "eval")
+               for r in run_artifacts.records(os.path.join(examples_uri, f"Split-{split}", "*"))]
     v1, v2 = (_serve(os.path.join(serving, v), records) for v in ("1", "2"))
     registry = cluster_ids.read_registry(os.path.join(serving, "2"))
     component = {i: k for k, i in enumerate(registry.latest.ids)}
@@ -144,7 +130,7 @@ def test_two_seeds_keep_cluster_ids_as_well_as_any_relabelling_can(runs):
 
 def test_second_report_shows_transitions_and_drift(runs):
     _, _, second, _ = runs
-    versions_section = _metrics(second)["versions"]
+    versions_section = run_artifacts.metrics(second)["versions"]
     assert versions_section["agreement"] >= 0.95 and versions_section["agreement"] >= (
         versions_section["best_agreement"] - 0.01)
     assert versions_section["agreement_before_alignment"] <= versions_section["agreement"]
@@ -171,7 +157,7 @@ def test_unreachable_thresholds_reject_the_candidate_and_push_nothing(runs):
     state, model_uri = third[("Trainer", "Model")]
     registry = cluster_ids.read_registry(os.path.join(model_uri, "Format-Serving"))
     assert state == "COMPLETE" and registry.latest.generation == 3, "aligned to the champion record's version 2"
-    metrics = _metrics(third)
+    metrics = run_artifacts.metrics(third)
     assert metrics["baseline"]["source"] == "champion"
     assert not metrics["decision"]["blessed"]
     unreachable = f"smallest cluster {METRICS['min_share'].format(metrics['candidate']['metrics']['min_share'])} < "

@@ -6,10 +6,11 @@ import os
 
 import numpy as np
 import pytest
+import run_artifacts  # tests/e2e/run_artifacts.py
 import tensorflow as tf
 
 from model import features
-from pipeline import configs, local_runner, run
+from pipeline import configs, run
 
 pytestmark = pytest.mark.e2e
 
@@ -29,11 +30,6 @@ def _mixed_table(path: str, n: int = 300, seed: int = 0) -> None:
             age = "NA" if rng.random() < 0.1 else str(int(rng.normal(30 + 15 * s, 3)))
             colour = "" if rng.random() < 0.1 else colours[s if rng.random() < 0.9 else rng.integers(3)]
             writer.writerow([f"c{i}", s, income, age, colour, f"note {i}"])
-
-
-def _outputs(root: str) -> dict[tuple[str, str], tuple[str, str]]:
-    rows = local_runner.latest_run_artifacts(configs.output_paths(root).metadata, configs.PIPELINE_NAME)
-    return {(component, kind): (state, uri) for component, kind, state, uri in rows}
 
 
 def _example(income: float | None, age: int | None, colour: str | None) -> bytes:
@@ -57,7 +53,7 @@ def test_a_table_with_text_and_missing_values_is_trained_blessed_pushed_and_serv
     assert "income: numeric, " in printed and "missing (imputed: mean + indicator)" in printed
     assert "comment: dropped, more than 50 distinct text values (free text or an identifier)" in printed
 
-    outputs = _outputs(root)
+    outputs = run_artifacts.outputs(root)
     _, evaluation = outputs[("ClusteringEvaluator", "ModelEvaluation")]
     with open(os.path.join(evaluation, "metrics.json")) as f:
         metrics = json.load(f)
@@ -87,7 +83,7 @@ def test_auto_clusters_on_a_table_reports_the_choice(tmp_path, capsys):
     _mixed_table(data, seed=1)
     root = str(tmp_path / "out")
     assert run.main(["--data", data, "--output-root", root, "--clusters", "auto", *FAST]) == 0
-    _, model_run = _outputs(root)[("Trainer", "ModelRun")]
+    _, model_run = run_artifacts.outputs(root)[("Trainer", "ModelRun")]
     with open(os.path.join(model_run, "history.json")) as f:
         history = json.load(f)
     assert 2 <= history["n_components"] <= 15 and history["k_reason"].startswith(f"K={history['n_components']} is")
