@@ -107,7 +107,7 @@ def test_mean_elbo_tolerance_is_relative_and_lower_is_better_metrics_compare_upw
     baseline = {**GOOD, "mean_elbo": -100.0, "empty": 0}
     assert decide({**GOOD, "mean_elbo": -104.0}, {}, {"mean_elbo": 0.05}, baseline).blessed
     verdict = decide({**GOOD, "mean_elbo": -106.0}, {}, {"mean_elbo": 0.05}, baseline)
-    assert verdict.reasons == ("mean ELBO -106 < baseline -100 - 5% = 5",)
+    assert verdict.reasons == ("mean ELBO -106 < -105 (baseline -100 - 5% of |baseline| = 5)",)
     verdict = decide({**GOOD, "empty": 1}, {}, {"empty": 0}, baseline)
     assert verdict.reasons == ("empty clusters 1 > baseline 0 + 0",)
 

@@ -122,7 +122,7 @@ def _check_regression(
         return None
     relative = metric in RELATIVE_TOLERANCE_METRICS
     allowed = tolerance * abs(base) if relative else tolerance
-    shown_tol = f"{tolerance:.0%} = {info.format(allowed)}" if relative else info.format(tolerance)
+    shown_tol = f"{tolerance:.0%} of |baseline| = {info.format(allowed)}" if relative else info.format(tolerance)
     value = _value(candidate, metric)
     if value is None:
         return False, f"{info.label} unavailable vs baseline {info.format(base)}"
@@ -130,6 +130,10 @@ def _check_regression(
     if worse_by > allowed:
         sign = "-" if info.higher_is_better else "+"
         op = "<" if info.higher_is_better else ">"
+        if relative:  # spelled out: "-100 - 5% = 5" read as a bound of 5
+            bound = base - allowed if info.higher_is_better else base + allowed
+            return False, (f"{info.label} {info.format(value)} {op} {info.format(bound)} (baseline "
+                           f"{info.format(base)} {sign} {shown_tol})")
         return False, f"{info.label} {info.format(value)} {op} baseline {info.format(base)} {sign} {shown_tol}"
     return True, f"{info.label} {info.format(value)} vs baseline {info.format(base)} (tolerance {shown_tol})"
 
