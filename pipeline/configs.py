@@ -27,8 +27,8 @@ class FeaturePlan:
     """How tf.Transform turns the input columns into the model input (pipeline/preprocessing.py).
 
     ``columns``: the feature columns in model order (empty: every numeric input column); ``categorical``: text
-    columns and their number of categories; ``missing``: columns that had missing values (imputed, with an indicator
-    or a "missing" category); ``scaling``: GLOBAL_MINMAX or ZSCORE.
+    columns and their number of categories; ``missing``: columns that had missing values (a number imputed, with an
+    indicator; text in the "missing or unseen" slot every text column has); ``scaling``: GLOBAL_MINMAX or ZSCORE.
     """
 
     scaling: str = GLOBAL_MINMAX

@@ -1,8 +1,9 @@
 """tf.Transform preprocessing: the feature columns become one ``features`` vector the model reads.
 
 Numeric columns are used as numbers; a column that had missing values in the data gets them imputed with the
-column mean plus a 0/1 missing-indicator column. Categorical (text) columns become a vocabulary and a one-hot block
-(one slot per category seen, one for "missing" when the data had missing values, one for categories never seen).
+column mean plus a 0/1 missing-indicator column. Categorical (text) columns become a vocabulary and a one-hot block:
+first a slot for "missing or unseen" (a missing value, or a category the training data never had), then one slot per
+category seen.
 Then the whole vector is scaled: one global min/max (images, Bernoulli decoder) or a z-score per column (tables,
 Gaussian decoder). The same graph runs in training (Transform) and in serving (attached to the SavedModel), so
 there is no training/serving skew. Column order is the natural order of the names, which for ``px_###`` columns is
@@ -10,8 +11,6 @@ the pixel order the model's image augmentation relies on.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -48,33 +47,23 @@ def vocabulary_name(column: str) -> str:
     return f"vocab_{column}"
 
 
-def _categorical(name: str, tensor, n_categories: int, with_missing: bool) -> tf.Tensor:
-    """One-hot [batch, n_categories (+1 missing) + 1 unseen] over a vocabulary computed on the data."""
+def _categorical(name: str, tensor, n_categories: int) -> tf.Tensor:
+    """One-hot [batch, 1 + n_categories] over a vocabulary computed on the data, slot 0 "missing or unseen"."""
     values = _column(tensor, _MISSING_CATEGORY)
-    index = tft.compute_and_apply_vocabulary(values, top_k=_width(n_categories, with_missing) - 1, num_oov_buckets=1,
-                                             vocab_filename=vocabulary_name(name))
-    return tf.one_hot(index, depth=_width(n_categories, with_missing), dtype=tf.float32)
+    index = tft.compute_and_apply_vocabulary(values, top_k=n_categories, reserved_tokens=[_MISSING_CATEGORY],
+                                             default_value=0, vocab_filename=vocabulary_name(name))
+    return tf.one_hot(index, depth=1 + n_categories, dtype=tf.float32)
 
 
-def _width(n_categories: int, with_missing: bool) -> int:
-    """One-hot slots of a categorical column: its categories, "missing" when the data had missing values, unseen."""
-    return n_categories + (1 if with_missing else 0) + 1
-
-
-def missing_groups(plan: FeaturePlan, vocabulary: Callable[[str], Sequence[bytes]]) -> tuple[tuple[int, ...], ...]:
-    """`model.config.GMVAEConfig.missing_groups` of the model input `preprocessing_fn` builds from ``plan``: per
-    column with missing values, (its indicator column, the columns it marks missing), i.e. (indicator, imputed value)
-    for a number and ("missing" slot, the other slots) for a text column. ``vocabulary(column)`` is the Transform's
-    vocabulary of a categorical column, most frequent first (the one-hot order)."""
+def missing_groups(plan: FeaturePlan) -> tuple[tuple[int, ...], ...]:
+    """`model.config.GMVAEConfig.missing_groups` of the model input `preprocessing_fn` builds from ``plan``:
+    (indicator column, the columns it marks missing) per numeric column with missing values, (indicator, imputed
+    value), and per text column, whose "missing or unseen" slot marks its category slots."""
     groups, at = [], 0
     for name in plan.columns:
         if name in plan.categorical:
-            width = _width(plan.categorical[name], name in plan.missing)
-            if name in plan.missing:
-                entries = [v.decode() if isinstance(v, bytes) else v for v in vocabulary(name)]
-                if _MISSING_CATEGORY in entries:
-                    slot = at + entries.index(_MISSING_CATEGORY)
-                    groups.append((slot, *[j for j in range(at, at + width) if j != slot]))
+            width = 1 + plan.categorical[name]
+            groups.append(tuple(range(at, at + width)))
             at += width
         elif name in plan.missing:
             groups.append((at + 1, at))
@@ -94,7 +83,7 @@ def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
     blocks = []
     for name in names:
         if name in plan.categorical:
-            blocks.append(_categorical(name, inputs[name], plan.categorical[name], name in plan.missing))
+            blocks.append(_categorical(name, inputs[name], plan.categorical[name]))
         else:
             blocks.append(tf.stack(_numeric(inputs[name], name in plan.missing), axis=1))
     stacked = tf.concat(blocks, axis=1)

@@ -39,7 +39,7 @@ from model.features import (
 from model.metrics import cluster_accuracy
 from model.training import fit_gmvae
 from pipeline import configs, training_summary
-from pipeline.preprocessing import missing_groups, vocabulary_name
+from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
 from serving.champion import ChampionInputsError, resolve_champion
 from serving.feature_spec import read_feature_spec
@@ -239,8 +239,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     plan = configs.FeaturePlan.from_custom_config(fn_args.custom_config or {})
     if config.likelihood == "gaussian" and not config.missing_groups and plan.scaling == configs.ZSCORE:
         # z-scored, an indicator is > 0 exactly where the value is missing (GMVAE.log_likelihood relies on it)
-        config = config.replace(missing_groups=missing_groups(plan, lambda column: tf_transform_output.
-                                                              vocabulary_by_name(vocabulary_name(column))))
+        config = config.replace(missing_groups=missing_groups(plan))
     logging.info("Training on %d examples x %d features (%s) with %s", data.n_rows, data.input_dim,
                  "in memory" if in_memory else "streamed from the TFRecords", config)
 

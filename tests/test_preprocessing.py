@@ -1,4 +1,5 @@
-"""tf.Transform preprocessing of a table with blanks: the missing-value groups the model is told match its output."""
+"""tf.Transform preprocessing of a table with blanks: the missing-value groups the model is told match its output,
+and a category never seen in training reads as a blank."""
 
 import apache_beam as beam
 import numpy as np
@@ -9,7 +10,7 @@ from tensorflow_transform.tf_metadata import schema_utils
 
 from model.features import TRANSFORMED_FEATURES_KEY
 from pipeline.configs import ZSCORE, FeaturePlan
-from pipeline.preprocessing import missing_groups, preprocessing_fn, vocabulary_name
+from pipeline.preprocessing import missing_groups, preprocessing_fn
 
 # income has blanks; colour (text) has blanks, and "blue" is the most frequent value so "missing" is not first;
 # shape (text) and age are complete
@@ -38,16 +39,24 @@ def test_missing_groups_name_each_indicator_and_the_columns_it_marks(tmp_path) -
         _ = transformed | beam.combiners.ToList() | beam.Map(
             lambda out: np.save(tmp_path / "x.npy", np.stack([r[TRANSFORMED_FEATURES_KEY] for r in out])))
     x = np.load(tmp_path / "x.npy")
-    output = tft.TFTransformOutput(str(tmp_path / "transform"))
-    groups = missing_groups(PLAN, lambda column: output.vocabulary_by_name(vocabulary_name(column)))
-    # age 1 + colour 4 (blue, red, missing, unseen) + income 2 + shape 3 (two categories, unseen)
-    assert x.shape == (len(ROWS), 10)
+    groups = missing_groups(PLAN)
+    # age 1 + colour 3 (missing or unseen, blue, red) + income 2 + shape 3 (missing or unseen, round, square)
+    assert x.shape == (len(ROWS), 9)
+    assert groups == ((1, 2, 3), (5, 4), (6, 7, 8))
     colour_missing = np.array([not row["colour"] for row in ROWS])
     income_missing = np.array([not row["income"] for row in ROWS])
-    assert len(groups) == 2
-    (slot, *colour_slots), (indicator, income) = groups
-    np.testing.assert_array_equal(x[:, slot] > 0, colour_missing)
-    assert sorted([slot, *colour_slots]) == [1, 2, 3, 4] and slot != 1, "the most frequent colour comes first"
-    np.testing.assert_array_equal(x[:, indicator] > 0, income_missing)
-    assert income == indicator - 1 == 5
-    assert np.all(x[income_missing, income] == x[income_missing, income][0]), "missing values: the same imputed mean"
+    np.testing.assert_array_equal(x[:, 1] > 0, colour_missing)
+    np.testing.assert_array_equal(x[:, 2] > 0, [row["colour"] == ["blue"] for row in ROWS],
+                                  err_msg="the most frequent colour comes first")
+    np.testing.assert_array_equal(x[:, 5] > 0, income_missing)
+    assert np.all(x[income_missing, 4] == x[income_missing, 4][0]), "missing values: the same imputed mean"
+    assert np.all(x[:, 6] == 0), "shape had no blank: its slot is 0 in every training row"
+
+    # serving: the same graph, a category never seen in training takes the "missing or unseen" slot, as a blank does
+    layer = tft.TFTransformOutput(str(tmp_path / "transform")).transform_features_layer()
+    raw = {"age": tf.constant([30.0, 30.0]), "colour": tf.sparse.from_dense(tf.constant([["purple"], [""]])),
+           "income": tf.sparse.from_dense(tf.constant([[12.0], [12.0]])),
+           "shape": tf.sparse.from_dense(tf.constant([["round"], ["oval"]]))}
+    served = layer(raw)[TRANSFORMED_FEATURES_KEY].numpy()
+    np.testing.assert_allclose(served[0, 1:4], x[colour_missing][0, 1:4], err_msg="unseen colour = blank colour")
+    assert served[1, 6] > 0 and np.all(served[1, 7:9] < 0), "unseen shape: its slot set, no category"
