@@ -32,8 +32,8 @@ class GMVAEConfig:
     # modelled as Bernoulli instead (`GMVAE.log_likelihood`); None: `fit_gmvae` finds them in the data.
     binary_features: tuple[int, ...] | None = None
     # Gaussian likelihood on z-scored inputs: missing values. Each group is (indicator column, columns it marks
-    # missing), e.g. a numeric column's (indicator, imputed value) or a text column's ("missing" slot, its other
-    # one-hot slots). The indicator is not reconstructed and the columns it marks count only where it is off
+    # missing), e.g. a numeric column's (indicator, imputed value) or a text column's ("missing or unseen" slot, its
+    # category slots). The indicator is not reconstructed and the columns it marks count only where it is off
     # (x <= 0), so the codes need not encode which values were missing (`GMVAE.log_likelihood`).
     missing_groups: tuple[tuple[int, ...], ...] = ()
     input_scale: float = 1.0

@@ -175,7 +175,7 @@ def _column(name: str, kind: str, missing: int, values: frozenset[str] = frozens
     elif kind == CATEGORICAL and len(values) == 1 and not missing:
         kind, note = DROPPED, "the same text value in every row"
     elif kind == CATEGORICAL:
-        imputed = f"{missing} missing (their own category)" if missing else "none missing"
+        imputed = f"{missing} missing (a slot shared with unseen categories)" if missing else "none missing"
         note = f"{len(values)} categories (one-hot), {imputed}"
     elif kind == NUMERIC:
         note = imputed

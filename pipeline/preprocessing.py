@@ -50,7 +50,8 @@ def vocabulary_name(column: str) -> str:
 def _categorical(name: str, tensor, n_categories: int) -> tf.Tensor:
     """One-hot [batch, 1 + n_categories] over a vocabulary computed on the data, slot 0 "missing or unseen"."""
     values = _column(tensor, _MISSING_CATEGORY)
-    index = tft.compute_and_apply_vocabulary(values, top_k=n_categories, reserved_tokens=[_MISSING_CATEGORY],
+    # top_k ranks the blanks (filled in as the reserved token) with the categories: one more, so none loses its slot
+    index = tft.compute_and_apply_vocabulary(values, top_k=n_categories + 1, reserved_tokens=[_MISSING_CATEGORY],
                                              default_value=0, vocab_filename=vocabulary_name(name))
     return tf.one_hot(index, depth=1 + n_categories, dtype=tf.float32)
 

@@ -151,7 +151,7 @@ def test_text_and_missing_values_are_staged_and_reported(tmp_path):
         ["id", "label", "colour", "size"], ["1", "0", "red", "2.5"], ["2", "1", "blue", ""], ["3", "0", "", "4"],
         ["4", "1", "red", ""]]
     report = "\n".join(data.column_report(staged.columns))
-    assert "colour: categorical, 2 categories (one-hot), 1 missing (their own category)" in report
+    assert "colour: categorical, 2 categories (one-hot), 1 missing (a slot shared with unseen categories)" in report
     assert "size: numeric, 2 missing (imputed: mean + indicator)" in report
     assert "note: dropped, a different text value in every row (an identifier or free text)" in report
     assert "empty: dropped, every value is missing" in report

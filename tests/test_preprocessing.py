@@ -10,9 +10,9 @@ from tensorflow_transform.tf_metadata import schema_utils
 
 from model.features import TRANSFORMED_FEATURES_KEY
 from pipeline.configs import ZSCORE, FeaturePlan
-from pipeline.preprocessing import missing_groups, preprocessing_fn
+from pipeline.preprocessing import missing_groups, preprocessing_fn, vocabulary_name
 
-# income has blanks; colour (text) has blanks, and "blue" is the most frequent value so "missing" is not first;
+# income has blanks; colour (text) has blanks, its most frequent value, which must not cost a category its slot;
 # shape (text) and age are complete
 ROWS = [
     {"age": [30.0], "colour": ["blue"], "income": [], "shape": ["round"]},
@@ -21,6 +21,9 @@ ROWS = [
     {"age": [35.0], "colour": ["red"], "income": [], "shape": ["round"]},
     {"age": [60.0], "colour": ["blue"], "income": [31.0], "shape": ["square"]},
     {"age": [28.0], "colour": ["red"], "income": [8.0], "shape": ["round"]},
+    {"age": [47.0], "colour": [], "income": [15.0], "shape": ["square"]},
+    {"age": [33.0], "colour": [], "income": [22.0], "shape": ["round"]},
+    {"age": [55.0], "colour": [], "income": [], "shape": ["round"]},
 ]
 SPEC = {"age": tf.io.FixedLenFeature([], tf.float32), "colour": tf.io.VarLenFeature(tf.string),
         "income": tf.io.VarLenFeature(tf.float32), "shape": tf.io.VarLenFeature(tf.string)}
@@ -46,14 +49,16 @@ def test_missing_groups_name_each_indicator_and_the_columns_it_marks(tmp_path) -
     colour_missing = np.array([not row["colour"] for row in ROWS])
     income_missing = np.array([not row["income"] for row in ROWS])
     np.testing.assert_array_equal(x[:, 1] > 0, colour_missing)
-    np.testing.assert_array_equal(x[:, 2] > 0, [row["colour"] == ["blue"] for row in ROWS],
-                                  err_msg="the most frequent colour comes first")
+    for slot, colour in ((2, "blue"), (3, "red")):  # the most frequent category first; blanks take none of these
+        np.testing.assert_array_equal(x[:, slot] > 0, [row["colour"] == [colour] for row in ROWS], err_msg=colour)
     np.testing.assert_array_equal(x[:, 5] > 0, income_missing)
     assert np.all(x[income_missing, 4] == x[income_missing, 4][0]), "missing values: the same imputed mean"
     assert np.all(x[:, 6] == 0), "shape had no blank: its slot is 0 in every training row"
+    output = tft.TFTransformOutput(str(tmp_path / "transform"))
+    assert output.vocabulary_by_name(vocabulary_name("colour")) == [b"__missing__", b"blue", b"red"]
 
     # serving: the same graph, a category never seen in training takes the "missing or unseen" slot, as a blank does
-    layer = tft.TFTransformOutput(str(tmp_path / "transform")).transform_features_layer()
+    layer = output.transform_features_layer()
     raw = {"age": tf.constant([30.0, 30.0]), "colour": tf.sparse.from_dense(tf.constant([["purple"], [""]])),
            "income": tf.sparse.from_dense(tf.constant([[12.0], [12.0]])),
            "shape": tf.sparse.from_dense(tf.constant([["round"], ["oval"]]))}
