@@ -112,6 +112,15 @@ def test_mean_elbo_tolerance_is_relative_and_lower_is_better_metrics_compare_upw
     assert verdict.reasons == ("empty clusters 1 > baseline 0 + 0",)
 
 
+def test_mean_elbo_near_zero_is_compared_against_a_floor_not_a_hair_trigger() -> None:
+    # a z-scored table fitted well: fresh draws of the same data moved the mean ELBO by up to 0.19 nats (README)
+    baseline = {**GOOD, "mean_elbo": -1.5}
+    assert decide({**GOOD, "mean_elbo": -1.69}, {}, {"mean_elbo": 0.05}, baseline).blessed
+    verdict = decide({**GOOD, "mean_elbo": -3.0}, {}, {"mean_elbo": 0.05}, baseline)  # one cluster merged: -1.3
+    assert verdict.reasons == ("mean ELBO -3 < -2 (baseline -1.5 - 5% of 10 (|baseline| below 10) = 0.5)",)
+    assert not decide({**GOOD, "mean_elbo": -1.51}, {}, {"mean_elbo": 0.0}, baseline).blessed, "0 allows nothing"
+
+
 def test_baseline_gaps_are_skipped_but_a_candidate_gap_is_a_regression() -> None:
     no_label_baseline = {k: v for k, v in GOOD.items() if k != "acc"}
     assert decide(GOOD, {}, {"acc": 0.0}, no_label_baseline).blessed

@@ -16,6 +16,7 @@ from components.clustering_evaluator.bless_rules import (
     DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCES,
     METRICS,
+    RELATIVE_TOLERANCE_FLOORS,
     RELATIVE_TOLERANCE_METRICS,
     THRESHOLD_KEYS,
     MetricInfo,
@@ -121,8 +122,13 @@ def _check_regression(
     if base is None:
         return None
     relative = metric in RELATIVE_TOLERANCE_METRICS
-    allowed = tolerance * abs(base) if relative else tolerance
-    shown_tol = f"{tolerance:.0%} of |baseline| = {info.format(allowed)}" if relative else info.format(tolerance)
+    if relative:
+        floor = RELATIVE_TOLERANCE_FLOORS[metric]
+        allowed = tolerance * max(abs(base), floor)
+        of = "|baseline|" if abs(base) >= floor else f"{floor:g} (|baseline| below {floor:g})"
+        shown_tol = f"{tolerance:.0%} of {of} = {info.format(allowed)}"
+    else:
+        allowed, shown_tol = tolerance, info.format(tolerance)
     value = _value(candidate, metric)
     if value is None:
         return False, f"{info.label} unavailable vs baseline {info.format(base)}"
