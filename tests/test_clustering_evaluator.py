@@ -116,9 +116,12 @@ def test_mean_elbo_near_zero_is_compared_against_a_floor_not_a_hair_trigger() ->
     # a z-scored table fitted well: fresh draws of the same data moved the mean ELBO by up to 0.19 nats (README)
     baseline = {**GOOD, "mean_elbo": -1.5}
     assert decide({**GOOD, "mean_elbo": -1.69}, {}, {"mean_elbo": 0.05}, baseline).blessed
-    verdict = decide({**GOOD, "mean_elbo": -3.0}, {}, {"mean_elbo": 0.05}, baseline)  # one cluster merged: -1.3
+    verdict = decide({**GOOD, "mean_elbo": -3.0}, {}, {"mean_elbo": 0.05}, baseline)  # two groups merged: -3.00
     assert verdict.reasons == ("mean ELBO -3 < -2 (baseline -1.5 - 5% of 10 (|baseline| below 10) = 0.5)",)
     assert not decide({**GOOD, "mean_elbo": -1.51}, {}, {"mean_elbo": 0.0}, baseline).blessed, "0 allows nothing"
+    positive = {**GOOD, "mean_elbo": 1.5}  # a Gaussian model's ELBO can be above 0
+    assert decide({**GOOD, "mean_elbo": 1.1}, {}, {"mean_elbo": 0.05}, positive).blessed
+    assert not decide({**GOOD, "mean_elbo": 0.9}, {}, {"mean_elbo": 0.05}, positive).blessed
 
 
 def test_baseline_gaps_are_skipped_but_a_candidate_gap_is_a_regression() -> None:

@@ -83,8 +83,8 @@ DRIFT_THRESHOLD = 0.1
 # missing or NaN in the baseline are not compared. A log-density has no natural zero: z-scored tables that a model
 # fits well sit near 0 nats (a 5-column table of four groups: -1.5 to -1.7), where 5% of |baseline| is under 0.1
 # nats and fresh draws of the same data, trained with the same seed, moved the mean ELBO by up to 0.19 nats (README),
-# while one merged cluster cost it 1.3. With the floor of 10 nats, 5% allows 0.5 nats there and changes nothing on
-# images (about -100 nats).
+# while a model with two groups merged scored 1.3 nats below the correct models' worst. With the floor of 10 nats,
+# 5% allows 0.5 nats there and changes nothing on images (about -100 nats).
 RELATIVE_TOLERANCE_FLOORS: dict[str, float] = {"mean_elbo": 10.0}
 RELATIVE_TOLERANCE_METRICS = frozenset(RELATIVE_TOLERANCE_FLOORS)
 # Metrics on the scale of the model's likelihood: compared with a baseline only when both share it.
@@ -120,7 +120,7 @@ def thresholds_help() -> str:
 def tolerances_help() -> str:
     """``--tolerances`` help: every metric that can be compared against the baseline."""
     metrics = ", ".join(
-        f"{metric} (relative to |baseline|, taken as at least {RELATIVE_TOLERANCE_FLOORS[metric]:g})"
+        f"{metric} (relative to |baseline|, taken as at least {RELATIVE_TOLERANCE_FLOORS[metric]:g} nats)"
         if metric in RELATIVE_TOLERANCE_METRICS else metric for metric in METRICS
     )
     return (f"JSON object {{metric: allowed worsening}} against the last blessed model, absolute unless noted; "

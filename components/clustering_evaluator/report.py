@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from tfx.dsl.io import fileio
 
-from components.clustering_evaluator.bless_rules import METRICS
+from components.clustering_evaluator.bless_rules import METRICS, RELATIVE_TOLERANCE_FLOORS
 from components.clustering_evaluator.decision import Decision
 
 OCCUPANCY_PNG = "occupancy.png"
@@ -147,8 +147,10 @@ def write_markdown(
     for section in sections:
         lines += list(section)
     lines += ["## Thresholds", "", *_bullets(f"`{k}`: {v:g}" for k, v in thresholds.items()), ""]
+    relative = ", ".join(f"`{k}` a share of max(|baseline|, {floor:g})"
+                         for k, floor in RELATIVE_TOLERANCE_FLOORS.items())
     lines += [
-        "## Regression tolerances (allowed worsening vs baseline; `mean_elbo` relative)",
+        f"## Regression tolerances (allowed worsening vs baseline; {relative})",
         "",
         *_bullets(f"`{k}`: {v:g}" for k, v in tolerances.items()),
         "",
