@@ -60,16 +60,17 @@ def test_batch_scoring_has_exactly_one_row_per_input_example(runs):
     _, first = runs
     _, examples_uri = first[("CsvExampleGen", "Examples")]
     _, scored_uri = first[("BulkInferrer", "Examples")]
+    total = 0
     for split in ("train", "eval"):
         inputs = run_artifacts.records(os.path.join(examples_uri, f"Split-{split}", "*"))
         scored = [tf.train.Example.FromString(r)
                   for r in run_artifacts.records(os.path.join(scored_uri, f"Split-{split}", "*"))]
         assert len(scored) == len(inputs) > 0
+        total += len(scored)
         assert sorted(e.features.feature[features.ID_KEY].int64_list.value[0] for e in scored) == sorted(
             tf.train.Example.FromString(r).features.feature[features.ID_KEY].int64_list.value[0] for r in inputs)
         for example in scored[:20]:
             feature = example.features.feature
             assert len(feature[features.CLUSTER].int64_list.value) == 1
             assert len(feature[features.CLUSTER_PROBABILITIES].float_list.value) == 10
-    total = sum(len(run_artifacts.records(os.path.join(scored_uri, f"Split-{s}", "*"))) for s in ("train", "eval"))
     assert total == 1797
