@@ -192,6 +192,23 @@ def test_choose_partition_weighs_a_clearly_better_separation_above_a_slightly_lo
     assert why.startswith(f"clusters from {MERGED} (stability 0.9") and "against 1.000" in why
 
 
+def test_choose_partition_keeps_the_gmm_over_a_stabler_but_less_separated_merge(monkeypatch) -> None:
+    # the merge makes the same wrong cut on every run (stability 1, far lower separation); the K-GMM finds the four
+    # groups on two runs and scrambles 30% of the rows on the third: the sum of the two measures favours the merge,
+    # but a merge that separates clearly worse than the K-GMM must not win on stability alone
+    _, truth, cut, views = cut_by_a_k_gmm([150, 100, 20, 15])
+    rng = np.random.default_rng(1)
+    scrambled = truth.copy()
+    rows = rng.choice(len(truth), int(0.3 * len(truth)), replace=False)
+    scrambled[rows] = rng.integers(0, 4, len(rows))
+    monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
+        "a GMM with 4 components": scrambled if view is views[2] else truth, MERGED: cut})
+    labels, why = choose_partition(views, 4, GMVAEConfig(input_dim=4, latent_dim=2, n_components=4))
+    np.testing.assert_array_equal(labels, truth)
+    assert why.startswith("clusters from a GMM with 4 components (stability 0.6")
+    assert f"{MERGED} left out: stability 1.000, silhouette 0.19" in why
+
+
 def test_choose_partition_takes_the_run_that_agrees_with_the_others(monkeypatch) -> None:
     # the first embedding tears a group that the other two runs keep whole: their clusters are used, not its own
     z, truth = blobs([60, 40, 30], dim=2)
