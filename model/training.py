@@ -222,19 +222,20 @@ def choose_partition(
 ) -> tuple[np.ndarray, str]:
     """The clusters [N] for the initial mixture, and why they were chosen.
 
-    ``views`` holds `STABILITY_RUNS` representations [N, d] of the same rows, one per run: the codes themselves
-    each time, or UMAP embeddings of them with different seeds, so that stability covers everything random in
-    stage 2. A k-component GMM tends to split a big group and join small ones when groups differ in size. So the
-    candidates (`_partitions`) are fitted on every view with its own seed, and the one with the highest sum of
-    stability (mean adjusted Rand index between the runs) and separation (mean silhouette of each run's clusters in
-    its view, on at most 3,000 rows) wins, the GMM on a tie: neither measure alone decides, so a 0.01 lead in one
-    does not outweigh a clear loss in the other. A merge competes only when its separation is at most
-    `MERGE_SEPARATION_SLACK` below the GMM's: on the digit stand-ins, merges that joined three overlapping digits won
-    on stability alone, making the same wrong cut on every run (rows 33-34). On balanced dev data the GMM wins
-    (bench/RESULTS.md rows 18-20, 24). The model ``inputs`` [N, F] are a last candidate (`_input_partition`, small
-    tables): their own GMM's clusters win when at least as stable over 3 GMM seeds as the pick is over the runs
-    (which also vary the embedding; a tie goes to the inputs, row 21). Of the winner's runs, the one that agrees
-    most with the others gives the clusters, not the first one, whose embedding may be the odd one out (row 24).
+    ``views`` holds `STABILITY_RUNS` representations [N, d] of the same rows, one per run: the codes themselves each
+    time, or UMAP embeddings of them with different seeds, so that stability covers everything random in stage 2. A
+    k-component GMM tends to split a big group and join small ones when groups differ in size. So the candidates
+    (`_partitions`) are fitted on every view with its own seed, and the one with the highest sum of stability (mean
+    adjusted Rand index between the runs) and separation (mean silhouette of each run's clusters in its view, on at
+    most 3,000 rows) wins, the GMM on a tie. A merge competes only when its separation is at most
+    `MERGE_SEPARATION_SLACK` below the GMM's; among those, neither measure alone decides, so a 0.01 lead in one does
+    not outweigh a clear loss in the other. The gate is there because on the digit stand-ins, merges that joined
+    three overlapping digits won on stability alone, making the same wrong cut on every run (rows 33-34). On
+    balanced dev data the GMM wins (bench/RESULTS.md rows 18-20, 24). The model ``inputs`` [N, F] are a last
+    candidate (`_input_partition`, small tables): their own GMM's clusters win when at least as stable over 3 GMM
+    seeds as the pick is over the runs (which also vary the embedding; a tie goes to the inputs, row 21). Of the
+    winner's runs, the one that agrees most with the others gives the clusters, not the first one, whose embedding
+    may be the odd one out (row 24).
     """
     runs = [_partitions(view, k, cfg, cfg.seed + i) for i, view in enumerate(views)]
     names = list(runs[0])
