@@ -209,6 +209,54 @@ def test_choose_partition_keeps_the_gmm_over_a_stabler_but_less_separated_merge(
     assert f"{MERGED} left out: stability 1.000, silhouette 0.19" in why
 
 
+def four_groups_and_a_merge(island_shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four groups of 100 rows (the last two 5 apart, the rest 12), 12 rows of the first moved ``island_shift``
+    aside: the codes, the groups, and a merge that joins the last two groups and keeps the 12 rows apart instead."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [12, 0], [0, 12], [5, 12]], float)
+    z = np.concatenate([c + rng.normal(size=(100, 2)) for c in centres])
+    z[:12] -= [island_shift, 0]
+    truth = np.repeat(np.arange(4), 100)
+    merged = np.where(truth == 3, 2, truth)
+    merged[:12] = 3
+    return z, truth, merged
+
+
+@pytest.mark.parametrize("island_shift", [3.5, 8.0])
+def test_choose_partition_keeps_the_gmm_when_a_merge_joins_groups_further_apart_than_it_splits(
+        monkeypatch, island_shift: float) -> None:
+    # as on balanced MNIST: the merge is as well separated overall and stabler (the K-GMM moves 5% of the rows on one
+    # run), but it joins two groups to keep a few rows of a third apart; it wins only when those rows are the
+    # further apart (a real small group), else the GMM with K components stays
+    z, truth, merged = four_groups_and_a_merge(island_shift)
+    moved = truth.copy()
+    rows = np.random.default_rng(1).choice(len(truth), 20, replace=False)
+    moved[rows] = (moved[rows] + 1) % 4
+    views = [z, z + 1e-3, z + 2e-3]
+    monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
+        "a GMM with 4 components": moved if view is views[2] else truth, MERGED: merged})
+    labels, why = choose_partition(views, 4, GMVAEConfig(input_dim=4, latent_dim=2, n_components=4))
+    kept, joined = training._piece_separation(z, truth, merged), training._piece_separation(z, merged, truth)
+    if island_shift < 5:
+        assert kept < joined
+        np.testing.assert_array_equal(labels, truth)
+        assert f"{MERGED} left out: stability 1.000" in why and "keeps apart have silhouette 0.5" in why
+    else:
+        assert kept > joined
+        np.testing.assert_array_equal(labels, merged)
+        assert why.startswith(f"clusters from {MERGED} (stability 1.000")
+
+
+def test_piece_separation_is_minus_one_when_no_cluster_is_cut() -> None:
+    z, truth = blobs([50, 30, 20], dim=2)
+    assert training._piece_separation(z, truth, (truth + 1) % 3) == -1.0
+    # one outer cluster holding every group: the groups' own silhouette; pieces under 10% of a cluster do not count
+    assert training._piece_separation(z, np.zeros(100, int), truth) == pytest.approx(training._silhouette(z, truth))
+    assert training._piece_separation(z, np.where(truth == 2, 1, truth), truth) == pytest.approx(
+        training._silhouette(z[truth > 0], truth[truth > 0]))
+    assert training._piece_separation(z, np.zeros(100, int), np.where(np.arange(100) < 5, 1, 0)) == -1.0
+
+
 def test_choose_partition_takes_the_run_that_agrees_with_the_others(monkeypatch) -> None:
     # the first embedding tears a group that the other two runs keep whole: their clusters are used, not its own
     z, truth = blobs([60, 40, 30], dim=2)
