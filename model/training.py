@@ -221,8 +221,9 @@ def _partitions(r: np.ndarray, k: int, cfg: GMVAEConfig, seed: int) -> dict[str,
 
 def _piece_separation(view: np.ndarray, outer: np.ndarray, inner: np.ndarray) -> float:
     """How far apart the groups are that ``inner`` [N] separates and ``outer`` [N] does not: for every outer cluster
-    holding two or more inner pieces of at least `PIECE_SHARE` of its rows, the silhouette of those pieces in
-    ``view`` [N, d], averaged weighted by rows; -1 (nothing kept apart) when no outer cluster has such pieces."""
+    holding two or more inner pieces of at least `PIECE_SHARE` of its rows (and more rows than pieces), the
+    silhouette of those pieces in ``view`` [N, d], averaged weighted by rows; -1, the lowest silhouette, when no outer
+    cluster has such pieces (``inner`` keeps nothing apart that ``outer`` joins, beyond slivers)."""
     scores, weights = [], []
     for cluster in np.unique(outer):
         members = np.flatnonzero(outer == cluster)
@@ -250,13 +251,12 @@ def choose_partition(
     not outweigh a clear loss in the other. The gate is there because on the digit stand-ins, merges that joined
     three overlapping digits won on stability alone, making the same wrong cut on every run (rows 33-34). A merge
     also competes only when the groups it keeps apart and the GMM joins are at least as far apart as the groups the
-    GMM keeps apart and it joins (`_piece_separation`, averaged over the runs): on balanced MNIST, merges that joined
-    two digits to keep a small island of a third apart were as stable and as well separated overall (row 35). The
-    model ``inputs`` [N, F] are a last
-    candidate (`_input_partition`, small tables): their own GMM's clusters win when at least as stable over 3 GMM
-    seeds as the pick is over the runs (which also vary the embedding; a tie goes to the inputs, row 21). Of the
-    winner's runs, the one that agrees most with the others gives the clusters, not the first one, whose embedding
-    may be the odd one out (row 24).
+    GMM keeps apart and it joins (`_piece_separation` in each run's view, averaged over the runs): on balanced MNIST,
+    merges that joined two digits to keep a small island of a third apart were as stable and as well separated
+    overall (row 35). The model ``inputs`` [N, F] are a last candidate (`_input_partition`, small tables): their
+    own GMM's clusters win when at least as stable over 3 GMM seeds as the pick is over the runs (which also vary
+    the embedding; a tie goes to the inputs, row 21). Of the winner's runs, the one that agrees most with the others
+    gives the clusters, not the first one, whose embedding may be the odd one out (row 24).
     """
     runs = [_partitions(view, k, cfg, cfg.seed + i) for i, view in enumerate(views)]
     names = list(runs[0])
@@ -269,17 +269,18 @@ def choose_partition(
     separation = {n: float(np.mean([_silhouette(view[rows], run[n][rows])
                                     for view, run in zip(views, runs, strict=True)])) for n in names}
     score = {n: stability[n] + separation[n] for n in names}
-    left_out = {}
+    left_out: dict[str, str] = {}
     for n in names[1:]:
         if separation[n] < separation[default] - MERGE_SEPARATION_SLACK:  # stability alone must not buy the win
             left_out[n] = f"more than {MERGE_SEPARATION_SLACK} below the GMM with K components"
             continue
+        # a run where the merge keeps apart only slivers of the K-GMM's clusters counts -1 for it (row 35)
         kept, joined = np.mean([(_piece_separation(view[rows], run[default][rows], run[n][rows]),
                                  _piece_separation(view[rows], run[n][rows], run[default][rows]))
                                 for view, run in zip(views, runs, strict=True)], axis=0)
         if kept < joined:
-            left_out[n] = (f"the groups it keeps apart have silhouette {kept:.3f}, those of the GMM with K components "
-                           f"it joins {joined:.3f}")
+            left_out[n] = (f"the groups it keeps apart have silhouette {kept:.3f}, the groups of the GMM with K "
+                           f"components it joins {joined:.3f}")
     pick = max((n for n in names if n not in left_out), key=score.__getitem__)
     own = _input_partition(inputs, k, cfg)
     if own is not None and own[1] >= stability[pick]:

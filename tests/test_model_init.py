@@ -206,7 +206,7 @@ def test_choose_partition_keeps_the_gmm_over_a_stabler_but_less_separated_merge(
     labels, why = choose_partition(views, 4, GMVAEConfig(input_dim=4, latent_dim=2, n_components=4))
     np.testing.assert_array_equal(labels, truth)
     assert why.startswith("clusters from a GMM with 4 components (stability 0.6")
-    assert f"{MERGED} left out: stability 1.000, silhouette 0.19" in why
+    assert f"{MERGED} left out: stability 1.000, silhouette 0.19" in why and "more than 0.01 below the GMM" in why
 
 
 def four_groups_and_a_merge(island_shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -222,9 +222,9 @@ def four_groups_and_a_merge(island_shift: float) -> tuple[np.ndarray, np.ndarray
     return z, truth, merged
 
 
-@pytest.mark.parametrize("island_shift", [3.5, 8.0])
+@pytest.mark.parametrize(("island_shift", "merge_wins"), [(3.5, False), (8.0, True)])
 def test_choose_partition_keeps_the_gmm_when_a_merge_joins_groups_further_apart_than_it_splits(
-        monkeypatch, island_shift: float) -> None:
+        monkeypatch, island_shift: float, merge_wins: bool) -> None:
     # as on balanced MNIST: the merge is as well separated overall and stabler (the K-GMM moves 5% of the rows on one
     # run), but it joins two groups to keep a few rows of a third apart; it wins only when those rows are the
     # further apart (a real small group), else the GMM with K components stays
@@ -237,24 +237,25 @@ def test_choose_partition_keeps_the_gmm_when_a_merge_joins_groups_further_apart_
         "a GMM with 4 components": moved if view is views[2] else truth, MERGED: merged})
     labels, why = choose_partition(views, 4, GMVAEConfig(input_dim=4, latent_dim=2, n_components=4))
     kept, joined = training._piece_separation(z, truth, merged), training._piece_separation(z, merged, truth)
-    if island_shift < 5:
-        assert kept < joined
-        np.testing.assert_array_equal(labels, truth)
-        assert f"{MERGED} left out: stability 1.000" in why and "keeps apart have silhouette 0.5" in why
-    else:
-        assert kept > joined
+    assert (kept > joined) == merge_wins
+    if merge_wins:
         np.testing.assert_array_equal(labels, merged)
         assert why.startswith(f"clusters from {MERGED} (stability 1.000")
+    else:
+        np.testing.assert_array_equal(labels, truth)
+        assert f"{MERGED} left out: stability 1.000" in why and "keeps apart have silhouette 0.5" in why
 
 
-def test_piece_separation_is_minus_one_when_no_cluster_is_cut() -> None:
-    z, truth = blobs([50, 30, 20], dim=2)
-    assert training._piece_separation(z, truth, (truth + 1) % 3) == -1.0
-    # one outer cluster holding every group: the groups' own silhouette; pieces under 10% of a cluster do not count
-    assert training._piece_separation(z, np.zeros(100, int), truth) == pytest.approx(training._silhouette(z, truth))
-    assert training._piece_separation(z, np.where(truth == 2, 1, truth), truth) == pytest.approx(
-        training._silhouette(z[truth > 0], truth[truth > 0]))
-    assert training._piece_separation(z, np.zeros(100, int), np.where(np.arange(100) < 5, 1, 0)) == -1.0
+def test_piece_separation_weighs_every_cut_cluster_by_its_rows() -> None:
+    z, truth = blobs([50, 30, 20, 100], dim=2)
+    assert training._piece_separation(z, truth, (truth + 1) % 4) == -1.0  # the same clusters: nothing cut
+    # pieces under 10% of a cluster do not count
+    assert training._piece_separation(z, np.zeros(200, int), np.where(np.arange(200) < 5, 1, 0)) == -1.0
+    # two outer clusters, {0, 1} (80 rows) and {2, 3} (120 rows), each cut in two by the groups
+    halves = truth // 2
+    expected = (80 * training._silhouette(z[halves == 0], truth[halves == 0])
+                + 120 * training._silhouette(z[halves == 1], truth[halves == 1])) / 200
+    assert training._piece_separation(z, halves, truth) == pytest.approx(expected)
 
 
 def test_choose_partition_takes_the_run_that_agrees_with_the_others(monkeypatch) -> None:
