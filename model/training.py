@@ -291,6 +291,8 @@ def choose_partition(
               "for the GMM with K components"))
     why += "".join(f"; {n} left out: stability {stability[n]:.3f}, silhouette {separation[n]:.3f}, {reason}"
                    for n, reason in left_out.items() if score[n] > score[pick])
+    if own is not None:
+        why += f"; a GMM with {k} components on the model inputs: stability {own[1]:.3f}, less stable"
     return agreed[pick][0], f"clusters from {pick} ({why})"
 
 

@@ -1,5 +1,7 @@
 """Stage 2 (mixture initialisation) and the numeric guards: unequal sizes, K chosen from the data, data too small."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -295,6 +297,8 @@ def test_choose_partition_keeps_the_codes_clusters_when_the_inputs_gmm_is_less_s
                                    inputs=noise)
     assert cluster_accuracy(truth, labels) == 1.0
     assert why.startswith("clusters from a GMM with 3 components (stability 1.000")
+    # the reason says that the inputs' GMM was tried and how stable it was, so a report shows why it lost
+    assert re.search(r"; a GMM with 3 components on the model inputs: stability 0\.\d{3}, less stable\)$", why), why
 
 
 def test_the_inputs_candidate_is_skipped_when_wide_or_unfittable(monkeypatch) -> None:
