@@ -43,6 +43,10 @@ MODEL_ID = 7
         ("min_smallest_cluster_share", 0.02, "min_share", 0.004, "smallest cluster 0.4% < 2.0%"),
         ("min_smallest_cluster_vs_equal", 0.1, "min_share_vs_equal", 0.04,
          "smallest cluster vs an equal share 0.04x < 0.10x"),
+        # a near miss shows the digits that tell the two apart (a digits run read "0.10x < 0.10x")
+        ("min_smallest_cluster_vs_equal", 0.1, "min_share_vs_equal", 0.0997,
+         "smallest cluster vs an equal share 0.0997x < 0.1000x"),
+        ("min_smallest_cluster_share", 0.02, "min_share", 0.01996, "smallest cluster 1.996% < 2.000%"),
         ("max_largest_cluster_share", 0.5, "max_share", 0.61, "largest cluster 61.0% > 50.0%"),
         ("max_empty_clusters", 0, "empty", 1, "empty clusters 1 > 0"),
         ("min_silhouette", 0.1, "silhouette", 0.05, "silhouette 0.05 < 0.1"),

@@ -22,14 +22,24 @@ class MetricInfo:
     kind: str = "score"  # "score", "share" (shown as %), "ratio" (shown as a multiple) or "count"
     meaning: str = ""
 
-    def format(self, value: float) -> str:
+    def format(self, value: float, extra_digits: int = 0) -> str:
+        """``value`` as messages show it; ``extra_digits`` more than the usual precision."""
         if self.kind == "share":
-            return f"{value:.1%}"
+            return f"{value:.{1 + extra_digits}%}"
         if self.kind == "ratio":
-            return f"{value:.2f}x"
+            return f"{value:.{2 + extra_digits}f}x"
         if self.kind == "count":
             return str(int(value))
-        return f"{value:.4g}"
+        return f"{value:.{4 + extra_digits}g}"
+
+    def format_apart(self, value: float, bound: float) -> tuple[str, str]:
+        """``value`` and ``bound`` with the fewest extra digits (at most 6) that tell them apart, so that a failed
+        check never reads like "0.10x < 0.10x"."""
+        for extra in range(7):
+            shown = self.format(value, extra), self.format(bound, extra)
+            if shown[0] != shown[1]:
+                return shown
+        return self.format(value), self.format(bound)
 
 
 # The share of eval examples keeping their cluster ID from the champion, and its threshold key.

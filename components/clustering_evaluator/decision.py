@@ -112,7 +112,8 @@ def _check_threshold(key: str, bound: float, candidate: Mapping[str, float | Non
     if value is None:
         return False, f"{info.label} unavailable, cannot check {op_ok} {info.format(bound)} ({key})"
     ok = value >= bound if is_lower_bound else value <= bound
-    return ok, f"{info.label} {info.format(value)} {op_ok if ok else op_fail} {info.format(bound)}"
+    shown, shown_bound = info.format_apart(value, bound)
+    return ok, f"{info.label} {shown} {op_ok if ok else op_fail} {shown_bound}"
 
 
 def _check_regression(
@@ -138,8 +139,8 @@ def _check_regression(
         sign = "-" if info.higher_is_better else "+"
         op = "<" if info.higher_is_better else ">"
         if relative:  # spelled out: "-100 - 5% = 5" read as a bound of 5
-            bound = base - allowed if info.higher_is_better else base + allowed
-            return False, (f"{info.label} {info.format(value)} {op} {info.format(bound)} (baseline "
+            shown, shown_bound = info.format_apart(value, base - allowed if info.higher_is_better else base + allowed)
+            return False, (f"{info.label} {shown} {op} {shown_bound} (baseline "
                            f"{info.format(base)} {sign} {shown_tol})")
         return False, f"{info.label} {info.format(value)} {op} baseline {info.format(base)} {sign} {shown_tol}"
     return True, f"{info.label} {info.format(value)} vs baseline {info.format(base)} (tolerance {shown_tol})"
