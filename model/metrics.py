@@ -73,7 +73,7 @@ def occupancy(clusters: np.ndarray, n_clusters: int) -> dict[str, float]:
     share = counts / max(counts.sum(), 1)
     return {
         "min_share": float(share.min()),
-        "min_share_vs_equal": float(share.min() * len(share)),
+        "min_share_vs_equal": float(counts.min() * len(counts) / max(counts.sum(), 1)),  # one rounding: 7/70 -> 0.1
         "max_share": float(share.max()),
         "empty": int((counts == 0).sum()),
     }

@@ -291,8 +291,10 @@ def choose_partition(
               "for the GMM with K components"))
     why += "".join(f"; {n} left out: stability {stability[n]:.3f}, silhouette {separation[n]:.3f}, {reason}"
                    for n, reason in left_out.items() if score[n] > score[pick])
-    if own is not None:
-        why += f"; a GMM with {k} components on the model inputs: stability {own[1]:.3f}, less stable"
+    if own is not None:  # six places where three would show the two stabilities level
+        places = 3 if round(own[1], 3) != round(stability[pick], 3) else 6
+        why += (f"; a GMM with {k} components on the model inputs left out: stability {own[1]:.{places}f}, below "
+                f"the {stability[pick]:.{places}f} of {pick}")
     return agreed[pick][0], f"clusters from {pick} ({why})"
 
 

@@ -73,6 +73,7 @@ def test_component_defaults_reject_a_model_without_cluster_structure() -> None:
         ([1000] * 9 + [50], False),  # a nearly empty component: 0.55%
         ([100] * 60, True),  # K=60 with equal shares (1.7% each: a fixed 2% floor rejected it)
         ([500, 500, 12], False),  # K=3: 1.2% is far below an equal third
+        ([1, 12, 12, 12, 11, 11, 11], True),  # exactly on the floor: 1 of 70 rows at K=7 is 0.1, not 0.0999...
     ],
 )
 def test_default_floor_on_the_smallest_cluster_follows_k(counts: list[int], blessed: bool) -> None:

@@ -85,6 +85,8 @@ def test_regression_beyond_tolerance_rejects_and_within_blesses() -> None:
     worse = decide({**GOOD, "nmi": 0.75}, {}, tolerances, baseline)
     assert not worse.blessed
     assert worse.reasons == ("nmi 0.75 < baseline 0.8 - 0.02",)
+    near_miss = decide({**GOOD, "nmi": 0.77996}, {}, tolerances, baseline)  # not "nmi 0.78 < baseline 0.8 - 0.02"
+    assert near_miss.reasons == ("nmi 0.77996 < baseline 0.80000 - 0.02",)
     close = decide({**GOOD, "nmi": 0.79}, {}, tolerances, baseline)
     assert close.blessed
     assert close.summary == "blessed: all 0 thresholds met; nmi 0.79 vs baseline 0.8 (tolerance 0.02)"

@@ -298,7 +298,8 @@ def test_choose_partition_keeps_the_codes_clusters_when_the_inputs_gmm_is_less_s
     assert cluster_accuracy(truth, labels) == 1.0
     assert why.startswith("clusters from a GMM with 3 components (stability 1.000")
     # the reason says that the inputs' GMM was tried and how stable it was, so a report shows why it lost
-    assert re.search(r"; a GMM with 3 components on the model inputs: stability 0\.\d{3}, less stable\)$", why), why
+    assert re.search(r"; a GMM with 3 components on the model inputs left out: stability -?\d\.\d{3}, below the "
+                     r"1\.000 of a GMM with 3 components\)$", why), why
 
 
 def test_the_inputs_candidate_is_skipped_when_wide_or_unfittable(monkeypatch) -> None:
@@ -344,7 +345,7 @@ def test_stage_two_passes_the_models_inputs_to_the_choice() -> None:
     config = GMVAEConfig(input_dim=4, latent_dim=2, n_components=3, hidden_units=(8,), likelihood="gaussian",
                          init_method="gmm")
     decision, _, labels = training._cluster_codes(GMVAE(config), training.as_training_data(x), config)
-    assert "on the model inputs" in decision.reason
+    assert "clusters from a GMM with 3 components on the model inputs" in decision.reason
     assert cluster_accuracy(truth, labels.labels) == 1.0
 
 

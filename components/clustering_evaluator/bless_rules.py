@@ -23,23 +23,23 @@ class MetricInfo:
     meaning: str = ""
 
     def format(self, value: float, extra_digits: int = 0) -> str:
-        """``value`` as messages show it; ``extra_digits`` more than the usual precision."""
+        """``value`` as messages show it; ``extra_digits`` more than the usual precision (counts take none)."""
         if self.kind == "share":
             return f"{value:.{1 + extra_digits}%}"
         if self.kind == "ratio":
             return f"{value:.{2 + extra_digits}f}x"
         if self.kind == "count":
             return str(int(value))
-        return f"{value:.{4 + extra_digits}g}"
+        return f"{value:{'#' if extra_digits else ''}.{4 + extra_digits}g}"  # '#' keeps the zeros of 0.80000
 
-    def format_apart(self, value: float, bound: float) -> tuple[str, str]:
-        """``value`` and ``bound`` with the fewest extra digits (at most 6) that tell them apart, so that a failed
-        check never reads like "0.10x < 0.10x"."""
-        for extra in range(7):
-            shown = self.format(value, extra), self.format(bound, extra)
-            if shown[0] != shown[1]:
-                return shown
-        return self.format(value), self.format(bound)
+    def digits_apart(self, value: float, bound: float) -> int:
+        """The fewest extra digits (at most 6) that show ``value`` and ``bound`` differently, 0 when none do, so
+        that a near miss does not read like "0.10x < 0.10x"."""
+        if value != bound:
+            for extra in range(7):
+                if self.format(value, extra) != self.format(bound, extra):
+                    return extra
+        return 0
 
 
 # The share of eval examples keeping their cluster ID from the champion, and its threshold key.

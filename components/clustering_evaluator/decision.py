@@ -112,8 +112,8 @@ def _check_threshold(key: str, bound: float, candidate: Mapping[str, float | Non
     if value is None:
         return False, f"{info.label} unavailable, cannot check {op_ok} {info.format(bound)} ({key})"
     ok = value >= bound if is_lower_bound else value <= bound
-    shown, shown_bound = info.format_apart(value, bound)
-    return ok, f"{info.label} {shown} {op_ok if ok else op_fail} {shown_bound}"
+    extra = info.digits_apart(value, bound)
+    return ok, f"{info.label} {info.format(value, extra)} {op_ok if ok else op_fail} {info.format(bound, extra)}"
 
 
 def _check_regression(
@@ -138,11 +138,13 @@ def _check_regression(
     if worse_by > allowed:
         sign = "-" if info.higher_is_better else "+"
         op = "<" if info.higher_is_better else ">"
+        bound = base - allowed if info.higher_is_better else base + allowed
+        extra = info.digits_apart(value, bound)
         if relative:  # spelled out: "-100 - 5% = 5" read as a bound of 5
-            shown, shown_bound = info.format_apart(value, base - allowed if info.higher_is_better else base + allowed)
-            return False, (f"{info.label} {shown} {op} {shown_bound} (baseline "
+            return False, (f"{info.label} {info.format(value, extra)} {op} {info.format(bound, extra)} (baseline "
                            f"{info.format(base)} {sign} {shown_tol})")
-        return False, f"{info.label} {info.format(value)} {op} baseline {info.format(base)} {sign} {shown_tol}"
+        return False, (f"{info.label} {info.format(value, extra)} {op} baseline {info.format(base, extra)} {sign} "
+                       f"{shown_tol}")
     return True, f"{info.label} {info.format(value)} vs baseline {info.format(base)} (tolerance {shown_tol})"
 
 
