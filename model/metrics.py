@@ -70,10 +70,11 @@ def occupancy(clusters: np.ndarray, n_clusters: int) -> dict[str, float]:
     1 when all are equal, so one floor means the same for 3 clusters and for 50) and the number of empty clusters
     among n_clusters."""
     counts = np.bincount(np.asarray(clusters).ravel(), minlength=n_clusters)
-    share = counts / max(counts.sum(), 1)
+    total = max(int(counts.sum()), 1)
+    share = counts / total
     return {
         "min_share": float(share.min()),
-        "min_share_vs_equal": float(counts.min() * len(counts) / max(counts.sum(), 1)),  # one rounding: 7/70 -> 0.1
+        "min_share_vs_equal": float(counts.min() * len(counts) / total),  # one rounding: 1 of 70 at K=7 -> 0.1
         "max_share": float(share.max()),
         "empty": int((counts == 0).sum()),
     }
