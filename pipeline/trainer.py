@@ -153,11 +153,11 @@ class AlignmentTarget:
 def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
     """Resolved before training, so a bad champion record stops the run before the expensive part: the Trainer's
     ``base_model`` (the Resolver's latest blessed model), else the champion record's serving model (the newest
-    version left when its version was rolled back, :func:`serving.champion.resolve_champion`, as the evaluator
-    does), else none; with the record's registry in every case."""
+    version left when its version was rolled back or the record is missing, :func:`serving.champion.resolve_champion`,
+    as the evaluator does), else none; with the record's registry whenever there is a record."""
     record = (fn_args.custom_config or {}).get(configs.CHAMPION_RECORD_KEY)
     champion = resolve_champion(record) if record else None
-    known = champion.record.registry if champion else None
+    known = champion.record.registry if champion and champion.record else None
     if fn_args.base_model:
         return AlignmentTarget(fn_args.base_model, known)
     if champion is not None:

@@ -17,7 +17,7 @@ from typing import Any
 import tensorflow as tf
 
 from serving.cluster_ids import Registry
-from serving.store import SAVED_MODEL_FILE, TMP_PREFIX, versions
+from serving.store import SAVED_MODEL_FILE, TMP_PREFIX, newest_model_dir
 
 CHAMPION_FILE = "champion.json"
 
@@ -26,8 +26,8 @@ class ChampionRecordError(ValueError):
     """A champion record exists but cannot be used; the message names the file and what is wrong."""
 
     def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"champion record {path} {problem}; fix or delete it (taking it for 'no champion' would "
-                         "bless and push without a regression check).")
+        super().__init__(f"champion record {path} {problem}; fix or delete it (deleted, the newest version in the "
+                         "serving directory stands for the champion).")
         self.path = path
 
 
@@ -60,13 +60,17 @@ class Champion:
 class ServingChampion:
     """The champion ``record`` and ``model_dir``, the SavedModel that stands for it: the record's serving model, or,
     when that version directory was deleted (a rollback), the newest version left in the serving directory, or None
-    when no version is left. ``record.registry`` still knows every cluster ID the deleted versions issued."""
+    when no version is left. ``record.registry`` still knows every cluster ID the deleted versions issued. Without a
+    record (deleted by hand, or never written beside versions pushed by another pipeline) ``record`` is None and the
+    newest version in the serving directory stands for the champion, so cluster IDs stay those that are serving."""
 
-    record: Champion
+    record: Champion | None
     model_dir: str | None
 
     @property
     def description(self) -> str:
+        if self.record is None:
+            return f"{self.model_dir}, the newest version in the serving directory (no champion record beside it)"
         if self.model_dir == self.record.serving_path:
             return f"champion version {self.record.version} at {self.model_dir}"
         if self.model_dir is None:
@@ -143,17 +147,16 @@ def read_champion(path: str) -> Champion | None:
 
 
 def resolve_champion(path: str) -> ServingChampion | None:
-    """The champion record at ``path`` (:func:`read_champion`) and the model that serves for it; None without a
-    record. A record whose version directory is gone falls back to the newest version left beside it."""
+    """The champion record at ``path`` (:func:`read_champion`) and the model that serves for it. A record whose
+    version directory is gone falls back to the newest version left beside it; no record falls back to the newest
+    version in the serving directory (``record`` None); None when there is neither a record nor a version."""
     record = read_champion(path)
-    if record is None:
-        return None
-    if tf.io.gfile.exists(os.path.join(record.serving_path, SAVED_MODEL_FILE)):
+    if record is not None and tf.io.gfile.exists(os.path.join(record.serving_path, SAVED_MODEL_FILE)):
         return ServingChampion(record, record.serving_path)
-    serving_dir = os.path.dirname(path)
-    left = [os.path.join(serving_dir, str(v)) for v in reversed(versions(serving_dir))]
-    return ServingChampion(record, next((d for d in left if tf.io.gfile.exists(os.path.join(d, SAVED_MODEL_FILE))),
-                                        None))
+    newest = newest_model_dir(os.path.dirname(path))
+    if record is None and newest is None:
+        return None
+    return ServingChampion(record, newest)
 
 
 def write_champion(path: str, champion: Champion) -> None:

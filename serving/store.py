@@ -22,15 +22,23 @@ def versions(serving_dir: str) -> list[int]:
     return sorted(int(name) for name in names if name.isdigit())
 
 
+def newest_model_dir(serving_dir: str) -> str | None:
+    """The highest integer version under ``serving_dir`` that holds a SavedModel; None when none does."""
+    for version in reversed(versions(serving_dir)):
+        candidate = os.path.join(serving_dir, str(version))
+        if tf.io.gfile.exists(os.path.join(candidate, SAVED_MODEL_FILE)):
+            return candidate
+    return None
+
+
 def resolve_model_dir(path: str) -> str:
     """A SavedModel directory: ``path`` itself, or the highest integer version under a TF Serving base directory."""
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"model {path!r} does not exist.")
     if tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE)):
         return path
-    for version in reversed(versions(path)):
-        candidate = os.path.join(path, str(version))
-        if tf.io.gfile.exists(os.path.join(candidate, SAVED_MODEL_FILE)):
-            return candidate
+    newest = newest_model_dir(path)
+    if newest is not None:
+        return newest
     raise FileNotFoundError(f"{path!r} is neither a SavedModel (no {SAVED_MODEL_FILE}) nor a serving directory with "
                             "integer versions holding one.")

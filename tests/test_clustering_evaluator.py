@@ -342,6 +342,17 @@ def test_a_rolled_back_champion_version_is_replaced_by_the_newest_version_left(a
     assert why.startswith(f"{serving / '4'}, the newest version left (champion version 5 at {serving / '5'} is gone")
 
 
+def test_without_a_champion_record_the_newest_version_in_the_serving_directory_is_the_baseline(assets, tmp_path):
+    """A record deleted by hand (or never written beside versions another pipeline pushed) must not make the next
+    model a first model: it would be pushed without a regression check and with cluster IDs numbered afresh."""
+    serving = tmp_path / "serving"
+    shutil.copytree(assets["root"] / "old_model" / "Format-Serving", serving / "2")
+    (serving / "3").mkdir(parents=True)  # not a SavedModel: skipped
+    baseline, why = ce_executor.find_baseline([], str(serving / "champion.json"))
+    assert baseline.model_path == str(serving / "2") and baseline.model_id is None and baseline.source == "champion"
+    assert why == f"{serving / '2'}, the newest version in the serving directory (no champion record beside it)"
+
+
 def test_champion_record_missing_or_unloadable_gives_no_baseline(tmp_path) -> None:
     baseline, why = ce_executor.find_baseline([], str(tmp_path / "nothing.json"))
     assert baseline is None and "no champion record" in why

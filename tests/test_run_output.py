@@ -151,8 +151,8 @@ def test_an_unusable_champion_record_stops_the_run_with_one_sentence_and_exit_5(
     monkeypatch.setattr(local_runner, "run", corrupt)
     assert run.main(["--output-root", str(tmp_path / "out")]) == run.EXIT_CHAMPION_RECORD == 5
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0] == f"error: champion record {record} is empty; fix or delete it (taking it for 'no champion' " \
-                     "would bless and push without a regression check)."
+    assert err[0] == f"error: champion record {record} is empty; fix or delete it (deleted, the newest version in " \
+                     "the serving directory stands for the champion)."
     assert err[1].startswith("(full log: ") and str(tmp_path / "out" / "logs") in err[1]
 
 

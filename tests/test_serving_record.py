@@ -54,7 +54,7 @@ def test_unusable_record_is_one_sentence_naming_the_file_and_the_problem(tmp_pat
         read_champion(path)
     message = str(info.value)
     assert problem in message and message.startswith(f"champion record {path} ")
-    assert message.endswith("without a regression check).") and "\n" not in message and info.value.path == path
+    assert message.endswith("stands for the champion).") and "\n" not in message and info.value.path == path
 
 
 def test_versions_are_the_integer_directories_ascending(tmp_path) -> None:

@@ -166,6 +166,34 @@ def test_a_rolled_back_champion_aligns_to_the_newest_version_left_and_never_reis
     assert trainer.stable_ids(candidate, 4, x, [], target, "m3").latest.ids == (4, 5, 6, 7)
 
 
+def test_without_a_champion_record_ids_align_to_the_newest_version_in_the_serving_directory(tmp_path):
+    from model import features
+    from model.export import export_saved_model
+    from serving import cluster_ids
+    from serving.champion import champion_path
+
+    names = [f"px_{i}" for i in range(4)]
+    model = build_model(GMVAEConfig(input_dim=4, n_components=3, latent_dim=2, hidden_units=(8,), image_shape=None,
+                                    input_scale=1.0, likelihood="gaussian"))
+    x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32) * 3
+    serving = tmp_path / "serving"
+    version_3 = str(serving / "3")
+    export_saved_model(model, version_3, names, cluster_ids=[4, 5, 6])
+    components = model.predict_outputs(x)[features.CLUSTER]
+    v1 = cluster_ids.extend(None, (0, 1, 2), "m1", components, x)
+    cluster_ids.write_registry(version_3, cluster_ids.extend(v1, (4, 5, 6), "m3", components, x))
+    (serving / "4").mkdir()  # an interrupted copy, no SavedModel: skipped
+
+    # champion.json was deleted: the serving model still decides the IDs, and none of its registry is reissued
+    target = trainer.alignment_target(FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: champion_path(str(serving))}))
+    assert target == trainer.AlignmentTarget(version_3, None)
+    relabelled = np.array([2, 0, 1])[components]
+    registry = trainer.stable_ids(relabelled, 3, x, _serialized(x, names), target, "m5")
+    serving_ids = np.array([4, 5, 6])[components]
+    assert np.array_equal(np.array(registry.latest.ids)[relabelled], serving_ids), "every example keeps its ID"
+    assert registry.next_id >= 7
+
+
 def test_a_champion_needing_a_column_the_data_lacks_stops_before_training(tmp_path):
     from model.export import export_saved_model
     from serving.champion import ChampionInputsError

@@ -76,21 +76,21 @@ def _loadable(model_path: str) -> bool:
 
 def _champion_baseline(champion: ServingChampion | None, champion_path: str) -> tuple[Baseline | None, str]:
     """The baseline that stands for the champion record read from ``champion_path`` (:func:`resolve_champion`: the
-    record's model, or the newest version left after a rollback): (baseline, description), or (None, why) when
-    there is no record, no version left, or the model does not load."""
+    record's model, or the newest version left after a rollback or without a record): (baseline, description), or
+    (None, why) when there is neither a record nor a version, no version left, or the model does not load."""
     if champion is None:
         return None, f"none (no champion record at {champion_path}; absolute thresholds only)"
     if champion.model_dir is None:
         return None, f"none ({champion.description})"
     if not _loadable(champion.model_dir):
         return None, f"none (champion model {champion.model_dir} does not load)"
-    recorded = champion.model_dir == champion.record.serving_path
+    recorded = champion.record is not None and champion.model_dir == champion.record.serving_path
     baseline = Baseline(
         source="champion",
         model_path=champion.model_dir,
         model_uri=champion.record.model_uri if recorded else champion.model_dir,
         model_id=champion.record.model_id if recorded else None,
-        description=f"{champion.description} (record {champion_path})",
+        description=f"{champion.description} (record {champion_path})" if champion.record else champion.description,
     )
     return baseline, baseline.description
 
