@@ -143,8 +143,9 @@ def checkpoint_dir_for(fn_args: tfx.components.FnArgs) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class AlignmentTarget:
     """What the candidate's cluster IDs align to: the ``model_dir`` whose IDs it takes over (None: nothing to match)
-    and the ``known`` registry of the champion record (None without one), which remembers IDs issued by versions
-    that are gone, so none of them is issued again."""
+    and the ``known`` registry (the champion record's, or without a record every version's left in the serving
+    directory together; None when there is none), which remembers IDs issued by versions that are gone or were
+    pushed before, so none of them is issued again."""
 
     model_dir: str | None
     known: cluster_ids.Registry | None
@@ -154,10 +155,10 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
     """Resolved before training, so a bad champion record stops the run before the expensive part: the Trainer's
     ``base_model`` (the Resolver's latest blessed model), else the champion record's serving model (the newest
     version left when its version was rolled back or the record is missing, :func:`serving.champion.resolve_champion`,
-    as the evaluator does), else none; with the record's registry whenever there is a record."""
+    as the evaluator does), else none; with every cluster ID known as issued (``ServingChampion.registry``)."""
     record = (fn_args.custom_config or {}).get(configs.CHAMPION_RECORD_KEY)
     champion = resolve_champion(record) if record else None
-    known = champion.record.registry if champion and champion.record else None
+    known = champion.registry if champion else None
     if fn_args.base_model:
         return AlignmentTarget(fn_args.base_model, known)
     if champion is not None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from serving.cluster_ids import Registry
-from serving.store import SAVED_MODEL_FILE, TMP_PREFIX, newest_model_dir
+from serving.cluster_ids import Registry, read_registry
+from serving.store import SAVED_MODEL_FILE, TMP_PREFIX, newest_model_dir, versions
 
 CHAMPION_FILE = "champion.json"
 
@@ -68,6 +68,14 @@ class ServingChampion:
     model_dir: str | None
 
     @property
+    def registry(self) -> Registry | None:
+        """Every cluster ID known to be issued in this serving directory: the record's registry, or without a record
+        the registries of every version left there together (:func:`registry_of_versions`)."""
+        if self.record is not None:
+            return self.record.registry
+        return registry_of_versions(os.path.dirname(self.model_dir))
+
+    @property
     def description(self) -> str:
         if self.record is None:
             return f"{self.model_dir}, the newest version in the serving directory (no champion record beside it)"
@@ -106,16 +114,18 @@ def _problems(record: dict[str, Any]) -> list[str]:
 
 
 def read_champion(path: str) -> Champion | None:
-    """The champion record at ``path``, or None when there is no file (no model pushed yet).
+    """The champion record at ``path``, or None when there is no file (no model pushed yet, or the record deleted:
+    :func:`resolve_champion` then takes the newest version in the serving directory).
 
     A record that exists but is unusable (empty, truncated or otherwise not JSON, or JSON without the fields and
     types :class:`Champion` has) raises :class:`ChampionRecordError`, one sentence naming the file and the problem.
     That is deliberate: it is the nightly on-call's problem to see, not to paper over. Treating a damaged record as
-    "no champion" would bless the candidate on absolute thresholds alone and push it without the regression check
-    against the model it replaces. The evaluator reads the record before scoring, so the run stops there (nothing
-    blessed, nothing pushed) rather than blessing and then crashing in the pusher; both components call this
-    function, so they cannot disagree. Other fields are ignored (records of a newer pusher); ``cluster_registry`` is
-    optional (older records). A relative ``serving_path`` is taken relative to the record's directory.
+    missing would silently drop what only it remembers (cluster IDs of rolled-back versions) and, with no version
+    left, bless the candidate on absolute thresholds alone. The evaluator reads the record before scoring, so the
+    run stops there (nothing blessed, nothing pushed) rather than blessing and then crashing in the pusher; both
+    components call this function, so they cannot disagree. Other fields are ignored (records of a newer pusher);
+    ``cluster_registry`` is optional (older records). A relative ``serving_path`` is taken relative to the record's
+    directory.
     """
     if not tf.io.gfile.exists(path):
         return None
@@ -157,6 +167,20 @@ def resolve_champion(path: str) -> ServingChampion | None:
     if record is None and newest is None:
         return None
     return ServingChampion(record, newest)
+
+
+def registry_of_versions(serving_dir: str) -> Registry | None:
+    """The registry of the newest version under ``serving_dir`` remembering every other version's
+    (:meth:`Registry.remembering`): no ID any version left there carries as issued is issued again, even when the
+    newest is an older model pushed again; None when no version carries a registry."""
+    registries = [r for v in reversed(versions(serving_dir))
+                  if (r := read_registry(os.path.join(serving_dir, str(v)))) is not None]
+    if not registries:
+        return None
+    merged = registries[0]
+    for older in registries[1:]:
+        merged = merged.remembering(older)
+    return merged
 
 
 def write_champion(path: str, champion: Champion) -> None:

@@ -176,22 +176,26 @@ def test_without_a_champion_record_ids_align_to_the_newest_version_in_the_servin
     model = build_model(GMVAEConfig(input_dim=4, n_components=3, latent_dim=2, hidden_units=(8,), image_shape=None,
                                     input_scale=1.0, likelihood="gaussian"))
     x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32) * 3
-    serving = tmp_path / "serving"
-    version_3 = str(serving / "3")
-    export_saved_model(model, version_3, names, cluster_ids=[4, 5, 6])
     components = model.predict_outputs(x)[features.CLUSTER]
+    serving = tmp_path / "serving"
     v1 = cluster_ids.extend(None, (0, 1, 2), "m1", components, x)
-    cluster_ids.write_registry(version_3, cluster_ids.extend(v1, (4, 5, 6), "m3", components, x))
-    (serving / "4").mkdir()  # an interrupted copy, no SavedModel: skipped
+    v3 = cluster_ids.extend(v1, (4, 5, 6), "m3", components, x)  # version 3 issued IDs up to 6
+    for version, ids, registry in (("3", [4, 5, 6], v3), ("5", [0, 1, 2], v1)):  # 5: model 1 pushed again
+        export_saved_model(model, str(serving / version), names, cluster_ids=ids)
+        cluster_ids.write_registry(str(serving / version), registry)
+    (serving / "6").mkdir()  # an interrupted copy, no SavedModel: skipped
 
-    # champion.json was deleted: the serving model still decides the IDs, and none of its registry is reissued
+    # champion.json was deleted: the newest version decides the IDs, and no ID any version carries is issued again
     target = trainer.alignment_target(FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: champion_path(str(serving))}))
-    assert target == trainer.AlignmentTarget(version_3, None)
+    assert target.model_dir == str(serving / "5") and target.known.next_id == 7
     relabelled = np.array([2, 0, 1])[components]
-    registry = trainer.stable_ids(relabelled, 3, x, _serialized(x, names), target, "m5")
-    serving_ids = np.array([4, 5, 6])[components]
-    assert np.array_equal(np.array(registry.latest.ids)[relabelled], serving_ids), "every example keeps its ID"
-    assert registry.next_id >= 7
+    candidate = np.where(np.arange(len(x)) % 5 == 0, 3, relabelled)  # a fourth component that matches nothing
+    registry = trainer.stable_ids(candidate, 4, x, _serialized(x, names), target, "m7")
+    kept = candidate != 3
+    assert np.array_equal(np.array(registry.latest.ids)[candidate[kept]], components[kept]), "examples keep their ID"
+    new = sorted(set(registry.latest.ids) - {0, 1, 2})
+    assert new[0] == 7, "new clusters get IDs no version issued (not 3, right after version 5's own)"
+    assert {4, 5, 6} <= set(registry.introduced), "version 3's IDs stay issued (retired)"
 
 
 def test_a_champion_needing_a_column_the_data_lacks_stops_before_training(tmp_path):

@@ -47,7 +47,8 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
 
     Blessed iff every absolute threshold holds and no metric regresses beyond its tolerance against the
     baseline: `baseline_model` (a LatestBlessedModelStrategy Resolver output) if given, else the model of the
-    champion record at `champion_path` if it exists and loads, else none; a champion record that exists but is
+    champion record at `champion_path` if it exists and loads (without a record, the newest version beside where it
+    would be), else none; a champion record that exists but is
     unusable stops the run before anything is blessed (`serving.champion`). See `bless_rules.py` for the keys.
     The blessing carries `blessed`, `current_model_id` and `current_model` as the stock Evaluator does.
     """
@@ -77,8 +78,8 @@ class ClusteringEvaluator(base_beam_component.BaseBeamComponent):
           eval_split: split of `examples` to score.
           thresholds: absolute thresholds, dict or JSON (keys in `bless_rules.THRESHOLD_KEYS`); None: its defaults.
           regression_tolerances: allowed worsening per metric vs the baseline, dict or JSON; None: bless_rules defaults.
-          champion_path: JSON champion record written by the pusher; its model is the baseline when
-            `baseline_model` is empty.
+          champion_path: JSON champion record written by the pusher; its model (without a record, the newest version
+            in its directory) is the baseline when `baseline_model` is empty.
           label_key: label column; label metrics only when every eval example has it.
           image_shape: (height, width) of the flat pixel features, for the cluster-prototype plot.
           accept_resegmentation: waive the thresholds against the champion (`min_agreement_with_champion`) for a

@@ -96,7 +96,8 @@ def _champion_baseline(champion: ServingChampion | None, champion_path: str) -> 
 
 
 def find_baseline(baseline_models: list[types.Artifact], champion_path: str | None) -> tuple[Baseline | None, str]:
-    """The Resolver's baseline model if given, else the champion record's model, else none (first run).
+    """The Resolver's baseline model if given, else the champion record's model (or the newest version in the serving
+    directory when the record's version or the record is gone), else none (first run).
 
     Returns (baseline or None, a sentence saying which baseline is used or why there is none). The champion record
     is read even when the Resolver decides, so that an unusable record (``ChampionRecordError``) stops the run here,
