@@ -391,8 +391,10 @@ def test_throughput_tool_times_the_job_and_the_bare_loop_on_the_same_rows(tmp_pa
     assert throughput.main(["--rows", "700", "--batch-size", "128", "--workdir", str(tmp_path)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["rows"] == 700 and result["bare_loop_rows_per_second"] > 0 and result["job_rows_per_second"] > 0
+    # all three are rounded (rows/s to integers, the ratio to 3 decimals): at a ratio near 0.03 that is worth 2%
+    # (0.029 against 700 rows at 0.0284 seen); a ratio the wrong way round would be off by a factor of 30
     assert result["ratio"] == pytest.approx(result["job_rows_per_second"] / result["bare_loop_rows_per_second"],
-                                            rel=0.01)
+                                            rel=0.05)
     with open(tmp_path / "bare" / "scores.csv", newline="") as f:
         bare = list(csv.DictReader(f))
     job = {r["id"]: r for r in _read_scores(tmp_path / "job")}

@@ -76,7 +76,9 @@ def test_a_table_with_text_and_missing_values_is_trained_blessed_pushed_and_serv
     assert probabilities.shape == (4, 3) and np.all(np.isfinite(probabilities))
     assert out[features.CLUSTER].numpy()[0] != out[features.CLUSTER].numpy()[2], "segments 2 and 0 differ"
     for key in (features.CLUSTER_PROBABILITIES, features.ELBO):
-        np.testing.assert_allclose(out[key].numpy()[2], out[key].numpy()[3], err_msg="an unseen colour is a blank")
+        # the same transformed row scored in one batch: equal up to float32 rounding (3.0465573e-14 vs ...76e-14 seen)
+        np.testing.assert_allclose(out[key].numpy()[2], out[key].numpy()[3], rtol=1e-5, atol=1e-7,
+                                   err_msg="an unseen colour is a blank")
 
 
 def test_auto_clusters_on_a_table_reports_the_choice(tmp_path, capsys):
