@@ -170,7 +170,7 @@ def resolve_champion(path: str) -> ServingChampion | None:
 
 
 def registry_of_versions(serving_dir: str) -> Registry | None:
-    """The registry of the newest version under ``serving_dir`` remembering every other version's
+    """The registry of the newest version under ``serving_dir`` that carries one, remembering every other version's
     (:meth:`Registry.remembering`): no ID any version left there carries as issued is issued again, even when the
     newest is an older model pushed again; None when no version carries a registry."""
     registries = [r for v in reversed(versions(serving_dir))
@@ -181,6 +181,18 @@ def registry_of_versions(serving_dir: str) -> Registry | None:
     for older in registries[1:]:
         merged = merged.remembering(older)
     return merged
+
+
+def versions_by_generation(serving_dir: str) -> dict[str, int]:
+    """{registry generation: serving version} of the versions under ``serving_dir`` that carry a registry, the
+    generation being each version's latest; a generation served by two versions (an older model pushed again) maps to
+    the newer. The champion record keeps this map; without a record it is rebuilt from here."""
+    found = {}
+    for version in versions(serving_dir):
+        registry = read_registry(os.path.join(serving_dir, str(version)))
+        if registry is not None:
+            found[str(registry.latest.generation)] = version
+    return found
 
 
 def write_champion(path: str, champion: Champion) -> None:

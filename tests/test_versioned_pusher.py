@@ -151,3 +151,17 @@ def test_pushing_an_older_model_again_never_lowers_the_records_next_id(tmp_path)
     summary = cluster_ids.Registry.from_json(pusher.registry_summary(str(tmp_path / "3"), 3, previous))
     assert summary.next_id == 5 and summary.introduced[4] == 2 and summary.latest == v1.latest
     assert summary.retired == (4,)
+
+
+def test_without_a_champion_record_the_registry_and_version_map_come_from_the_serving_directory(tmp_path):
+    components = np.array([0, 1, 2, 3, 3])
+    v1 = cluster_ids.extend(None, (0, 1, 2, 3), "m1", components, np.eye(4)[components])
+    v2 = cluster_ids.extend(v1, (0, 1, 2, 4), "m2", components, np.eye(4)[components])  # 3 retired, 4 new
+    serving = tmp_path / "serving"
+    cluster_ids.write_registry(str(serving / "4"), v1)
+    cluster_ids.write_registry(str(serving / "5"), v2)
+    cluster_ids.write_registry(str(serving / "6"), v1)  # the older model pushed again, champion.json deleted since
+    summary = pusher.registry_summary(str(serving / "6"), 6, None)
+    assert summary["versions"] == {"2": 5, "1": 6}, "generation 2 is still served by version 5; 1 now by 6"
+    registry = cluster_ids.Registry.from_json(summary)
+    assert registry.next_id == 5 and registry.introduced[4] == 2 and registry.retired == (4,)

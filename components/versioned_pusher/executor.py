@@ -24,7 +24,14 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components.clustering_evaluator.constants import METRICS_FILE
-from serving.champion import Champion, champion_path, read_champion, write_champion
+from serving.champion import (
+    Champion,
+    champion_path,
+    read_champion,
+    registry_of_versions,
+    versions_by_generation,
+    write_champion,
+)
 from serving.cluster_ids import read_registry
 from serving.store import TMP_PREFIX, versions
 
@@ -54,14 +61,21 @@ def registry_summary(serving_path: str, version: int, previous: Champion | None)
     """The pushed model's cluster registry with ``versions`` {generation: serving version}: the previous champion's
     and this push's (empty for a model without a registry). ``next_id`` never goes down and no introduced ID is
     forgotten: pushing an older model again, or a model aligned after a rollback, keeps every ID the record knew as
-    issued (:meth:`Registry.remembering`)."""
+    issued (:meth:`Registry.remembering`). Without a previous record (deleted, or versions pushed by another
+    pipeline) both come from the versions in the serving directory (:func:`registry_of_versions`,
+    :func:`versions_by_generation`), so neither restarts."""
     registry = read_registry(serving_path)
     if registry is None:
         return {}
-    registry = registry.remembering(previous.registry if previous else None)
-    versions_by_generation = dict((previous.cluster_registry.get("versions") or {}) if previous else {})
-    versions_by_generation[str(registry.latest.generation)] = version
-    return {**registry.to_json(), "versions": versions_by_generation}
+    serving_dir = os.path.dirname(serving_path.rstrip("/"))
+    if previous is None:
+        registry = registry.remembering(registry_of_versions(serving_dir))
+        by_generation = versions_by_generation(serving_dir)
+    else:
+        registry = registry.remembering(previous.registry)
+        by_generation = dict(previous.cluster_registry.get("versions") or {})
+    by_generation[str(registry.latest.generation)] = version
+    return {**registry.to_json(), "versions": by_generation}
 
 
 class Executor(pusher_executor.Executor):
