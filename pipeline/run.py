@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not match its "
         "schema (each anomaly listed) or lacks a column the serving model needs (nothing trained or pushed); 4 "
         "training diverged (NaN/inf loss, nothing exported or pushed); 5 the champion record beside the serving "
-        "directory is unusable (empty, truncated, not a champion record; nothing blessed or pushed: fix or delete it).",
+        "directory is unusable (empty, truncated, not a champion record; nothing blessed or pushed: fix or delete "
+        "it), or the serving model that stands for the champion does not load (nothing trained: repair or delete "
+        "that version).",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.training import InitialisationError, TrainingDivergedError
     from pipeline import local_runner
     from pipeline.pipeline import create_pipeline
-    from serving.champion import ChampionInputsError, ChampionRecordError
+    from serving.champion import ChampionInputsError, ChampionModelError, ChampionRecordError
 
     schema = args.schema or (configs.DIGITS_SCHEMA if args.data == DEFAULT_SOURCE else None)
     scaling = choose_scaling(args.scaling, staged)
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"full log: {log_path}")
     errors = {DataAnomaliesError: EXIT_DATA_ANOMALIES, ChampionInputsError: EXIT_DATA_ANOMALIES,
               TrainingDivergedError: EXIT_TRAINING_DIVERGED, InitialisationError: EXIT_BAD_INPUT,
-              ChampionRecordError: EXIT_CHAMPION_RECORD}
+              ChampionRecordError: EXIT_CHAMPION_RECORD, ChampionModelError: EXIT_CHAMPION_RECORD}
     start = time.monotonic()
     with console_output(log_path, verbose=args.verbose) as console:
         pipeline = create_pipeline(

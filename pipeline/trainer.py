@@ -19,6 +19,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
+from google.protobuf.message import DecodeError
 from tfx import v1 as tfx
 
 from components.clustering_evaluator import drift
@@ -41,7 +42,7 @@ from model.training import fit_gmvae
 from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
-from serving.champion import ChampionInputsError, resolve_champion
+from serving.champion import ChampionInputsError, ChampionModelError, resolve_champion
 from serving.feature_spec import read_feature_spec
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
@@ -167,14 +168,23 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
 
 
 def check_champion_inputs(target: AlignmentTarget, raw_feature_names: Collection[str]) -> None:
-    """`ChampionInputsError` when the champion model (``target.model_dir``) requires a feature that this run's data
-    does not have (e.g. a column left out at staging tonight because it was empty or held one text value): the
-    champion could not score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison
-    could be carried over."""
+    """`ChampionModelError` when the champion model (``target.model_dir``) does not load (a damaged or half-copied
+    version directory), and `ChampionInputsError` when it requires a feature that this run's data does not have (e.g.
+    a column left out at staging tonight because it was empty or held one text value): either way the champion could
+    not score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison could be carried
+    over, and it is better said before training than after."""
     if target.model_dir is None:
         return
-    missing = [f.name for f in read_feature_spec(target.model_dir).values()
-               if not f.optional and f.name not in raw_feature_names]
+    try:
+        spec = read_feature_spec(target.model_dir)
+        tf.saved_model.load(target.model_dir).signatures[SERVING_SIGNATURE]
+    except (OSError, ValueError, KeyError, DecodeError, tf.errors.OpError) as error:
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ChampionModelError(
+            f"the champion model at {target.model_dir} does not load ({cause}), so its cluster IDs cannot be carried "
+            "over; repair that version directory or delete it (the newest version left then stands for the "
+            "champion).") from error
+    missing = [f.name for f in spec.values() if not f.optional and f.name not in raw_feature_names]
     if missing:
         raise ChampionInputsError(
             f"this run's data has no column {', '.join(map(repr, missing))}, which the serving model at "

@@ -35,6 +35,10 @@ class ChampionInputsError(ValueError):
     """This run's data lacks a column the champion model requires; the message says which."""
 
 
+class ChampionModelError(ValueError):
+    """The SavedModel that stands for the champion does not load; the message names it and what to do."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Champion:
     """One champion record: the serving ``version`` at ``serving_path``, pushed from ``model_uri`` (MLMD id

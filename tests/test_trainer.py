@@ -212,3 +212,25 @@ def test_a_champion_needing_a_column_the_data_lacks_stops_before_training(tmp_pa
     with pytest.raises(ChampionInputsError, match=r"^this run's data has no column 'c', which the serving "
                        "model at .*champion requires, so it can neither hand its cluster IDs on"):
         trainer.check_champion_inputs(target, {"a", "d"})
+
+
+@pytest.mark.parametrize("damage", ["saved_model.pb", "variables"])
+def test_a_champion_model_that_does_not_load_stops_before_training_with_one_sentence(tmp_path, damage):
+    from model.export import export_saved_model
+    from serving.champion import ChampionModelError
+
+    champion_model = build_model(GMVAEConfig(input_dim=2, n_components=2, latent_dim=2, hidden_units=(8,),
+                                             image_shape=None, input_scale=1.0, likelihood="gaussian"))
+    champion_dir = str(tmp_path / "serving" / "3")
+    export_saved_model(champion_model, champion_dir, ["a", "c"], cluster_ids=[0, 1])
+    if damage == "saved_model.pb":
+        with open(f"{champion_dir}/saved_model.pb", "wb") as f:
+            f.write(b"\x00\x07half-copied")
+    else:
+        shutil.rmtree(f"{champion_dir}/variables")
+    with pytest.raises(ChampionModelError) as info:
+        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None), {"a", "c"})
+    message = str(info.value)
+    assert message.startswith(f"the champion model at {champion_dir} does not load (")
+    assert message.endswith("repair that version directory or delete it (the newest version left then stands for "
+                            "the champion).") and "\n" not in message
