@@ -19,7 +19,6 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
-from google.protobuf.message import DecodeError
 from tfx import v1 as tfx
 
 from components.clustering_evaluator import drift
@@ -42,7 +41,7 @@ from model.training import fit_gmvae
 from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
-from serving.champion import ChampionInputsError, ChampionModelError, resolve_champion
+from serving.champion import ChampionInputsError, ChampionModelError, load_failure, resolve_champion
 from serving.feature_spec import read_feature_spec
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
@@ -150,6 +149,7 @@ class AlignmentTarget:
 
     model_dir: str | None
     known: cluster_ids.Registry | None
+    from_resolver: bool = False  # model_dir is the Resolver's latest blessed model, not a serving version
 
 
 def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
@@ -161,7 +161,7 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
     champion = resolve_champion(record) if record else None
     known = champion.registry if champion else None
     if fn_args.base_model:
-        return AlignmentTarget(fn_args.base_model, known)
+        return AlignmentTarget(fn_args.base_model, known, from_resolver=True)
     if champion is not None:
         logging.info("Cluster IDs align to %s", champion.description)
     return AlignmentTarget(champion.model_dir if champion else None, known)
@@ -169,21 +169,23 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
 
 def check_champion_inputs(target: AlignmentTarget, raw_feature_names: Collection[str]) -> None:
     """`ChampionModelError` when the champion model (``target.model_dir``) does not load (a damaged or half-copied
-    version directory), and `ChampionInputsError` when it requires a feature that this run's data does not have (e.g.
-    a column left out at staging tonight because it was empty or held one text value): either way the champion could
-    not score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison could be carried
-    over, and it is better said before training than after."""
+    version directory, :func:`serving.champion.load_failure`), and `ChampionInputsError` when it requires a feature
+    that this run's data does not have (e.g. a column left out at staging tonight because it was empty or held one text
+    value): either way the champion could not score this run's eval examples, so neither the cluster IDs nor the
+    evaluator's comparison could be carried over, and it is better said before training than after."""
     if target.model_dir is None:
         return
-    try:
-        spec = read_feature_spec(target.model_dir)
-        tf.saved_model.load(target.model_dir).signatures[SERVING_SIGNATURE]
-    except (OSError, ValueError, KeyError, DecodeError, tf.errors.OpError) as error:
-        cause = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    failure = load_failure(target.model_dir)
+    if failure is not None and target.from_resolver:
         raise ChampionModelError(
-            f"the champion model at {target.model_dir} does not load ({cause}), so its cluster IDs cannot be carried "
+            f"the Resolver's latest blessed model at {target.model_dir} does not load ({failure}), so its cluster IDs "
+            "cannot be carried over; repair it, or run with --no-resolver to align to the serving directory instead.")
+    if failure is not None:
+        raise ChampionModelError(
+            f"the champion model at {target.model_dir} does not load ({failure}), so its cluster IDs cannot be carried "
             "over; repair that version directory or delete it (the newest version left then stands for the "
-            "champion).") from error
+            "champion).")
+    spec = read_feature_spec(target.model_dir)
     missing = [f.name for f in spec.values() if not f.optional and f.name not in raw_feature_names]
     if missing:
         raise ChampionInputsError(

@@ -15,8 +15,11 @@ import uuid
 from typing import Any
 
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
+from model.features import SERVING_SIGNATURE
 from serving.cluster_ids import Registry, read_registry
+from serving.feature_spec import read_feature_spec
 from serving.store import SAVED_MODEL_FILE, TMP_PREFIX, newest_model_dir, versions
 
 CHAMPION_FILE = "champion.json"
@@ -95,6 +98,24 @@ class ServingChampion:
 _FIELD_TYPES: dict[str, type] = {"version": int, "serving_path": str, "model_uri": str, "model_id": int,
                                  "metrics": dict, "pushed_at": str}
 _JSON_NAMES = {int: "integer", str: "string", dict: "object"}
+
+
+# What loading a damaged SavedModel raises (a truncated or foreign saved_model.pb, missing or cut variables, no
+# serving signature). Not storage that is briefly unavailable or forbidden: those are no reason to call a model damaged.
+_DAMAGED = (OSError, ValueError, KeyError, IndexError, DecodeError, tf.errors.DataLossError, tf.errors.NotFoundError,
+            tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError, tf.errors.OutOfRangeError)
+
+
+def load_failure(model_dir: str) -> str | None:
+    """Why the SavedModel at ``model_dir`` cannot score tf.Examples (its parsed features and its ``serving_default``
+    signature), as "ErrorType: first line of the message"; None when it loads. Transient storage errors propagate."""
+    try:
+        read_feature_spec(model_dir)
+        tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE]
+    except _DAMAGED as error:
+        first = (str(error).strip().splitlines() or [""])[0][:160]
+        return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return None
 
 
 def champion_path(serving_dir: str) -> str:

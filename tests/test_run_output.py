@@ -140,19 +140,23 @@ def test_a_progress_bar_off_a_terminal_becomes_one_line_per_stage():
     assert out.getvalue() == "pretrain: 100%|###| 20/20\nfine-tune: 100%|###| 5/5\n"
 
 
-def test_an_unusable_champion_record_stops_the_run_with_one_sentence_and_exit_5(tmp_path, monkeypatch, capsys):
-    from serving.champion import ChampionRecordError
+@pytest.mark.parametrize("broken", ["record", "model"])
+def test_an_unusable_champion_record_stops_the_run_with_one_sentence_and_exit_5(tmp_path, monkeypatch, capsys, broken):
+    from serving.champion import ChampionModelError, ChampionRecordError
 
     record = str(tmp_path / "out" / "serving" / "champion.json")
+    error = ChampionRecordError(record, "is empty") if broken == "record" else ChampionModelError("the model is cut.")
 
     def corrupt(pipeline):
-        raise ChampionRecordError(record, "is empty")
+        raise error
 
     monkeypatch.setattr(local_runner, "run", corrupt)
     assert run.main(["--output-root", str(tmp_path / "out")]) == run.EXIT_CHAMPION_RECORD == 5
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0] == f"error: champion record {record} is empty; fix or delete it (deleted, the newest version in " \
-                     "the serving directory stands for the champion)."
+    assert err[0] == f"error: {error}"
+    if broken == "record":
+        assert err[0] == f"error: champion record {record} is empty; fix or delete it (deleted, the newest version " \
+                         "in the serving directory stands for the champion)."
     assert err[1].startswith("(full log: ") and str(tmp_path / "out" / "logs") in err[1]
 
 

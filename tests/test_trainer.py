@@ -214,8 +214,10 @@ def test_a_champion_needing_a_column_the_data_lacks_stops_before_training(tmp_pa
         trainer.check_champion_inputs(target, {"a", "d"})
 
 
-@pytest.mark.parametrize("damage", ["saved_model.pb", "variables"])
+@pytest.mark.parametrize("damage", ["saved_model.pb", "variables", "variables data cut"])
 def test_a_champion_model_that_does_not_load_stops_before_training_with_one_sentence(tmp_path, damage):
+    import glob
+
     from model.export import export_saved_model
     from serving.champion import ChampionModelError
 
@@ -223,14 +225,22 @@ def test_a_champion_model_that_does_not_load_stops_before_training_with_one_sent
                                              image_shape=None, input_scale=1.0, likelihood="gaussian"))
     champion_dir = str(tmp_path / "serving" / "3")
     export_saved_model(champion_model, champion_dir, ["a", "c"], cluster_ids=[0, 1])
+    trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None), {"a", "c"})  # intact: loads
     if damage == "saved_model.pb":
         with open(f"{champion_dir}/saved_model.pb", "wb") as f:
             f.write(b"\x00\x07half-copied")
-    else:
+    elif damage == "variables":
         shutil.rmtree(f"{champion_dir}/variables")
+    else:  # a copy that stopped half-way through the weights
+        (data,) = glob.glob(f"{champion_dir}/variables/variables.data-*")
+        with open(data, "r+b") as f:
+            f.truncate(len(f.read()) // 2)
     with pytest.raises(ChampionModelError) as info:
         trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None), {"a", "c"})
     message = str(info.value)
     assert message.startswith(f"the champion model at {champion_dir} does not load (")
     assert message.endswith("repair that version directory or delete it (the newest version left then stands for "
                             "the champion).") and "\n" not in message
+    with pytest.raises(ChampionModelError, match=r"^the Resolver's latest blessed model at .* does not load \(.*"
+                       r"run with --no-resolver to align to the serving directory instead\.$"):
+        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None, from_resolver=True), {"a", "c"})

@@ -9,7 +9,6 @@ import os
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 from tfx import types
 from tfx.components.evaluator import constants
@@ -23,7 +22,7 @@ from components.clustering_evaluator.constants import METRICS_FILE
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
 from serving import cluster_ids
-from serving.champion import ServingChampion, resolve_champion
+from serving.champion import ServingChampion, load_failure, resolve_champion
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 MODEL_KEY = standard_component_specs.MODEL_KEY
@@ -66,12 +65,10 @@ def parse_image_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def _loadable(model_path: str) -> bool:
-    try:
-        tf.saved_model.load(model_path).signatures[features.SERVING_SIGNATURE]
-    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
-        logging.warning("Baseline model at %s does not load: %s", model_path, error)
-        return False
-    return True
+    failure = load_failure(model_path)
+    if failure is not None:
+        logging.warning("Baseline model at %s does not load: %s", model_path, failure)
+    return failure is None
 
 
 def _champion_baseline(champion: ServingChampion | None, champion_path: str) -> tuple[Baseline | None, str]:
