@@ -194,12 +194,17 @@ def resolve_champion(path: str) -> ServingChampion | None:
     return ServingChampion(record, newest)
 
 
+def _version_registries(serving_dir: str) -> list[tuple[int, Registry]]:
+    """(version, its cluster registry) of every version under ``serving_dir`` that carries one, ascending."""
+    found = ((v, read_registry(os.path.join(serving_dir, str(v)))) for v in versions(serving_dir))
+    return [(v, registry) for v, registry in found if registry is not None]
+
+
 def registry_of_versions(serving_dir: str) -> Registry | None:
     """The registry of the newest version under ``serving_dir`` that carries one, remembering every other version's
     (:meth:`Registry.remembering`): no ID any version left there carries as issued is issued again, even when the
     newest is an older model pushed again; None when no version carries a registry."""
-    registries = [r for v in reversed(versions(serving_dir))
-                  if (r := read_registry(os.path.join(serving_dir, str(v)))) is not None]
+    registries = [registry for _, registry in reversed(_version_registries(serving_dir))]
     if not registries:
         return None
     merged = registries[0]
@@ -212,12 +217,7 @@ def versions_by_generation(serving_dir: str) -> dict[str, int]:
     """{registry generation: serving version} of the versions under ``serving_dir`` that carry a registry, the
     generation being each version's latest; a generation served by two versions (an older model pushed again) maps to
     the newer. The champion record keeps this map; without a record it is rebuilt from here."""
-    found = {}
-    for version in versions(serving_dir):
-        registry = read_registry(os.path.join(serving_dir, str(version)))
-        if registry is not None:
-            found[str(registry.latest.generation)] = version
-    return found
+    return {str(registry.latest.generation): v for v, registry in _version_registries(serving_dir)}
 
 
 def write_champion(path: str, champion: Champion) -> None:
