@@ -39,11 +39,12 @@ class GMVAEConfig:
     input_scale: float = 1.0
     # Image shape (height, width) of the flat input; with `augment` it enables random
     # shifts/rotations/zooms of the encoder input (DEC-DA). Leave None for non-image data.
+    # Half DEC-DA's magnitudes (shifts and zooms of 5%, rotations of 5 degrees): bench/RESULTS.md row 40.
     image_shape: tuple[int, int] | None = None
     augment: bool = True
-    max_translation: float = 0.1
-    max_rotation: float = 10.0 / 360.0
-    max_zoom: float = 0.1
+    max_translation: float = 0.05
+    max_rotation: float = 5.0 / 360.0
+    max_zoom: float = 0.05
     # Stage 1: autoencoder pre-training (deterministic encoder, reconstruction loss only).
     pretrain_epochs: int = 200
     pretrain_learning_rate: float = 1e-3
