@@ -39,9 +39,9 @@ class GMVAEConfig:
     input_scale: float = 1.0
     # Image shape (height, width) of the flat input; with `augment` it enables random
     # shifts/rotations/zooms of the encoder input (DEC-DA). Leave None for non-image data.
-    # Half DEC-DA's magnitudes (shifts and zooms of 5%, rotations of 5 degrees): bench/RESULTS.md row 40.
     image_shape: tuple[int, int] | None = None
     augment: bool = True
+    # Half DEC-DA's magnitudes (shifts and zooms of 5%, rotations of 5 degrees): bench/RESULTS.md row 40.
     max_translation: float = 0.05
     max_rotation: float = 5.0 / 360.0
     max_zoom: float = 0.05

@@ -176,15 +176,14 @@ def check_champion_inputs(target: AlignmentTarget, raw_feature_names: Collection
     if target.model_dir is None:
         return
     failure = load_failure(target.model_dir)
-    if failure is not None and target.from_resolver:
-        raise ChampionModelError(
-            f"the Resolver's latest blessed model at {target.model_dir} does not load ({failure}), so its cluster IDs "
-            "cannot be carried over; repair it, or run with --no-resolver to align to the serving directory instead.")
     if failure is not None:
-        raise ChampionModelError(
-            f"the champion model at {target.model_dir} does not load ({failure}), so its cluster IDs cannot be carried "
-            "over; repair that version directory or delete it (the newest version left then stands for the "
-            "champion).")
+        what, advice = (("the Resolver's latest blessed model",
+                         "repair it, or run with --no-resolver to align to the serving directory instead.")
+                        if target.from_resolver else
+                        ("the champion model", "repair that version directory or delete it (the newest version left "
+                                               "then stands for the champion)."))
+        raise ChampionModelError(f"{what} at {target.model_dir} does not load ({failure}), so its cluster IDs cannot "
+                                 f"be carried over; {advice}")
     spec = read_feature_spec(target.model_dir)
     missing = [f.name for f in spec.values() if not f.optional and f.name not in raw_feature_names]
     if missing:
