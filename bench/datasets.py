@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -56,9 +57,13 @@ def subsample(data: Dataset, fractions: dict[int, float], name: str, seed: int =
     return dataclasses.replace(data, name=name, x=data.x[rows], y=data.y[rows])
 
 
-def five_at_15(data: Dataset) -> Dataset:
-    """Digits 5-9 keep 15% of their examples, digits 0-4 all: five frequent and five rare clusters."""
-    return subsample(data, {c: 0.15 for c in range(5, 10)}, f"{data.name}_five_at_15pct")
+def five_at_15(data: Dataset, rare: Sequence[int] = range(5, 10), draw: int = 0) -> Dataset:
+    """The ``rare`` digits (5-9) keep 15% of their examples, the others all: five frequent and five rare clusters.
+    ``draw`` seeds which examples are kept; the panel's variant is draw 0 of digits 5-9 (the dev variants
+    ``_draw1``, ``_draw2`` and ``_rare0to4`` check that a result holds beyond that one subset)."""
+    rare = tuple(rare)
+    suffix = ("" if draw == 0 else f"_draw{draw}") + ("" if rare == tuple(range(5, 10)) else "_rare0to4")
+    return subsample(data, {c: 0.15 for c in rare}, f"{data.name}_five_at_15pct{suffix}", seed=draw)
 
 
 def long_tail(data: Dataset) -> Dataset:
@@ -82,7 +87,8 @@ def sklearn_table(name: str) -> Dataset:
 
 # The reported panel (test data only) and the tuning set (dev data only).
 PANEL = ("mnist_test", "mnist_test_five_at_15pct", "mnist_test_long_tail", "iris", "breast_cancer", "digits")
-DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs",
+DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "mnist_dev_five_at_15pct_draw1", "mnist_dev_five_at_15pct_draw2",
+       "mnist_dev_five_at_15pct_rare0to4", "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs",
        "wine_100", "unequal_blobs_110", "mnist_dev_8x8_table", "mnist_dev_8x8_cropped_table")
 
 
@@ -150,6 +156,10 @@ def load(name: str) -> Dataset:
             return five_at_15(mnist_half(split))
         if name == f"{base}_long_tail":
             return long_tail(mnist_half(split))
+    if name in ("mnist_dev_five_at_15pct_draw1", "mnist_dev_five_at_15pct_draw2"):
+        return five_at_15(mnist_half("dev"), draw=int(name[-1]))
+    if name == "mnist_dev_five_at_15pct_rare0to4":
+        return five_at_15(mnist_half("dev"), rare=range(5))
     if name == "mnist_dev_pca_table":
         return mnist_dev_pca_table()
     if name == "unequal_blobs":
