@@ -58,11 +58,16 @@ def subsample(data: Dataset, fractions: dict[int, float], name: str, seed: int =
 
 
 def five_at_15(data: Dataset, rare: Sequence[int] = range(5, 10), draw: int = 0) -> Dataset:
-    """The ``rare`` digits (5-9) keep 15% of their examples, the others all: five frequent and five rare clusters.
-    ``draw`` seeds which examples are kept; the panel's variant is draw 0 of digits 5-9 (the dev variants
-    ``_draw1``, ``_draw2`` and ``_rare0to4`` check that a result holds beyond that one subset)."""
-    rare = tuple(rare)
-    suffix = ("" if draw == 0 else f"_draw{draw}") + ("" if rare == tuple(range(5, 10)) else "_rare0to4")
+    """The ``rare`` digits (default 5-9, a run of consecutive digits) keep 15% of their examples, the others all.
+
+    ``draw`` seeds which examples are kept. The panel's variant is draw 0 of digits 5-9 (five frequent and five rare
+    clusters); the dev variants ``_draw1``, ``_draw2`` and ``_rare0to4`` check that a result holds beyond that subset.
+    """
+    rare = tuple(sorted(set(rare)))
+    if not rare or rare != tuple(range(rare[0], rare[-1] + 1)):
+        raise ValueError(f"the rare digits must be consecutive, e.g. range(5), got {rare}")
+    suffix = ("" if draw == 0 else f"_draw{draw}") + ("" if rare == tuple(range(5, 10)) else
+                                                      f"_rare{rare[0]}to{rare[-1]}")
     return subsample(data, {c: 0.15 for c in rare}, f"{data.name}_five_at_15pct{suffix}", seed=draw)
 
 

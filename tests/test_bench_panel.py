@@ -24,13 +24,16 @@ def test_imbalanced_variants_keep_the_documented_shares(mnist10k_path):
     counts, full = np.bincount(five.y), np.bincount(test.y)
     np.testing.assert_array_equal(counts[:5], full[:5])
     np.testing.assert_allclose(counts[5:] / full[5:], 0.15, atol=0.002)
-    draw1, rare = (datasets.load(f"mnist_dev_five_at_15pct_{v}") for v in ("draw1", "rare0to4"))
+    draw0, draw1, rare = datasets.five_at_15(dev), datasets.five_at_15(dev, draw=1), datasets.five_at_15(dev, range(5))
+    assert draw0.name == "mnist_dev_five_at_15pct" and five.name == "mnist_test_five_at_15pct"
     dev_full = np.bincount(dev.y)
-    np.testing.assert_array_equal(np.bincount(draw1.y), np.bincount(datasets.five_at_15(dev).y))
-    assert not np.array_equal(draw1.x, datasets.five_at_15(dev).x)  # other examples of the rare digits
+    np.testing.assert_array_equal(np.bincount(draw1.y), np.bincount(draw0.y))
+    assert not np.array_equal(draw1.x, draw0.x)  # other examples of the rare digits
     np.testing.assert_array_equal(np.bincount(rare.y)[5:], dev_full[5:])
     np.testing.assert_allclose(np.bincount(rare.y)[:5] / dev_full[:5], 0.15, atol=0.002)
     assert (draw1.name, rare.name) == ("mnist_dev_five_at_15pct_draw1", "mnist_dev_five_at_15pct_rare0to4")
+    with pytest.raises(ValueError, match="consecutive"):
+        datasets.five_at_15(dev, rare=(0, 2))
     tail = datasets.long_tail(test)
     ratio = np.bincount(tail.y) / full
     assert ratio[0] == 1.0 and ratio[9] == pytest.approx(0.05, abs=0.003) and np.all(np.diff(ratio) < 0)
