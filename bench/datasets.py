@@ -57,18 +57,28 @@ def subsample(data: Dataset, fractions: dict[int, float], name: str, seed: int =
     return dataclasses.replace(data, name=name, x=data.x[rows], y=data.y[rows])
 
 
-def five_at_15(data: Dataset, rare: Sequence[int] = range(5, 10), draw: int = 0) -> Dataset:
-    """The ``rare`` digits (default 5-9, a run of consecutive digits) keep 15% of their examples, the others all.
-
-    ``draw`` seeds which examples are kept. The panel's variant is draw 0 of digits 5-9 (five frequent and five rare
-    clusters); the dev variants ``_draw1``, ``_draw2`` and ``_rare0to4`` check that a result holds beyond that subset.
-    """
+def five_at_15_name(base: str, rare: Sequence[int] = range(5, 10), draw: int = 0) -> str:
+    """The name of `five_at_15` of the dataset named ``base``; `ValueError` unless ``rare`` is a run of consecutive
+    digits."""
     rare = tuple(sorted(set(rare)))
     if not rare or rare != tuple(range(rare[0], rare[-1] + 1)):
         raise ValueError(f"the rare digits must be consecutive, e.g. range(5), got {rare}")
     suffix = ("" if draw == 0 else f"_draw{draw}") + ("" if rare == tuple(range(5, 10)) else
                                                       f"_rare{rare[0]}to{rare[-1]}")
-    return subsample(data, {c: 0.15 for c in rare}, f"{data.name}_five_at_15pct{suffix}", seed=draw)
+    return f"{base}_five_at_15pct{suffix}"
+
+
+def five_at_15(data: Dataset, rare: Sequence[int] = range(5, 10), draw: int = 0) -> Dataset:
+    """The ``rare`` digits (default 5-9, a run of consecutive digits) keep 15% of their examples, the others all.
+
+    ``draw`` seeds which examples are kept. The panel's variant is draw 0 of digits 5-9 (five frequent and five rare
+    clusters); `FIVE_AT_15_DEV_VARIANTS` check that a result holds beyond that subset.
+    """
+    return subsample(data, {c: 0.15 for c in rare}, five_at_15_name(data.name, rare, draw), seed=draw)
+
+
+# Dev-only variants of five at 15% (`five_at_15` arguments): other draws of the rare digits' examples, digits 0-4 rare.
+FIVE_AT_15_DEV_VARIANTS = ({"draw": 1}, {"draw": 2}, {"rare": range(5)})
 
 
 def long_tail(data: Dataset) -> Dataset:
@@ -92,8 +102,9 @@ def sklearn_table(name: str) -> Dataset:
 
 # The reported panel (test data only) and the tuning set (dev data only).
 PANEL = ("mnist_test", "mnist_test_five_at_15pct", "mnist_test_long_tail", "iris", "breast_cancer", "digits")
-DEV = ("mnist_dev", "mnist_dev_five_at_15pct", "mnist_dev_five_at_15pct_draw1", "mnist_dev_five_at_15pct_draw2",
-       "mnist_dev_five_at_15pct_rare0to4", "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs",
+DEV = ("mnist_dev", "mnist_dev_five_at_15pct",
+       *(five_at_15_name("mnist_dev", **variant) for variant in FIVE_AT_15_DEV_VARIANTS),
+       "mnist_dev_long_tail", "wine", "mnist_dev_pca_table", "unequal_blobs",
        "wine_100", "unequal_blobs_110", "mnist_dev_8x8_table", "mnist_dev_8x8_cropped_table")
 
 
@@ -161,10 +172,9 @@ def load(name: str) -> Dataset:
             return five_at_15(mnist_half(split))
         if name == f"{base}_long_tail":
             return long_tail(mnist_half(split))
-    if name in ("mnist_dev_five_at_15pct_draw1", "mnist_dev_five_at_15pct_draw2"):
-        return five_at_15(mnist_half("dev"), draw=int(name[-1]))
-    if name == "mnist_dev_five_at_15pct_rare0to4":
-        return five_at_15(mnist_half("dev"), rare=range(5))
+    for variant in FIVE_AT_15_DEV_VARIANTS:
+        if name == five_at_15_name("mnist_dev", **variant):
+            return five_at_15(mnist_half("dev"), **variant)
     if name == "mnist_dev_pca_table":
         return mnist_dev_pca_table()
     if name == "unequal_blobs":
