@@ -168,7 +168,7 @@ def load(name: str) -> Dataset:
         base = f"mnist_{split}"
         if name == base:
             return mnist_half(split)
-        if name == f"{base}_five_at_15pct":
+        if name == five_at_15_name(base):
             return five_at_15(mnist_half(split))
         if name == f"{base}_long_tail":
             return long_tail(mnist_half(split))
