@@ -32,6 +32,7 @@ def test_imbalanced_variants_keep_the_documented_shares(mnist10k_path):
     np.testing.assert_array_equal(np.bincount(rare.y)[5:], dev_full[5:])
     np.testing.assert_allclose(np.bincount(rare.y)[:5] / dev_full[:5], 0.15, atol=0.002)
     assert (draw1.name, rare.name) == ("mnist_dev_five_at_15pct_draw1", "mnist_dev_five_at_15pct_rare0to4")
+    assert {"mnist_dev_five_at_15pct_rare2to6", "mnist_dev_five_at_15pct_rare3to7"} <= set(datasets.DEV)
     with pytest.raises(ValueError, match="consecutive"):
         datasets.five_at_15(dev, rare=(0, 2))
     tail = datasets.long_tail(test)
