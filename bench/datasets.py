@@ -78,7 +78,7 @@ def five_at_15(data: Dataset, rare: Sequence[int] = range(5, 10), draw: int = 0)
 
 
 # Dev-only variants of five at 15% (`five_at_15` arguments): other draws of the rare digits' examples, other rare digits
-# (2-6 and 3-7 miss the 0.05 share error as often as the test half did, bench/RESULTS.md row 44).
+# (2-6 and 3-7: stage-2 picks miss the 0.05 share error at least as often as the test half, bench/RESULTS.md row 44).
 FIVE_AT_15_DEV_VARIANTS = ({"draw": 1}, {"draw": 2}, {"rare": range(5)}, {"rare": range(2, 7)}, {"rare": range(3, 8)})
 
 
