@@ -82,9 +82,14 @@ def five_at_15(data: Dataset, rare: Sequence[int] = range(5, 10), draw: int = 0)
 FIVE_AT_15_DEV_VARIANTS = ({"draw": 1}, {"draw": 2}, {"rare": range(5)}, {"rare": range(2, 7)}, {"rare": range(3, 8)})
 
 
+def long_tail_name(base: str) -> str:
+    """The name of `long_tail` of the dataset named ``base``."""
+    return f"{base}_long_tail"
+
+
 def long_tail(data: Dataset) -> Dataset:
     """Digit c keeps 0.05^(c/9) of its examples: from 100% (digit 0) down to 5% (digit 9)."""
-    return subsample(data, {c: 0.05 ** (c / 9) for c in range(10)}, f"{data.name}_long_tail")
+    return subsample(data, {c: 0.05 ** (c / 9) for c in range(10)}, long_tail_name(data.name))
 
 
 def sklearn_table(name: str) -> Dataset:
@@ -171,7 +176,7 @@ def load(name: str) -> Dataset:
             return mnist_half(split)
         if name == five_at_15_name(base):
             return five_at_15(mnist_half(split))
-        if name == f"{base}_long_tail":
+        if name == long_tail_name(base):
             return long_tail(mnist_half(split))
     for variant in FIVE_AT_15_DEV_VARIANTS:
         if name == five_at_15_name("mnist_dev", **variant):
