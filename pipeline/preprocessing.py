@@ -37,9 +37,26 @@ def _numeric(tensor, impute: bool) -> list[tf.Tensor]:
         return [value]
     present = tf.math.logical_not(tf.math.is_nan(value))
     zeros = tf.where(present, value, tf.zeros_like(value))
-    count = tft.sum(tf.cast(present, tf.float32), reduce_instance_dims=True)
-    mean = tft.sum(zeros, reduce_instance_dims=True) / tf.maximum(count, 1.0)
+    count = tft.sum(tf.cast(present, tf.float64), reduce_instance_dims=True)
+    mean = _rounded(tft.sum(tf.cast(zeros, tf.float64), reduce_instance_dims=True) / tf.maximum(count, 1.0))
     return [tf.where(present, value, mean * tf.ones_like(value)), 1.0 - tf.cast(present, tf.float32)]
+
+
+def _rounded(statistic: tf.Tensor) -> tf.Tensor:
+    """A float64 statistic as float32. Beam sizes tf.Transform's batches by the machine's load, so a sum's last bits
+    depend on the order it was added up in; accumulated in float64 and rounded, they do not, and a pipeline run
+    repeats exactly from its seed."""
+    return tf.cast(statistic, tf.float32)
+
+
+def _z_score(x: tf.Tensor) -> tf.Tensor:
+    """[batch, F] -> (x - mean) / standard deviation per column; a column of one value is only centred (as
+    ``tft.scale_to_z_score``), with statistics that do not depend on the order of the rows (``_rounded``)."""
+    wide = tf.cast(x, tf.float64)
+    mean = tf.cast(_rounded(tft.mean(wide, reduce_instance_dims=False)), tf.float64)
+    std = tf.cast(_rounded(tf.sqrt(tft.var(wide, reduce_instance_dims=False))), tf.float64)
+    centred = wide - mean
+    return tf.cast(tf.where(std > 0, centred / tf.where(std > 0, std, 1.0), centred), tf.float32)
 
 
 def vocabulary_name(column: str) -> str:
@@ -92,5 +109,5 @@ def preprocessing_fn(inputs: dict, custom_config: dict | None = None) -> dict:
         low, high = tft.min(stacked, reduce_instance_dims=True), tft.max(stacked, reduce_instance_dims=True)
         scaled = (stacked - low) / tf.maximum(high - low, 1e-6)
     else:
-        scaled = tft.scale_to_z_score(stacked, elementwise=True)
+        scaled = _z_score(stacked)
     return {TRANSFORMED_FEATURES_KEY: scaled}

@@ -65,3 +65,35 @@ def test_missing_groups_name_each_indicator_and_the_columns_it_marks(tmp_path) -
     served = layer(raw)[TRANSFORMED_FEATURES_KEY].numpy()
     np.testing.assert_allclose(served[0, 1:4], x[colour_missing][0, 1:4], err_msg="unseen colour = blank colour")
     assert served[1, 6] > 0 and np.all(served[1, 7:9] < 0), "unseen shape: its slot set, no category"
+
+
+def _transformed(rows: list[dict], spec: dict, plan: FeaturePlan, batch_size: int, tmp_path) -> np.ndarray:
+    """The ``features`` of ``rows`` through Transform, with tf.Transform batching them by ``batch_size``."""
+    metadata = tft.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    out = tmp_path / f"x{batch_size}.npy"
+    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(tmp_path / f"tmp{batch_size}"),
+                                                       desired_batch_size=batch_size):
+        data = pipeline | beam.Create(rows)
+        (transformed, _), _ = (data, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            lambda inputs: preprocessing_fn(inputs, plan.to_custom_config()), output_record_batches=False)
+        _ = transformed | beam.combiners.ToList() | beam.Map(
+            lambda rows_out: np.save(out, np.stack([r[TRANSFORMED_FEATURES_KEY] for r in rows_out])))
+    return np.load(out)
+
+
+def test_the_scaling_does_not_depend_on_how_beam_batches_or_orders_the_rows(tmp_path) -> None:
+    """Beam sizes tf.Transform's batches by the machine's load, so the statistics must not depend on the order they
+    are added up in: a pipeline run must repeat exactly from its seed (the z-scores and the imputed mean)."""
+    rng = np.random.default_rng(0)
+    n = 600
+    big = 1000.0 + rng.normal(size=n) * 3.1
+    small = rng.normal(size=n) * 1e-3 + 0.7
+    rows = [{"id": [float(i)], "big": [float(b)], "small": [float(s)] if i % 7 else []}
+            for i, (b, s) in enumerate(zip(big, small))]
+    spec = {"id": tf.io.VarLenFeature(tf.float32), "big": tf.io.VarLenFeature(tf.float32),
+            "small": tf.io.VarLenFeature(tf.float32)}
+    plan = FeaturePlan(scaling=ZSCORE, columns=("big", "id", "small"), missing=("small",))
+    a = _transformed(rows, spec, plan, 3, tmp_path)
+    b = _transformed(rows[::-1], spec, plan, 100, tmp_path)[::-1]
+    assert a.shape == (n, 4)
+    np.testing.assert_array_equal(a, b)
