@@ -89,7 +89,7 @@ def test_the_scaling_does_not_depend_on_how_beam_batches_or_orders_the_rows(tmp_
     big = 1000.0 + rng.normal(size=n) * 3.1
     small = rng.normal(size=n) * 1e-3 + 0.7
     rows = [{"id": [float(i)], "big": [float(b)], "small": [float(s)] if i % 7 else []}
-            for i, (b, s) in enumerate(zip(big, small))]
+            for i, (b, s) in enumerate(zip(big, small, strict=True))]
     spec = {"id": tf.io.VarLenFeature(tf.float32), "big": tf.io.VarLenFeature(tf.float32),
             "small": tf.io.VarLenFeature(tf.float32)}
     plan = FeaturePlan(scaling=ZSCORE, columns=("big", "id", "small"), missing=("small",))
