@@ -76,6 +76,11 @@ class OutputPaths:
     def serving(self) -> str:
         return os.path.join(self.root, "serving")
 
+    @property
+    def code_fingerprint(self) -> str:
+        """The code fingerprint of the last run that finished here (`pipeline.code_version`)."""
+        return os.path.join(self.root, "code_fingerprint")
+
 
 def output_paths(root: str) -> OutputPaths:
     return OutputPaths(os.path.abspath(root))

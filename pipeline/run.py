@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from pipeline import configs
+from pipeline import code_version, configs
 from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, stage
 from pipeline.run_output import console_output, log_path_for, summary_lines
@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Beam pipeline option, repeatable (e.g. --beam-arg=--direct_num_workers=2); "
                         f"default: {' '.join(configs.DEFAULT_BEAM_ARGS)}")
     parser.add_argument("--no-cache", action="store_true",
-                        help="re-run every component even when its inputs are unchanged")
+                        help="re-run every component even when its inputs are unchanged (a run does so by itself "
+                        "when the code changed since the last run that finished under the output root)")
     parser.add_argument("--verbose", action="store_true",
                         help="show every TFX, absl, Beam and TensorFlow log line and one line per training epoch on "
                         "the console, as well as in the log file")
@@ -125,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     errors = {DataAnomaliesError: EXIT_DATA_ANOMALIES, ChampionInputsError: EXIT_DATA_ANOMALIES,
               TrainingDivergedError: EXIT_TRAINING_DIVERGED, InitialisationError: EXIT_BAD_INPUT,
               ChampionRecordError: EXIT_CHAMPION_RECORD, ChampionModelError: EXIT_CHAMPION_RECORD}
+    fingerprint = code_version.source_fingerprint()
+    use_cache = not args.no_cache and code_version.cache_usable(paths.code_fingerprint, paths.metadata, fingerprint)
+    if not args.no_cache and not use_cache:
+        print("cache: not used, because the code changed since the last run that finished under this output root "
+              "(or that run's code is unknown); every component runs afresh")
     start = time.monotonic()
     with console_output(log_path, verbose=args.verbose) as console:
         pipeline = create_pipeline(
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             use_resolver=not args.no_resolver,
             metadata_connection_config=local_runner.sqlite_config(paths.metadata),
             beam_pipeline_args=list(args.beam_arg or configs.DEFAULT_BEAM_ARGS),
-            enable_cache=not args.no_cache,
+            enable_cache=use_cache,
         )
         if console is not None:
             console.total = len(pipeline.components)
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed is not None:
         print(f"error: {failed}\n(full log: {log_path})", file=sys.stderr)
         return next(code for kind, code in errors.items() if isinstance(failed, kind))
+    code_version.record_finished_run(paths.code_fingerprint, fingerprint)
     if args.verbose:
         print("outputs:")
         for o in outputs:

@@ -1,0 +1,44 @@
+"""Which code a run executes, so that a result cached by older code is not reused.
+
+TFX keys its cache by a component's inputs and properties, and Transform and Trainer name their code by module path
+(`configs.PREPROCESSING_FN`, `configs.RUN_FN`), so a run on unchanged data after a code upgrade would reuse the old
+code's transform graph and model. `pipeline.run` records the fingerprint of the last run that finished under an
+output root (`OutputPaths.code_fingerprint`) and runs every component afresh when today's differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+# The packages whose code the components run (Transform, Trainer, our evaluator, gate and pusher).
+PACKAGES = ("model", "pipeline", "components", "serving")
+_PROJECT = Path(__file__).resolve().parent.parent
+
+
+def source_fingerprint(root: Path = _PROJECT, packages: tuple[str, ...] = PACKAGES) -> str:
+    """A hash of every file (path and bytes) of ``packages`` under ``root``, compiled caches left out."""
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cache_usable(record: str, metadata: str, fingerprint: str) -> bool:
+    """True when the last run that finished under this output root ran the same code, or no run has written ML
+    Metadata there yet (nothing to reuse). A root without a ``record`` but with ``metadata`` was run by code too old
+    to write one: its cache is not trusted."""
+    if not os.path.exists(record):
+        return not os.path.exists(metadata)
+    with open(record, encoding="utf-8") as f:
+        return f.read().strip() == fingerprint
+
+
+def record_finished_run(record: str, fingerprint: str) -> None:
+    """Note that a run of ``fingerprint``'s code finished under the output root (written only then: a failed run's
+    cached components may come from either version)."""
+    with open(record, "w", encoding="utf-8") as f:
+        f.write(fingerprint + "\n")
