@@ -175,6 +175,9 @@ STABILITY_RUNS = 3
 # A merge competes with the K-component GMM only when its separation is at most this much below the GMM's: more
 # stable merges that joined groups the K-GMM keeps apart are less separated (bench/RESULTS.md rows 33-34).
 MERGE_SEPARATION_SLACK = 0.01
+# Candidates whose scores lie this close to the best are a tie; the one fitted with the most components wins it, since
+# a finer over-clustering keeps small groups apart that a coarser one joins (bench/RESULTS.md row 47).
+SCORE_TIE = 0.01
 
 
 def merge_by_entropy(posterior: np.ndarray, k: int) -> np.ndarray:
@@ -227,15 +230,17 @@ def choose_partition(
     k-component GMM tends to split a big group and join small ones when groups differ in size. So the candidates
     (`_partitions`) are fitted on every view with its own seed, and the one with the highest sum of stability (mean
     adjusted Rand index between the runs) and separation (mean silhouette of each run's clusters in its view, on at
-    most 3,000 rows) wins, the GMM on a tie. A merge competes only when its separation is at most
-    `MERGE_SEPARATION_SLACK` below the GMM's; among those, neither measure alone decides, so a 0.01 lead in one does
-    not outweigh a clear loss in the other. The gate is there because on the digit stand-ins, merges that joined
-    three overlapping digits won on stability alone, making the same wrong cut on every run (rows 33-34); row 35's
-    second gate, on how far apart the groups are that a merge keeps apart and the GMM joins, left right merges out
-    on unequal digits and was dropped (row 45). The model ``inputs`` [N, F] are a last candidate (`_input_partition`,
-    small tables): their own GMM's clusters win when at least as stable over 3 GMM seeds as the pick is over the
-    runs (which also vary the embedding; a tie goes to the inputs, row 21). Of the winner's runs, the one that agrees
-    most with the others gives the clusters, not the first one, whose embedding may be the odd one out (row 24).
+    most 3,000 rows) wins. Scores within `SCORE_TIE` of the best are a tie, which the candidate fitted with the most
+    components wins (the candidates come in that order), unless its clusters are the best one's (row 47). A merge
+    competes only when its separation is at most `MERGE_SEPARATION_SLACK` below the GMM's; among those, neither
+    measure alone decides, so a 0.01 lead in one does not outweigh a clear loss in the other. The gate is there
+    because on the digit stand-ins, merges that joined three overlapping digits won on stability alone, making the
+    same wrong cut on every run (rows 33-34); row 35's second gate, on how far apart the groups are that a merge
+    keeps apart and the GMM joins, left right merges out on unequal digits and was dropped (row 45). The model
+    ``inputs`` [N, F] are a last candidate (`_input_partition`, small tables): their own GMM's clusters win when at
+    least as stable over 3 GMM seeds as the pick is over the runs (which also vary the embedding; a tie goes to the
+    inputs, row 21). Of the winner's runs, the one that agrees most with the others gives the clusters, not the
+    first one, whose embedding may be the odd one out (row 24).
     """
     runs = [_partitions(view, k, cfg, cfg.seed + i) for i, view in enumerate(views)]
     names = list(runs[0])
@@ -250,7 +255,10 @@ def choose_partition(
     score = {n: stability[n] + separation[n] for n in names}
     # stability alone must not buy a merge the win
     left_out = [n for n in names[1:] if separation[n] < separation[default] - MERGE_SEPARATION_SLACK]
-    pick = max((n for n in names if n not in left_out), key=score.__getitem__)
+    competing = [n for n in names if n not in left_out]
+    best = max(competing, key=score.__getitem__)
+    finer = max((n for n in competing if score[n] >= score[best] - SCORE_TIE), key=names.index)
+    pick = best if _same_partition(agreed[finer][0], agreed[best][0]) else finer
     own = _input_partition(inputs, k, cfg)
     if own is not None and own[1] >= stability[pick]:
         return own[0], (f"clusters from a GMM with {k} components on the model inputs (stability {own[1]:.3f}, at "
@@ -258,6 +266,9 @@ def choose_partition(
     why = (f"stability {stability[pick]:.3f}, silhouette {separation[pick]:.3f}"
            + ("" if pick == default else f" against {stability[default]:.3f} and {separation[default]:.3f} "
               "for the GMM with K components"))
+    if pick != best:
+        why += (f"; within {SCORE_TIE} of the best score ({score[pick]:.3f} against {score[best]:.3f} for {best}), "
+                "the candidate with the most components")
     why += "".join(f"; {n} left out: stability {stability[n]:.3f}, silhouette {separation[n]:.3f}, more than "
                    f"{MERGE_SEPARATION_SLACK} below the GMM with K components"
                    for n in left_out if score[n] > score[pick])
@@ -278,6 +289,11 @@ INPUT_ROWS_PER_FEATURE = 2
 def _silhouette(r: np.ndarray, labels: np.ndarray) -> float:
     """Silhouette of the clusters ``labels`` [N] in r [N, d]; -1 when there is only one cluster."""
     return float(silhouette_score(r, labels)) if len(set(labels)) > 1 else -1.0
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when the clusters [N] of ``a`` and ``b`` are the same up to their numbering."""
+    return len(set(zip(a.tolist(), b.tolist(), strict=True))) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
 def _agreement(partitions: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:

@@ -240,6 +240,25 @@ def test_choose_partition_takes_a_stabler_merge_that_keeps_a_small_group_apart(m
     assert why.startswith(f"clusters from {MERGED} (stability 1.000")
 
 
+@pytest.mark.parametrize("merge_silhouette, wins", [(0.595, True), (0.585, False)])
+def test_choose_partition_gives_a_near_tie_to_the_candidate_with_more_components(monkeypatch, merge_silhouette: float,
+                                                                                 wins: bool) -> None:
+    # both candidates make the same cut on every run (stability 1); the K-GMM joins the two small groups, the merge
+    # keeps them apart. Scored 0.005 lower, the merge ties and wins it (row 47); 0.015 lower, it does not
+    _, truth, cut, views = cut_by_a_k_gmm([150, 100, 20, 15])
+    monkeypatch.setattr(training, "_partitions", lambda view, k, cfg, seed: {
+        "a GMM with 4 components": cut, MERGED: truth})
+    monkeypatch.setattr(training, "_silhouette", lambda r, labels: 0.6 if np.array_equal(labels, cut)
+                        else merge_silhouette)
+    labels, why = choose_partition(views, 4, GMVAEConfig(input_dim=4, latent_dim=2, n_components=4))
+    np.testing.assert_array_equal(labels, truth if wins else cut)
+    if wins:
+        assert why.startswith(f"clusters from {MERGED} (stability 1.000, silhouette 0.595")
+        assert "within 0.01 of the best score (1.595 against 1.600 for a GMM with 4 components)" in why
+    else:
+        assert why.startswith("clusters from a GMM with 4 components (stability 1.000, silhouette 0.600)")
+
+
 def test_choose_partition_takes_the_run_that_agrees_with_the_others(monkeypatch) -> None:
     # the first embedding tears a group that the other two runs keep whole: their clusters are used, not its own
     z, truth = blobs([60, 40, 30], dim=2)
