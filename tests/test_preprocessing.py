@@ -31,17 +31,27 @@ PLAN = FeaturePlan(scaling=ZSCORE, columns=("age", "colour", "income", "shape"),
                    categorical={"colour": 2, "shape": 2}, missing=("colour", "income"))
 
 
-def test_missing_groups_name_each_indicator_and_the_columns_it_marks(tmp_path) -> None:
-    rows = [{k: (v[0] if k == "age" else v) for k, v in row.items()} for row in ROWS]
-    metadata = tft.DatasetMetadata(schema_utils.schema_from_feature_spec(SPEC))
-    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(tmp_path / "tmp")):
+def _transformed(rows: list[dict], spec: dict, plan: FeaturePlan, tmp_path, batch_size: int | None = None,
+                 transform_dir: str | None = None) -> np.ndarray:
+    """The ``features`` [len(rows), F] of ``rows`` through Transform (tf.Transform batching them by ``batch_size``,
+    its own choice when None), writing the transform graph to ``transform_dir`` when given."""
+    metadata = tft.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    out = tmp_path / f"x{batch_size}.npy"
+    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(tmp_path / f"tmp{batch_size}"),
+                                                       desired_batch_size=batch_size):
         data = pipeline | beam.Create(rows)
         (transformed, _), transform_fn = (data, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, PLAN.to_custom_config()), output_record_batches=False)
-        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "transform"))
+            lambda inputs: preprocessing_fn(inputs, plan.to_custom_config()), output_record_batches=False)
+        if transform_dir:
+            _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
         _ = transformed | beam.combiners.ToList() | beam.Map(
-            lambda out: np.save(tmp_path / "x.npy", np.stack([r[TRANSFORMED_FEATURES_KEY] for r in out])))
-    x = np.load(tmp_path / "x.npy")
+            lambda rows_out: np.save(out, np.stack([r[TRANSFORMED_FEATURES_KEY] for r in rows_out])))
+    return np.load(out)
+
+
+def test_missing_groups_name_each_indicator_and_the_columns_it_marks(tmp_path) -> None:
+    rows = [{k: (v[0] if k == "age" else v) for k, v in row.items()} for row in ROWS]
+    x = _transformed(rows, SPEC, PLAN, tmp_path, transform_dir=str(tmp_path / "transform"))
     groups = missing_groups(PLAN)
     # age 1 + colour 3 (missing or unseen, blue, red) + income 2 + shape 3 (missing or unseen, round, square)
     assert x.shape == (len(ROWS), 9)
@@ -67,20 +77,6 @@ def test_missing_groups_name_each_indicator_and_the_columns_it_marks(tmp_path) -
     assert served[1, 6] > 0 and np.all(served[1, 7:9] < 0), "unseen shape: its slot set, no category"
 
 
-def _transformed(rows: list[dict], spec: dict, plan: FeaturePlan, batch_size: int, tmp_path) -> np.ndarray:
-    """The ``features`` of ``rows`` through Transform, with tf.Transform batching them by ``batch_size``."""
-    metadata = tft.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
-    out = tmp_path / f"x{batch_size}.npy"
-    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=str(tmp_path / f"tmp{batch_size}"),
-                                                       desired_batch_size=batch_size):
-        data = pipeline | beam.Create(rows)
-        (transformed, _), _ = (data, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            lambda inputs: preprocessing_fn(inputs, plan.to_custom_config()), output_record_batches=False)
-        _ = transformed | beam.combiners.ToList() | beam.Map(
-            lambda rows_out: np.save(out, np.stack([r[TRANSFORMED_FEATURES_KEY] for r in rows_out])))
-    return np.load(out)
-
-
 def test_the_scaling_does_not_depend_on_how_beam_batches_or_orders_the_rows(tmp_path) -> None:
     """Beam sizes tf.Transform's batches by the machine's load, so the statistics must not depend on the order they
     are added up in: a pipeline run must repeat exactly from its seed (the z-scores and the imputed mean)."""
@@ -93,7 +89,7 @@ def test_the_scaling_does_not_depend_on_how_beam_batches_or_orders_the_rows(tmp_
     spec = {"id": tf.io.VarLenFeature(tf.float32), "big": tf.io.VarLenFeature(tf.float32),
             "small": tf.io.VarLenFeature(tf.float32)}
     plan = FeaturePlan(scaling=ZSCORE, columns=("big", "id", "small"), missing=("small",))
-    a = _transformed(rows, spec, plan, 3, tmp_path)
-    b = _transformed(rows[::-1], spec, plan, 100, tmp_path)[::-1]
+    a = _transformed(rows, spec, plan, tmp_path, batch_size=3)
+    b = _transformed(rows[::-1], spec, plan, tmp_path, batch_size=100)[::-1]
     assert a.shape == (n, 4)
     np.testing.assert_array_equal(a, b)
