@@ -289,7 +289,8 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
 
     Missing values (any spelling of `is_missing`) are written as empty fields, which ExampleGen reads as absent
     features; tf.Transform imputes them. Rows without an ``id`` column are numbered from ``first_id``. Dropped
-    columns (all missing, free text) are left out. The label, when present, must be a number in every row.
+    columns (all missing, free text) are left out. The label, when present, is copied as it is (a number or a class
+    name: the evaluator reads labels as categories) and must not be missing in any row.
     """
     names = [c.name for c in columns if c.kind != DROPPED]
     kept = [ID_KEY] + ([LABEL_KEY] if has_label else []) + names
@@ -311,10 +312,11 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
                     raise DataError(f"{source}, line {line}: {len(row)} fields but the header has {len(header)}.")
                 values = [row[index[ID_KEY]] if ID_KEY in index else str(first_id + rows)]
                 if has_label:
-                    label = _number(row[index[LABEL_KEY]])
-                    if label is None or not math.isfinite(label):
-                        raise DataError(f"{source}, line {line}: label {row[index[LABEL_KEY]]!r} is not a number.")
-                    values.append(row[index[LABEL_KEY]])
+                    label = row[index[LABEL_KEY]]
+                    if is_missing(label):
+                        raise DataError(f"{source}, line {line}: the label is missing ({label!r}); give every row a "
+                                        "label (a number or a class name) or leave the label column out.")
+                    values.append(label)
                 values += ["" if is_missing(row[index[name]]) else row[index[name]] for name in names]
                 writer.writerow(values)
                 rows += 1

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=DEFAULT_SOURCE,
         help="input: 'digits' (scikit-learn's bundled 8x8 digits), an MNIST-style .npz with 'images' "
         "[N,H,W] and optional 'labels', a CSV file or directory of CSVs (numeric and text columns, blanks "
-        "allowed, optional 'id' and 'label'), or TFRecord files of tf.Example (file, directory or glob)")
+        "allowed, optional 'id' and 'label'; the label, numbers or class names, only scores the clusters), or "
+        "TFRecord files of tf.Example (file, directory or glob)")
     parser.add_argument("--output-root", default=configs.DEFAULT_OUTPUT_ROOT,
                         help="directory that receives everything the run writes: staged data, pipeline "
                         "artifacts, the ML Metadata SQLite file and the serving models")

@@ -178,7 +178,9 @@ def test_component_spec_wiring() -> None:
 # ---------------------------------------------------------------- executor on real artifacts
 
 
-def _write_examples(uri: str, with_label: bool, n: int = 48) -> standard_artifacts.Examples:
+def _write_examples(uri: str, with_label: bool, n: int = 48,
+                    label_names: tuple[str, ...] | None = None) -> standard_artifacts.Examples:
+    """Three well-separated groups; labels 0-2, or ``label_names`` (class names, as text) when given."""
     rng = np.random.default_rng(0)
     examples = standard_artifacts.Examples()
     examples.uri = uri
@@ -194,7 +196,10 @@ def _write_examples(uri: str, with_label: bool, n: int = 48) -> standard_artifac
                     for name in NAMES
                 }
                 feature["id"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))
-                if with_label:
+                if label_names is not None:
+                    name = label_names[label].encode()
+                    feature["label"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[name]))
+                elif with_label:
                     feature["label"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))
                 writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     return examples
@@ -211,6 +216,8 @@ def assets(tmp_path_factory):
         "root": root,
         "examples": _write_examples(str(root / "examples"), with_label=True),
         "unlabelled": _write_examples(str(root / "unlabelled"), with_label=False),
+        "named": _write_examples(str(root / "named"), with_label=True,
+                                 label_names=("setosa", "versicolor", "virginica")),
     }
 
 
@@ -275,6 +282,15 @@ def test_first_run_blessed_writes_outputs_and_pusher_pushes(assets, tmp_path) ->
     assert pushed.get_int_custom_property("pushed") == 1
     (version,) = os.listdir(tmp_path / "serving")
     assert os.path.exists(tmp_path / "serving" / version / "saved_model.pb")
+
+
+def test_class_names_as_labels_score_as_their_numbers_do(assets, tmp_path) -> None:
+    """A CSV label column of class names reaches the evaluator as text: ACC, NMI and ARI are those of the numbers."""
+    _, _, numbers = _run(assets, tmp_path / "numbers", thresholds="{}")
+    _, _, names = _run(assets, tmp_path / "names", examples_key="named", thresholds="{}")
+    for key in ("acc", "nmi", "ari"):
+        assert np.isfinite(numbers["candidate"]["metrics"][key])
+        assert names["candidate"]["metrics"][key] == numbers["candidate"]["metrics"][key], key
 
 
 def test_resolver_baseline_scored_on_same_data_and_rejected_model_not_pushed(assets, tmp_path) -> None:

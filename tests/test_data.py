@@ -138,6 +138,25 @@ def test_an_invalid_later_row_stops_staging_with_its_line(tmp_path, rows, messag
     assert os.listdir(tmp_path / "staged") == [], "nothing half-written is left for ExampleGen"
 
 
+def test_class_names_in_the_label_column_are_staged_as_they_are(tmp_path):
+    """Labels only score the clusters (as categories), so a label of class names is kept, not refused."""
+    src = tmp_path / "iris.csv"
+    src.write_text("sepal,petal,label\n5.1,1.4,setosa\n7.0,4.7,versicolor\n6.3,6.0,virginica\n")
+    staged = data.stage(str(src), str(tmp_path / "staged"))
+    assert staged.has_label and staged.feature_names == ("petal", "sepal")
+    assert [row[1] for row in _read_csv(tmp_path / "staged" / "00000-iris.csv")] == [
+        "label", "setosa", "versicolor", "virginica"]
+
+
+@pytest.mark.parametrize("missing", ["", "NA", "?"])
+def test_a_row_without_a_label_stops_staging_with_its_line(tmp_path, missing):
+    src = tmp_path / "t.csv"
+    src.write_text(f"x,label\n1,setosa\n2,{missing}\n")
+    with pytest.raises(data.DataError, match=r"t.csv, line 3: the label is missing .*; give every row a label"):
+        data.stage(str(src), str(tmp_path / "staged"))
+    assert os.listdir(tmp_path / "staged") == [], "nothing half-written is left for ExampleGen"
+
+
 def test_text_and_missing_values_are_staged_and_reported(tmp_path):
     src = tmp_path / "mixed.csv"
     src.write_text("id,size,colour,note,empty,label\n"
