@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -38,6 +39,11 @@ NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
 MAX_CATEGORIES = 50
 # A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.
 NUMERIC_SHARE = 0.9
+# A complete column of whole numbers that count up by one from row to row (0..n-1, 1..n, 1000..1000+n-1; files of a
+# directory may come in any order) is a row number or a sequential identifier, not a feature, in tables of at least
+# this many rows: pandas writes its index back as "Unnamed: 0" when a read CSV is saved again, and databases export
+# auto-increment keys.
+MIN_ROWS_FOR_ROW_NUMBERS = 20
 
 
 class DataError(ValueError):
@@ -191,10 +197,14 @@ class _ColumnScan:
         self.values: set[str] = set()
         self.first_text: tuple[str, int, str] | None = None  # (file, line, value) of the first non-number
         self.first_infinite: tuple[str, int, str] | None = None
+        # per file, the first and last value while every value counts up by one from the row before (None once one
+        # does not): a row number or sequential identifier, `_row_numbers`
+        self.counting: list[tuple[int, int]] | None = []
 
     def add(self, value: str, path: str, line: int) -> None:
         if is_missing(value):
             self.missing += 1
+            self.counting = None
             return
         self.present += 1
         if len(self.values) <= MAX_CATEGORIES:
@@ -206,6 +216,26 @@ class _ColumnScan:
             self.first_infinite = self.first_infinite or (path, line, value)
         else:
             self.numbers += 1
+        self._count(number)
+
+    def _count(self, number: float | None) -> None:
+        if self.counting is None:
+            return
+        if number is None or not math.isfinite(number) or not number.is_integer():
+            self.counting = None
+        elif not self.counting:
+            self.counting = [(int(number), int(number))]
+        elif int(number) == self.counting[-1][1] + 1:
+            self.counting[-1] = (self.counting[-1][0], int(number))
+        else:
+            self.counting = None
+
+    def _row_numbers(self) -> bool:
+        """Every row holds a whole number one more than the row before, and the files' ranges join without gaps."""
+        if not self.counting or self.present < MIN_ROWS_FOR_ROW_NUMBERS:
+            return False
+        ranges = sorted(self.counting)
+        return all(later[0] == earlier[1] + 1 for earlier, later in itertools.pairwise(ranges))
 
     def merge(self, other: _ColumnScan) -> None:
         """Add the same column's scan of another file."""
@@ -215,6 +245,7 @@ class _ColumnScan:
         self.values |= other.values
         self.first_text = self.first_text or other.first_text
         self.first_infinite = self.first_infinite or other.first_infinite
+        self.counting = None if self.counting is None or other.counting is None else self.counting + other.counting
 
     def column(self) -> Column:
         """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
@@ -230,6 +261,11 @@ class _ColumnScan:
                     raise DataError(
                         f"{found[0]}, line {found[1]}, column {self.name}: {found[2]!r} {what} but {numeric_share:.0%} "
                         "of the column's values are finite numbers; fix the value or leave the field empty.")
+            if self._row_numbers():
+                first, last = min(self.counting)[0], max(self.counting)[1]
+                return _column(self.name, DROPPED, self.missing, note=(
+                    f"whole numbers {first}..{last} counting up by one from row to row (a row number or a sequential "
+                    "identifier)"))
             return _column(self.name, NUMERIC, self.missing)
         return _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
 

@@ -281,3 +281,36 @@ def test_an_unnamed_index_column_is_dropped_with_a_reason(tmp_path):
     assert "  (no name): dropped, no name in the header (a row index, such as pandas' to_csv writes by default)" in (
         data.column_report(staged.columns))
     assert _read_csv(tmp_path / "staged" / "00000-pandas.csv")[0] == ["id", "label", "x", "y"]
+
+
+def _write_rows(path, header, rows):
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+
+
+def test_row_numbers_and_sequential_ids_are_dropped_with_the_reason(tmp_path):
+    """A pandas index saved back ("Unnamed: 0") or an auto-increment key is not a feature; near misses stay features."""
+    rows = [[i, 1000 + i, 30 - i, i + (i == 7), 0.5 * i, i % 3] for i in range(30)]
+    _write_rows(tmp_path / "t.csv", ["Unnamed: 0", "customer_id", "rank", "gap", "half", "group"], rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    kinds = {c.name: (c.kind, c.note) for c in staged.columns}
+    assert kinds["Unnamed: 0"] == ("dropped", "whole numbers 0..29 counting up by one from row to row (a row number "
+                                              "or a sequential identifier)")
+    assert kinds["customer_id"][0] == "dropped" and "1000..1029" in kinds["customer_id"][1]
+    assert staged.feature_names == ("gap", "group", "half", "rank"), "counting down, a repeat, halves: features"
+
+
+def test_row_numbers_split_over_files_in_any_order_are_dropped_and_a_gap_keeps_them(tmp_path):
+    for folder, second in (("joined", range(15, 30)), ("gap", range(16, 31))):
+        (tmp_path / folder).mkdir()
+        _write_rows(tmp_path / folder / "a.csv", ["row", "x"], [[i, i % 4] for i in second])  # read first
+        _write_rows(tmp_path / folder / "b.csv", ["row", "x"], [[i, i % 5] for i in range(15)])
+    assert data.stage(str(tmp_path / "joined"), str(tmp_path / "s1")).feature_names == ("x",)
+    assert data.stage(str(tmp_path / "gap"), str(tmp_path / "s2")).feature_names == ("row", "x")
+
+
+def test_a_short_table_keeps_a_counting_column(tmp_path):
+    """Below `MIN_ROWS_FOR_ROW_NUMBERS` rows, a counting column can be a real feature (ages 30..34)."""
+    rows = [[30 + i, i % 2] for i in range(data.MIN_ROWS_FOR_ROW_NUMBERS - 1)]
+    _write_rows(tmp_path / "t.csv", ["age", "x"], rows)
+    assert data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged")).feature_names == ("age", "x")
