@@ -37,6 +37,9 @@ OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
 # A text column with more distinct values than this is free text or an identifier, not a category.
 MAX_CATEGORIES = 50
+# Thousands separators, currency signs, percent signs and spaces: text that is a number without them was exported
+# formatted (a spreadsheet's "1,234.50", "$12", "45%"); such a column is named as such when it has to be dropped.
+FORMATTING = re.compile(r"[,\s$€£¥%]")
 # A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.
 NUMERIC_SHARE = 0.9
 # A complete column of whole numbers that count up by one from row to row (0..n-1, 1..n, 1000..1000+n-1; files of a
@@ -197,6 +200,7 @@ class _ColumnScan:
         self.values: set[str] = set()
         self.first_text: tuple[str, int, str] | None = None  # (file, line, value) of the first non-number
         self.first_infinite: tuple[str, int, str] | None = None
+        self.formatted = 0  # texts that are numbers once thousands separators, currency signs and % are removed
         # per file, the first and last value while every value counts up by one from the row before (None once one
         # does not): a row number or sequential identifier, `_row_numbers`
         self.counting: list[tuple[int, int]] | None = []
@@ -212,6 +216,7 @@ class _ColumnScan:
         number = _number(value)
         if number is None:
             self.first_text = self.first_text or (path, line, value)
+            self.formatted += _number(FORMATTING.sub("", value)) is not None
         elif not math.isfinite(number):
             self.first_infinite = self.first_infinite or (path, line, value)
         else:
@@ -245,6 +250,7 @@ class _ColumnScan:
         self.values |= other.values
         self.first_text = self.first_text or other.first_text
         self.first_infinite = self.first_infinite or other.first_infinite
+        self.formatted += other.formatted
         self.counting = None if self.counting is None or other.counting is None else self.counting + other.counting
 
     def column(self) -> Column:
@@ -267,7 +273,12 @@ class _ColumnScan:
                     f"whole numbers {first}..{last} counting up by one from row to row (a row number or a sequential "
                     "identifier)"))
             return _column(self.name, NUMERIC, self.missing)
-        return _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
+        column = _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
+        if column.kind == DROPPED and self.formatted == self.present:
+            return _column(self.name, DROPPED, self.missing, note=(
+                f"numbers written as text ({self.first_text[2]!r}: thousands separators, currency signs or %); save "
+                "them as plain numbers (1234.5) to use the column"))
+        return column
 
 
 def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -> list[str]:

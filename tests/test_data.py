@@ -314,3 +314,15 @@ def test_a_short_table_keeps_a_counting_column(tmp_path):
     rows = [[30 + i, i % 2] for i in range(data.MIN_ROWS_FOR_ROW_NUMBERS - 1)]
     _write_rows(tmp_path / "t.csv", ["age", "x"], rows)
     assert data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged")).feature_names == ("age", "x")
+
+
+def test_numbers_exported_with_formatting_are_named_as_such_when_dropped(tmp_path):
+    """A spreadsheet's "12,345", "63%" or "$1,200.50" is text; the report says so instead of calling it free text."""
+    rows = [[f"{1000 + 37 * i:,}", f"{i}%", f"${i:,}.50", i % 3] for i in range(60)]
+    _write_rows(tmp_path / "t.csv", ["income", "share", "price", "x"], rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    notes = {c.name: c.note for c in staged.columns if c.kind == "dropped"}
+    assert notes["income"] == ("numbers written as text ('1,000': thousands separators, currency signs or %); save "
+                               "them as plain numbers (1234.5) to use the column")
+    assert "'0%'" in notes["share"] and "'$0.50'" in notes["price"]
+    assert staged.feature_names == ("x",)
