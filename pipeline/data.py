@@ -295,8 +295,9 @@ def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -
     return lines + [f"  {c.describe()}" for c in dropped]
 
 
-def _scan_file(path: str) -> tuple[list[_ColumnScan], bool]:
-    """The scans of a CSV's feature columns (header order) over all its rows, and whether it has a label column."""
+def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bool]:
+    """The scans of a CSV's feature columns (header order) over all its rows, and whether it has the ``label`` column
+    (`LABEL_KEY` unless the user named another)."""
     try:
         with open(path, newline="", encoding=CSV_ENCODING) as f:
             reader = csv.reader(f)
@@ -312,7 +313,13 @@ def _scan_file(path: str) -> tuple[list[_ColumnScan], bool]:
             if len(set(named)) != len(named):
                 duplicates = sorted({name for name in named if named.count(name) > 1})
                 raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")
-            scans = [_ColumnScan(name) if is_feature(name) else None for name in header]
+            if label != LABEL_KEY and label not in header:
+                raise DataError(f"{path} has no column named {label!r} to use as the label; its columns are "
+                                f"{', '.join(map(repr, header))}.")
+            if label != LABEL_KEY and LABEL_KEY in header:
+                raise DataError(f"{path} has a column named {LABEL_KEY!r} besides the label column {label!r}; rename "
+                                "or remove one of them.")
+            scans = [_ColumnScan(name) if is_feature(name) and name != label else None for name in header]
             rows = 0
             for row in reader:
                 if not row:
@@ -328,11 +335,13 @@ def _scan_file(path: str) -> tuple[list[_ColumnScan], bool]:
         raise DataError(f"{path} is not a text CSV file ({err}).") from err
     if rows == 0:
         raise DataError(f"{path} has a header but no data rows.")
-    return [scan for scan in scans if scan is not None], LABEL_KEY in header
+    return [scan for scan in scans if scan is not None], label in header
 
 
-def copy_checked_csv(source: str, target: str, columns: list[Column], has_label: bool, first_id: int = 0) -> int:
-    """Copy the id, label and used feature columns of ``source`` to ``target``; returns the row count.
+def copy_checked_csv(source: str, target: str, columns: list[Column], has_label: bool, first_id: int = 0,
+                     label_column: str = LABEL_KEY) -> int:
+    """Copy the id, label (from ``label_column``, written as ``label``) and used feature columns of ``source`` to
+    ``target``; returns the row count.
 
     Missing values (any spelling of `is_missing`) are written as empty fields, which ExampleGen reads as absent
     features; tf.Transform imputes them. Rows without an ``id`` column are numbered from ``first_id``. Dropped
@@ -359,7 +368,7 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
                     raise DataError(f"{source}, line {line}: {len(row)} fields but the header has {len(header)}.")
                 values = [row[index[ID_KEY]] if ID_KEY in index else str(first_id + rows)]
                 if has_label:
-                    label = row[index[LABEL_KEY]]
+                    label = row[index[label_column]]
                     if is_missing(label):
                         raise DataError(f"{source}, line {line}: the label is missing ({label!r}); give every row a "
                                         "label (a number or a class name) or leave the label column out.")
@@ -384,11 +393,15 @@ def _image_shape_for(names: list[str]) -> tuple[int, int] | None:
     return None
 
 
-def stage(source: str, staging_dir: str) -> StagedData:
-    """Make ``source`` readable by ExampleGen under ``staging_dir`` and describe it."""
+def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> StagedData:
+    """Make ``source`` readable by ExampleGen under ``staging_dir`` and describe it; a CSV's ``label_column`` becomes
+    the ``label`` that scores the clusters."""
     sources = [] if source == DEFAULT_SOURCE else [source, *glob.glob(source)]
     if source != DEFAULT_SOURCE and not os.path.exists(source) and len(sources) == 1:
         raise DataError(f"input {source!r} does not exist.")
+    tfrecords = [] if source == DEFAULT_SOURCE else _tfrecord_files(source)
+    if label_column != LABEL_KEY and (source == DEFAULT_SOURCE or source.endswith(".npz") or tfrecords):
+        raise DataError(f"a label column ({label_column!r}) can only be named for CSV input; {source!r} is not CSV.")
     os.makedirs(staging_dir, exist_ok=True)
     _check_staging_dir(staging_dir, sources)
     if source == DEFAULT_SOURCE:
@@ -397,11 +410,10 @@ def stage(source: str, staging_dir: str) -> StagedData:
     if source.endswith(".npz"):
         images, labels = load_npz_arrays(source)
         return _stage_images(images, labels, staging_dir)
-    tfrecords = _tfrecord_files(source)
     if tfrecords:
         return _stage_tfrecords(tfrecords, staging_dir)
     files = _csv_files(source)
-    columns, has_label = _scan_csv_files(files)
+    columns, has_label = _scan_csv_files(files, label_column)
     if _image_shape_for([c.name for c in columns]):
         for column in columns:
             if column.kind != NUMERIC or column.missing:
@@ -410,10 +422,23 @@ def stage(source: str, staging_dir: str) -> StagedData:
     staged = _staged_names(files)
     rows = 0
     for path, name in zip(files, staged, strict=True):
-        rows += copy_checked_csv(path, os.path.join(staging_dir, name), columns, has_label, first_id=rows)
+        rows += copy_checked_csv(path, os.path.join(staging_dir, name), columns, has_label, first_id=rows,
+                                 label_column=label_column)
     _clear_except(staging_dir, set(staged))
     names = [c.name for c in columns if c.kind != DROPPED]
     return StagedData(staging_dir, CSV, tuple(names), _image_shape_for(names), has_label, rows, tuple(columns))
+
+
+# Column names that usually hold the true classes rather than a feature (scikit-learn's data frames call it "target").
+LABEL_LIKE_NAMES = ("target", "class", "species", "y", "outcome", "truth", "ground_truth")
+
+
+def label_like_columns(staged: StagedData) -> list[str]:
+    """Used feature columns of an unlabelled CSV named like a label: if they hold the answer, they decide the
+    clusters."""
+    if staged.has_label:
+        return []
+    return [c.name for c in staged.columns if c.kind != DROPPED and c.name.strip().lower() in LABEL_LIKE_NAMES]
 
 
 def scan_csv_source(source: str) -> list[Column]:
@@ -434,12 +459,12 @@ def feature_plan(columns: list[Column] | tuple[Column, ...], scaling: str) -> Fe
     )
 
 
-def _scan_csv_files(files: list[str]) -> tuple[list[Column], bool]:
+def _scan_csv_files(files: list[str], label: str = LABEL_KEY) -> tuple[list[Column], bool]:
     """The columns of one or several CSV files that share one header: kinds and counts over all their rows (a column
-    that is constant within each file but differs between them is used)."""
-    scans, has_label = _scan_file(files[0])
+    that is constant within each file but differs between them is used), and whether there is a ``label`` column."""
+    scans, has_label = _scan_file(files[0], label)
     for extra in files[1:]:
-        more, extra_label = _scan_file(extra)
+        more, extra_label = _scan_file(extra, label)
         if [c.name for c in more] != [c.name for c in scans] or extra_label != has_label:
             raise DataError(f"{extra} has different columns from {files[0]}; all CSV files must share one header.")
         for scan, other in zip(scans, more, strict=True):

@@ -14,9 +14,10 @@ import os
 import sys
 import time
 
+from model.features import LABEL_KEY
 from pipeline import code_version, configs
 from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
-from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, stage
+from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, label_like_columns, stage
 from pipeline.run_output import console_output, log_path_for, summary_lines
 
 # Exit codes, as the --help epilog and the README list them.
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "[N,H,W] and optional 'labels', a CSV file or directory of CSVs (numeric and text columns, blanks "
         "allowed, optional 'id' and 'label'; the label, numbers or class names, only scores the clusters), or "
         "TFRecord files of tf.Example (file, directory or glob)")
+    parser.add_argument("--label-column", default=LABEL_KEY, metavar="NAME",
+                        help="CSV column holding the true classes (numbers or names, e.g. scikit-learn's 'target' "
+                        "or 'species'): never a feature, it only scores the clusters (ACC, NMI, ARI)")
     parser.add_argument("--output-root", default=configs.DEFAULT_OUTPUT_ROOT,
                         help="directory that receives everything the run writes: staged data, pipeline "
                         "artifacts, the ML Metadata SQLite file and the serving models")
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = configs.output_paths(args.output_root)
     try:
         check_args(args)
-        staged = stage(args.data, paths.staging)
+        staged = stage(args.data, paths.staging, label_column=args.label_column)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -116,12 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     schema = args.schema or (configs.DIGITS_SCHEMA if args.data == DEFAULT_SOURCE else None)
     scaling = choose_scaling(args.scaling, staged)
     settings = model_settings(args).resolved(staged.image_shape, scaling)
+    labelled = "" if not staged.has_label else ", labelled" + (
+        f" by column {args.label_column!r}" if args.label_column != LABEL_KEY else "")
     print(f"data: {args.data} -> {staged.input_dir} ({staged.format}, {len(staged.feature_names)} features"
-          f"{', image ' + 'x'.join(map(str, staged.image_shape)) if staged.image_shape else ''}"
-          f"{', labelled' if staged.has_label else ''}); scaling: {scaling}; model preset: {settings.preset}, "
-          f"clusters: {settings.clusters or 'preset default'}")
+          f"{', image ' + 'x'.join(map(str, staged.image_shape)) if staged.image_shape else ''}{labelled}); "
+          f"scaling: {scaling}; model preset: {settings.preset}, clusters: {settings.clusters or 'preset default'}")
     if staged.columns:
         print("columns:\n" + "\n".join(column_report(staged.columns)))
+    for name in label_like_columns(staged):
+        print(f"note: column {name!r} is used as a feature; if it holds the true classes, pass --label-column {name} "
+              "so that it only scores the clusters")
     log_path = log_path_for(args.output_root)
     print(f"full log: {log_path}")
     errors = {DataAnomaliesError: EXIT_DATA_ANOMALIES, ChampionInputsError: EXIT_DATA_ANOMALIES,

@@ -38,6 +38,28 @@ def test_csv_without_numeric_columns_fails_with_one_sentence(tmp_path, capsys):
                    "identifier or free text); name: a different text value in every row (an identifier or free text).")
 
 
+@pytest.mark.parametrize(
+    ("header", "flag", "message"),
+    [
+        ("x,species", "kind", "has no column named 'kind' to use as the label; its columns are 'x', 'species'."),
+        ("x,species,label", "species", "has a column named 'label' besides the label column 'species'; rename or "
+                                       "remove one of them."),
+    ],
+    ids=["absent", "two-labels"],
+)
+def test_a_label_column_that_cannot_be_used_fails_with_one_sentence(tmp_path, capsys, header, flag, message):
+    src = tmp_path / "t.csv"
+    src.write_text(header + "\n" + "".join(f"{i % 4},a{i % 2}{',0' if 'label' in header else ''}\n" for i in range(9)))
+    assert run.main(["--data", str(src), "--label-column", flag, "--output-root", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {src} {message}"
+
+
+def test_a_label_column_for_input_that_is_not_csv_fails_with_one_sentence(tmp_path, capsys):
+    assert run.main(["--label-column", "target", "--output-root", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: a label column ('target') can only be named for CSV input; 'digits' is not CSV.")
+
+
 def test_missing_schema_fails_before_anything_runs(tmp_path, capsys):
     assert run.main(["--schema", str(tmp_path / "none.pbtxt"), "--output-root", str(tmp_path / "out")]) == 2
     assert "schema file" in capsys.readouterr().err

@@ -326,3 +326,16 @@ def test_numbers_exported_with_formatting_are_named_as_such_when_dropped(tmp_pat
                                "them as plain numbers (1234.5) to use the column")
     assert "'0%'" in notes["share"] and "'$0.50'" in notes["price"]
     assert staged.feature_names == ("x",)
+
+
+def test_a_named_label_column_is_staged_as_the_label_and_is_no_feature(tmp_path):
+    """scikit-learn's frames call the classes 'target', iris files 'species': named, it scores and is not clustered."""
+    _write_rows(tmp_path / "t.csv", ["sepal", "species", "petal"],
+                [[5.1, "setosa", 1.4], [7.0, "versicolor", 4.7], [5.0, "setosa", 1.3]])
+    unnamed = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s1"))
+    assert "species" in unnamed.feature_names and data.label_like_columns(unnamed) == ["species"]
+    named = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s2"), label_column="species")
+    assert named.has_label and named.feature_names == ("petal", "sepal") and data.label_like_columns(named) == []
+    assert _read_csv(tmp_path / "s2" / "00000-t.csv") == [
+        ["id", "label", "petal", "sepal"], ["0", "setosa", "1.4", "5.1"], ["1", "versicolor", "4.7", "7.0"],
+        ["2", "setosa", "1.3", "5.0"]]
