@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
-import itertools
 import math
 import os
 import re
@@ -37,13 +36,13 @@ OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
 # A text column with more distinct values than this is free text or an identifier, not a category.
 MAX_CATEGORIES = 50
-# Thousands separators, currency signs, percent signs and spaces: text that is a number without them was exported
-# formatted (a spreadsheet's "1,234.50", "$12", "45%"); such a column is named as such when it has to be dropped.
-FORMATTING = re.compile(r"[,\s$€£¥%]")
+# Thousands separators, currency signs and percent signs: text that is a number without them was exported formatted
+# (a spreadsheet's "1,234.50", "$12", "45%"); such a column is named as such when it has to be dropped.
+FORMATTING = re.compile(r"[,$€£¥%]")
 # A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.
 NUMERIC_SHARE = 0.9
-# A complete column of whole numbers that count up by one from row to row (0..n-1, 1..n, 1000..1000+n-1; files of a
-# directory may come in any order) is a row number or a sequential identifier, not a feature, in tables of at least
+# A complete column of whole numbers that count up by one from row to row (0..n-1, 1..n, 1000..1000+n-1; in a
+# directory, within each file) is a row number or a sequential identifier, not a feature, in tables of at least
 # this many rows: pandas writes its index back as "Unnamed: 0" when a read CSV is saved again, and databases export
 # auto-increment keys.
 MIN_ROWS_FOR_ROW_NUMBERS = 20
@@ -236,11 +235,8 @@ class _ColumnScan:
             self.counting = None
 
     def _row_numbers(self) -> bool:
-        """Every row holds a whole number one more than the row before, and the files' ranges join without gaps."""
-        if not self.counting or self.present < MIN_ROWS_FOR_ROW_NUMBERS:
-            return False
-        ranges = sorted(self.counting)
-        return all(later[0] == earlier[1] + 1 for earlier, later in itertools.pairwise(ranges))
+        """Every row holds a whole number one more than the row before it in its file."""
+        return bool(self.counting) and self.present >= MIN_ROWS_FOR_ROW_NUMBERS
 
     def merge(self, other: _ColumnScan) -> None:
         """Add the same column's scan of another file."""
@@ -274,7 +270,7 @@ class _ColumnScan:
                     "identifier)"))
             return _column(self.name, NUMERIC, self.missing)
         column = _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
-        if column.kind == DROPPED and self.formatted == self.present:
+        if column.kind == DROPPED and self.formatted and self.formatted + self.numbers == self.present:
             return _column(self.name, DROPPED, self.missing, note=(
                 f"numbers written as text ({self.first_text[2]!r}: thousands separators, currency signs or %); save "
                 "them as plain numbers (1234.5) to use the column"))
@@ -313,6 +309,9 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
             if len(set(named)) != len(named):
                 duplicates = sorted({name for name in named if named.count(name) > 1})
                 raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")
+            if label == ID_KEY:
+                raise DataError(f"the {ID_KEY!r} column identifies rows and cannot be the label; name the column of "
+                                "true classes.")
             if label != LABEL_KEY and label not in header:
                 raise DataError(f"{path} has no column named {label!r} to use as the label; its columns are "
                                 f"{', '.join(map(repr, header))}.")
@@ -430,7 +429,7 @@ def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> Stage
 
 
 # Column names that usually hold the true classes rather than a feature (scikit-learn's data frames call it "target").
-LABEL_LIKE_NAMES = ("target", "class", "species", "y", "outcome", "truth", "ground_truth")
+LABEL_LIKE_NAMES = ("label", "labels", "target", "class", "species", "outcome", "truth", "ground_truth")
 
 
 def label_like_columns(staged: StagedData) -> list[str]:

@@ -300,13 +300,16 @@ def test_row_numbers_and_sequential_ids_are_dropped_with_the_reason(tmp_path):
     assert staged.feature_names == ("gap", "group", "half", "rank"), "counting down, a repeat, halves: features"
 
 
-def test_row_numbers_split_over_files_in_any_order_are_dropped_and_a_gap_keeps_them(tmp_path):
-    for folder, second in (("joined", range(15, 30)), ("gap", range(16, 31))):
+def test_row_numbers_over_the_files_of_a_directory_are_dropped_and_a_repeat_keeps_them(tmp_path):
+    """Shards that go on counting or each count from 0 hold row numbers; a file where the count stalls does not."""
+    for folder, first, second in (("joined", range(15, 30), range(15)), ("restarting", range(15), range(15)),
+                                  ("stalled", range(15), [*range(14), 13])):
         (tmp_path / folder).mkdir()
-        _write_rows(tmp_path / folder / "a.csv", ["row", "x"], [[i, i % 4] for i in second])  # read first
-        _write_rows(tmp_path / folder / "b.csv", ["row", "x"], [[i, i % 5] for i in range(15)])
+        _write_rows(tmp_path / folder / "a.csv", ["row", "x"], [[i, i % 4] for i in first])
+        _write_rows(tmp_path / folder / "b.csv", ["row", "x"], [[i, i % 5] for i in second])
     assert data.stage(str(tmp_path / "joined"), str(tmp_path / "s1")).feature_names == ("x",)
-    assert data.stage(str(tmp_path / "gap"), str(tmp_path / "s2")).feature_names == ("row", "x")
+    assert data.stage(str(tmp_path / "restarting"), str(tmp_path / "s2")).feature_names == ("x",)
+    assert data.stage(str(tmp_path / "stalled"), str(tmp_path / "s3")).feature_names == ("row", "x")
 
 
 def test_a_short_table_keeps_a_counting_column(tmp_path):
@@ -318,13 +321,14 @@ def test_a_short_table_keeps_a_counting_column(tmp_path):
 
 def test_numbers_exported_with_formatting_are_named_as_such_when_dropped(tmp_path):
     """A spreadsheet's "12,345", "63%" or "$1,200.50" is text; the report says so instead of calling it free text."""
-    rows = [[f"{1000 + 37 * i:,}", f"{i}%", f"${i:,}.50", i % 3] for i in range(60)]
-    _write_rows(tmp_path / "t.csv", ["income", "share", "price", "x"], rows)
+    rows = [[f"{100 + 37 * i:,}", f"{i}%", f"${i:,}.50", f"+44 20 {7000 + i} {1000 + i}", i % 3] for i in range(60)]
+    _write_rows(tmp_path / "t.csv", ["income", "share", "price", "phone", "x"], rows)
     staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
     notes = {c.name: c.note for c in staged.columns if c.kind == "dropped"}
-    assert notes["income"] == ("numbers written as text ('1,000': thousands separators, currency signs or %); save "
-                               "them as plain numbers (1234.5) to use the column")
+    assert notes["income"] == ("numbers written as text ('1,025': thousands separators, currency signs or %); save "
+                               "them as plain numbers (1234.5) to use the column"), "plain 100..988 as well"
     assert "'0%'" in notes["share"] and "'$0.50'" in notes["price"]
+    assert notes["phone"] == "more than 50 distinct text values (free text or an identifier)", "not numbers to use"
     assert staged.feature_names == ("x",)
 
 
@@ -334,6 +338,8 @@ def test_a_named_label_column_is_staged_as_the_label_and_is_no_feature(tmp_path)
                 [[5.1, "setosa", 1.4], [7.0, "versicolor", 4.7], [5.0, "setosa", 1.3]])
     unnamed = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s1"))
     assert "species" in unnamed.feature_names and data.label_like_columns(unnamed) == ["species"]
+    with pytest.raises(data.DataError, match="the 'id' column identifies rows and cannot be the label"):
+        data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s3"), label_column="id")
     named = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s2"), label_column="species")
     assert named.has_label and named.feature_names == ("petal", "sepal") and data.label_like_columns(named) == []
     assert _read_csv(tmp_path / "s2" / "00000-t.csv") == [
