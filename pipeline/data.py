@@ -199,7 +199,8 @@ class _ColumnScan:
         self.values: set[str] = set()
         self.first_text: tuple[str, int, str] | None = None  # (file, line, value) of the first non-number
         self.first_infinite: tuple[str, int, str] | None = None
-        self.formatted = 0  # texts that are numbers once thousands separators, currency signs and % are removed
+        # a text that is no number even without thousands separators, currency signs and % was seen
+        self.plain_text = False
         # per file, the first and last value while every value counts up by one from the row before (None once one
         # does not): a row number or sequential identifier, `_row_numbers`
         self.counting: list[tuple[int, int]] | None = []
@@ -215,7 +216,7 @@ class _ColumnScan:
         number = _number(value)
         if number is None:
             self.first_text = self.first_text or (path, line, value)
-            self.formatted += _number(FORMATTING.sub("", value)) is not None
+            self.plain_text = self.plain_text or _number(FORMATTING.sub("", value)) is None
         elif not math.isfinite(number):
             self.first_infinite = self.first_infinite or (path, line, value)
         else:
@@ -246,7 +247,7 @@ class _ColumnScan:
         self.values |= other.values
         self.first_text = self.first_text or other.first_text
         self.first_infinite = self.first_infinite or other.first_infinite
-        self.formatted += other.formatted
+        self.plain_text = self.plain_text or other.plain_text
         self.counting = None if self.counting is None or other.counting is None else self.counting + other.counting
 
     def column(self) -> Column:
@@ -264,13 +265,13 @@ class _ColumnScan:
                         f"{found[0]}, line {found[1]}, column {self.name}: {found[2]!r} {what} but {numeric_share:.0%} "
                         "of the column's values are finite numbers; fix the value or leave the field empty.")
             if self._row_numbers():
-                first, last = min(self.counting)[0], max(self.counting)[1]
+                first, last = min(f for f, _ in self.counting), max(last for _, last in self.counting)
                 return _column(self.name, DROPPED, self.missing, note=(
                     f"whole numbers {first}..{last} counting up by one from row to row (a row number or a sequential "
                     "identifier)"))
             return _column(self.name, NUMERIC, self.missing)
         column = _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
-        if column.kind == DROPPED and self.formatted and self.formatted + self.numbers == self.present:
+        if column.kind == DROPPED and not self.plain_text and self.first_infinite is None:
             return _column(self.name, DROPPED, self.missing, note=(
                 f"numbers written as text ({self.first_text[2]!r}: thousands separators, currency signs or %); save "
                 "them as plain numbers (1234.5) to use the column"))
@@ -309,9 +310,6 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
             if len(set(named)) != len(named):
                 duplicates = sorted({name for name in named if named.count(name) > 1})
                 raise DataError(f"{path} repeats the column names {', '.join(duplicates)} in its header.")
-            if label == ID_KEY:
-                raise DataError(f"the {ID_KEY!r} column identifies rows and cannot be the label; name the column of "
-                                "true classes.")
             if label != LABEL_KEY and label not in header:
                 raise DataError(f"{path} has no column named {label!r} to use as the label; its columns are "
                                 f"{', '.join(map(repr, header))}.")
@@ -398,9 +396,13 @@ def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> Stage
     sources = [] if source == DEFAULT_SOURCE else [source, *glob.glob(source)]
     if source != DEFAULT_SOURCE and not os.path.exists(source) and len(sources) == 1:
         raise DataError(f"input {source!r} does not exist.")
-    tfrecords = [] if source == DEFAULT_SOURCE else _tfrecord_files(source)
-    if label_column != LABEL_KEY and (source == DEFAULT_SOURCE or source.endswith(".npz") or tfrecords):
+    image_input = source == DEFAULT_SOURCE or source.endswith(".npz")
+    tfrecords = [] if image_input else _tfrecord_files(source)
+    if label_column != LABEL_KEY and (image_input or tfrecords):
         raise DataError(f"a label column ({label_column!r}) can only be named for CSV input; {source!r} is not CSV.")
+    if label_column == ID_KEY:
+        raise DataError(f"the {ID_KEY!r} column identifies rows and cannot be the label; name the column of true "
+                        "classes.")
     os.makedirs(staging_dir, exist_ok=True)
     _check_staging_dir(staging_dir, sources)
     if source == DEFAULT_SOURCE:

@@ -345,3 +345,12 @@ def test_a_named_label_column_is_staged_as_the_label_and_is_no_feature(tmp_path)
     assert _read_csv(tmp_path / "s2" / "00000-t.csv") == [
         ["id", "label", "petal", "sepal"], ["0", "setosa", "1.4", "5.1"], ["1", "versicolor", "4.7", "7.0"],
         ["2", "setosa", "1.3", "5.0"]]
+
+
+def test_the_row_number_note_spans_every_file(tmp_path):
+    """Files counting 0..24 and 5..9: the note names the whole span, 0..24."""
+    (tmp_path / "d").mkdir()
+    _write_rows(tmp_path / "d" / "a.csv", ["row", "x"], [[i, i % 4] for i in range(25)])
+    _write_rows(tmp_path / "d" / "b.csv", ["row", "x"], [[i, i % 3] for i in range(5, 10)])
+    (row,) = [c for c in data.stage(str(tmp_path / "d"), str(tmp_path / "s")).columns if c.name == "row"]
+    assert row.kind == "dropped" and row.note.startswith("whole numbers 0..24 counting up")
