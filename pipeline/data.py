@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,6 +173,11 @@ class Column:
         return f"{self.name or '(no name)'}: {self.kind}, {self.note}"
 
 
+def used_columns(columns: Sequence[Column]) -> list[Column]:
+    """The columns the model reads (every kind but DROPPED), in their order."""
+    return [c for c in columns if c.kind != DROPPED]
+
+
 def _column(name: str, kind: str, missing: int, values: frozenset[str] = frozenset(), note: str = "",
             present: int = 0) -> Column:
     """A column with the standard note of its kind (imputation and categories); ``present``: rows with a value."""
@@ -280,7 +286,7 @@ class _ColumnScan:
 
 def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -> list[str]:
     """One line per column (used or dropped) for the run's log; beyond ``limit`` used columns, counts only."""
-    used = [c for c in columns if c.kind != DROPPED]
+    used = used_columns(columns)
     dropped = [c for c in columns if c.kind == DROPPED]
     if len(used) <= limit:
         lines = [f"  {c.describe()}" for c in used]
@@ -345,7 +351,7 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
     columns (all missing, free text) are left out. The label, when present, is copied as it is (a number or a class
     name: the evaluator reads labels as categories) and must not be missing in any row.
     """
-    names = [c.name for c in columns if c.kind != DROPPED]
+    names = [c.name for c in used_columns(columns)]
     kept = [ID_KEY] + ([LABEL_KEY] if has_label else []) + names
     rows = 0
 
@@ -426,7 +432,7 @@ def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> Stage
         rows += copy_checked_csv(path, os.path.join(staging_dir, name), columns, has_label, first_id=rows,
                                  label_column=label_column)
     _clear_except(staging_dir, set(staged))
-    names = [c.name for c in columns if c.kind != DROPPED]
+    names = [c.name for c in used_columns(columns)]
     return StagedData(staging_dir, CSV, tuple(names), _image_shape_for(names), has_label, rows, tuple(columns))
 
 
@@ -439,7 +445,7 @@ def label_like_columns(staged: StagedData) -> list[str]:
     clusters."""
     if staged.has_label:
         return []
-    return [c.name for c in staged.columns if c.kind != DROPPED and c.name.strip().lower() in LABEL_LIKE_NAMES]
+    return [c.name for c in used_columns(staged.columns) if c.name.strip().lower() in LABEL_LIKE_NAMES]
 
 
 def scan_csv_source(source: str) -> list[Column]:
@@ -451,7 +457,7 @@ def scan_csv_source(source: str) -> list[Column]:
 
 def feature_plan(columns: list[Column] | tuple[Column, ...], scaling: str) -> FeaturePlan:
     """What tf.Transform does with each column: dropped ones are left out, text ones one-hot, blanks imputed."""
-    used = [c for c in columns if c.kind != DROPPED]
+    used = used_columns(columns)
     return FeaturePlan(
         scaling=scaling,
         columns=tuple(c.name for c in used),
@@ -471,7 +477,7 @@ def _scan_csv_files(files: list[str], label: str = LABEL_KEY) -> tuple[list[Colu
         for scan, other in zip(scans, more, strict=True):
             scan.merge(other)
     columns = sorted((scan.column() for scan in scans), key=lambda c: natural_key(c.name))
-    if not any(c.kind != DROPPED for c in columns):
+    if not used_columns(columns):
         where = files[0] if len(files) == 1 else f"the {len(files)} CSV files ({files[0]}, ...)"
         why = "; ".join(f"{c.name or '(no name)'}: {c.note}" for c in columns) or "it has only id and label columns"
         raise DataError(f"{where} has no usable feature columns; {why}.")
