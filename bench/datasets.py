@@ -190,3 +190,70 @@ def load(name: str) -> Dataset:
     if name in ("wine_100", "unequal_blobs_110"):
         return small_dev_table(name)
     return sklearn_table(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedTableSpec:
+    """A synthetic dev CSV of customer segments: numeric columns (some informative, some log-normal), text columns
+    (some informative), blanks everywhere and a sequential id, as a user's export would have them."""
+
+    rows: int
+    shares: tuple[float, ...]  # the segments' shares
+    numeric: int  # numeric columns
+    informative: int  # of them, how many differ between segments (mixed linearly)
+    lognormal: int  # of them, how many are exp-transformed (skewed)
+    texts: tuple[tuple[int, bool], ...]  # per text column: its number of values, and whether it follows the segment
+    blanks: float  # share of empty fields
+    separation: float  # spread of the segments' centres in the informative columns (noise sd 1)
+
+
+# Dev tables for table-model decisions made through the pipeline (bench/RESULTS.md row 50); never reported.
+MIXED_DEV_TABLES = {
+    "mixed_d1": MixedTableSpec(3000, (0.70, 0.20, 0.10), 20, 8, 3, ((4, True), (12, False), (5, True), (20, False)),
+                               0.05, 1.6),
+    "mixed_d2": MixedTableSpec(2000, (0.40, 0.25, 0.15, 0.12, 0.08), 12, 12, 2, ((6, True), (3, False), (25, False)),
+                               0.10, 1.4),
+    "mixed_d3": MixedTableSpec(1000, (0.25,) * 4, 40, 6, 4, ((8, False), (4, True)), 0.05, 1.8),
+    "mixed_d4": MixedTableSpec(2500, (0.50, 0.30, 0.20), 16, 2, 2, ((5, True), (5, True), (7, True), (10, False)),
+                               0.08, 0.8),
+    "mixed_d5": MixedTableSpec(4000, (0.55, 0.25, 0.12, 0.05, 0.03), 24, 10, 5, ((3, False), (15, True), (30, False)),
+                               0.03, 1.5),
+}
+
+
+def write_mixed_table(name: str, path: str, seed: int = 100) -> int:
+    """Write the `MIXED_DEV_TABLES` CSV ``name`` to ``path`` (columns customer_id, segment, x0.., t0..; a text
+    column that follows the segment takes its segment's value in 80% of rows); returns the number of segments."""
+    import csv
+
+    if name not in MIXED_DEV_TABLES:
+        raise ValueError(f"unknown mixed dev table {name!r}; expected one of {sorted(MIXED_DEV_TABLES)}")
+    spec = MIXED_DEV_TABLES[name]
+    rng = np.random.default_rng(seed + sum(map(ord, name.removeprefix("mixed_"))))
+    k, n = len(spec.shares), spec.rows
+    y = rng.choice(k, n, p=spec.shares)
+    centres = rng.normal(0, spec.separation, (k, spec.informative))
+    mixing = rng.normal(size=(spec.informative, spec.informative)) / np.sqrt(spec.informative) + np.eye(
+        spec.informative)
+    informative = (rng.normal(size=(n, spec.informative)) + centres[y]) @ mixing
+    numbers = np.hstack([informative, rng.normal(size=(n, spec.numeric - spec.informative))])
+    numbers = numbers[:, rng.permutation(spec.numeric)]
+    numbers[:, :spec.lognormal] = np.exp(0.5 * numbers[:, :spec.lognormal] + 3)
+    texts = []
+    for values, follows in spec.texts:
+        vocabulary = np.array([f"v{v}_{chr(97 + v % 26)}" for v in range(values)])
+        if follows:
+            preferred = rng.integers(0, values, k)
+            texts.append(vocabulary[np.where(rng.random(n) < 0.8, preferred[y], rng.integers(0, values, n))])
+        else:
+            texts.append(vocabulary[rng.integers(0, values, n)])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["customer_id", "segment", *(f"x{j}" for j in range(spec.numeric)),
+                         *(f"t{j}" for j in range(len(texts)))])
+        for i in range(n):
+            row = [str(1000 + i), str(y[i])]
+            row += ["" if rng.random() < spec.blanks else f"{v:.4f}" for v in numbers[i]]
+            row += ["" if rng.random() < spec.blanks else column[i] for column in texts]
+            writer.writerow(row)
+    return k

@@ -57,6 +57,25 @@ def test_dev_tables_are_standardised_tables_of_dev_data_only():
         np.testing.assert_allclose(digits.x.mean(0), 0, atol=1e-5)
 
 
+def test_mixed_dev_tables_are_csvs_with_segments_text_blanks_and_a_sequential_id(tmp_path):
+    from pipeline import data
+
+    path = str(tmp_path / "d2.csv")
+    assert datasets.write_mixed_table("mixed_d2", path) == 5
+    columns = {c.name: c for c in data.scan_csv_source(path)}
+    spec = datasets.MIXED_DEV_TABLES["mixed_d2"]
+    assert columns["customer_id"].kind == data.DROPPED  # counts up by one: a sequential identifier
+    assert [columns[f"t{j}"].kind for j in range(3)] == [data.CATEGORICAL] * 3
+    assert all(columns[f"x{j}"].kind == data.NUMERIC for j in range(spec.numeric))
+    blanks = np.mean([columns[f"x{j}"].missing for j in range(spec.numeric)]) / spec.rows
+    assert blanks == pytest.approx(spec.blanks, abs=0.02) and columns["segment"].missing == 0
+    with open(path) as f:
+        segments = np.array([int(line.split(",")[1]) for line in f.readlines()[1:]])
+    np.testing.assert_allclose(np.bincount(segments) / spec.rows, spec.shares, atol=0.03)
+    with pytest.raises(ValueError, match="unknown mixed dev table"):
+        datasets.write_mixed_table("mixed_d9", path)
+
+
 def test_the_cropped_stand_in_scales_each_digit_to_fill_the_32x32_frame():
     image = np.zeros((28, 28))
     image[10:18, 12:16] = 1.0  # an 8x4 digit in the middle of the frame
