@@ -237,8 +237,10 @@ def test_other_missing_groups_are_another_likelihood() -> None:
     ((0.80, 0.62, 0.76), "the GMVAE beats both baselines by at least 0.040 NMI"),
     ((0.80, 0.79, 0.60), "a GMM on the inputs does as well (NMI 0.790 vs 0.800)"),
     ((0.80, 0.60, 0.81), "AE + GMM on the same autoencoder does as well"),
+    ((0.36, 0.56, 0.30), "a GMM on the inputs does better (NMI 0.560 vs 0.360)"),
+    ((0.80, 0.60, 0.90), "AE + GMM on the same autoencoder does better (NMI 0.900 vs 0.800)"),
 ])
-def test_the_verdict_names_the_cheaper_method_that_does_as_well(nmi, start) -> None:
+def test_the_verdict_names_the_cheaper_method_that_does_as_well_or_better(nmi, start) -> None:
     methods = {m: {"nmi": v, "agreement_ari": 0.5, "train_seconds": 1.0} for m, v in zip(comparison.METHODS, nmi,
                                                                                            strict=True)}
     assert comparison.verdict(methods).startswith(start)
