@@ -18,13 +18,14 @@ from model.features import LABEL_KEY
 from pipeline import code_version, configs
 from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, label_like_columns, stage
-from pipeline.run_output import console_output, log_path_for, summary_lines
+from pipeline.run_output import console_output, is_blessed, log_path_for, summary_lines
 
 # Exit codes, as the --help epilog and the README list them.
 EXIT_BAD_INPUT = 2
 EXIT_DATA_ANOMALIES = 3
 EXIT_TRAINING_DIVERGED = 4
 EXIT_CHAMPION_RECORD = 5
+EXIT_NOT_BLESSED = 6
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "training diverged (NaN/inf loss, nothing exported or pushed); 5 the champion record beside the serving "
         "directory is unusable (empty, truncated, not a champion record; nothing blessed or pushed: fix or delete "
         "it), or the serving model that stands for the champion does not load (nothing trained: repair or delete "
-        "that version).",
+        "that version); 6 with --fail-if-not-blessed, the candidate was not blessed (nothing pushed).",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-column", default=LABEL_KEY, metavar="NAME",
                         help="CSV column holding the true classes (numbers or names, e.g. scikit-learn's 'target' "
                         "or 'species'): never a feature, it only scores the clusters (ACC, NMI, ARI)")
+    parser.add_argument("--fail-if-not-blessed", action="store_true",
+                        help="exit 6 instead of 0 when the run completes but its candidate is not blessed (nothing "
+                        "pushed; the champion keeps serving), so that a scheduler such as cron reports the night; "
+                        "everything the run wrote is kept as without the flag")
     parser.add_argument("--output-root", default=configs.DEFAULT_OUTPUT_ROOT,
                         help="directory that receives everything the run writes: staged data, pipeline "
                         "artifacts, the ML Metadata SQLite file and the serving models")
@@ -184,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {o.component:<22} {o.kind:<22} {o.state:<9} {o.uri}")
     print(f"\npipeline {args.pipeline_name} finished in {time.monotonic() - start:.1f} s")
     print("\n".join(summary_lines(outputs, paths.metadata, log_path)))
+    if args.fail_if_not_blessed and not is_blessed(outputs):
+        print("error: the candidate was not blessed, so nothing was pushed (--fail-if-not-blessed); the report says "
+              "why.", file=sys.stderr)
+        return EXIT_NOT_BLESSED
     return 0
 
 

@@ -230,6 +230,14 @@ def _first(outputs: Sequence[Any], kind: str) -> Any:
     return next((o for o in outputs if o.kind == kind), None)
 
 
+def is_blessed(outputs: Sequence[Any]) -> bool:
+    """Whether the run's evaluator blessed its candidate (the marker file TFX's Pusher reads in the ModelBlessing)."""
+    from tfx.components.evaluator.constants import BLESSED_FILE_NAME
+
+    blessing = _first(outputs, "ModelBlessing")
+    return blessing is not None and os.path.exists(os.path.join(blessing.uri, BLESSED_FILE_NAME))
+
+
 def metrics_line(metrics: dict[str, Any]) -> str:
     """``ACC 0.871  NMI 0.812  ARI 0.760  silhouette 0.214  mean ELBO -551.66`` (ACC/NMI/ARI only with labels)."""
     parts = [f"{name.upper()} {_number(metrics[name])}" for name in ("acc", "nmi", "ari") if name in metrics]
@@ -258,9 +266,10 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
     decision = evaluated.get("decision") or {}
     message = (blessing.properties.get("blessing_message") if blessing else None) or decision.get("summary")
     if message is None and blessing is not None:
-        blessed = os.path.exists(os.path.join(blessing.uri, "BLESSED"))
-        message = "blessed" if blessed else "not blessed" if os.path.exists(
-            os.path.join(blessing.uri, "NOT_BLESSED")) else None
+        from tfx.components.evaluator.constants import NOT_BLESSED_FILE_NAME
+
+        message = "blessed" if is_blessed(outputs) else "not blessed" if os.path.exists(
+            os.path.join(blessing.uri, NOT_BLESSED_FILE_NAME)) else None
     rows.append(("model", message or "not evaluated"))
     metrics = (evaluated.get("candidate") or {}).get("metrics")
     if metrics is None and blessing is not None:

@@ -60,9 +60,10 @@ def runs(tmp_path_factory):
     common = ["--data", data, "--output-root", root, "--clusters", str(len(SIZES)), *EPOCHS]
     assert run.main(common) == 0
     first = run_artifacts.outputs(root)
-    assert run.main([*common, "--seed", "1"]) == 0
+    assert run.main([*common, "--seed", "1", "--fail-if-not-blessed"]) == 0  # blessed: the flag changes nothing
     second = run_artifacts.outputs(root)
-    assert run.main([*common, "--no-resolver", "--thresholds", json.dumps({"min_smallest_cluster_share": 0.5})]) == 0
+    unreachable = ["--thresholds", json.dumps({"min_smallest_cluster_share": 0.5})]
+    assert run.main([*common, "--no-resolver", *unreachable, "--fail-if-not-blessed"]) == run.EXIT_NOT_BLESSED
     third = run_artifacts.outputs(root)
     return root, first, second, third
 
