@@ -246,9 +246,12 @@ def metrics_line(metrics: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def clusters_line(metrics: dict[str, Any]) -> str:
+def clusters_line(metrics: dict[str, Any], chosen_by_data: bool = False) -> str:
+    """``K=10, smallest 7.3%, largest 12.4%``; when the data chose K, a pointer to ``--clusters``, since the choice
+    tends to fall below the true number of groups (bench/RESULTS.md row 52)."""
     k = metrics.get("n_clusters", "?")
-    text = f"K={k}, smallest {_share(metrics.get('min_share'))}, largest {_share(metrics.get('max_share'))}"
+    chosen = " (chosen by the data, often fewer than the true groups: --clusters K sets it)" if chosen_by_data else ""
+    text = f"K={k}{chosen}, smallest {_share(metrics.get('min_share'))}, largest {_share(metrics.get('max_share'))}"
     empty = metrics.get("empty")
     return text + (f", {empty} empty" if empty else "")
 
@@ -276,7 +279,9 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
         metrics = _read_json(os.path.join(blessing.uri, METRICS_FILE))
     if isinstance(metrics, dict) and metrics:
         rows.append(("metrics", metrics_line(metrics)))
-        rows.append(("clusters", clusters_line(metrics)))
+        compared = evaluated.get("comparison")
+        scored_k = isinstance(compared, dict) and bool(compared.get("k_scores"))  # scores exist only for a chosen K
+        rows.append(("clusters", clusters_line(metrics, chosen_by_data=scored_k)))
     identity = evaluated.get("versions")
     if isinstance(identity, dict) and identity.get("diagnosis"):
         rows.append(("cluster IDs", f"{identity['diagnosis']} (vs the champion; best relabelling "

@@ -23,12 +23,14 @@ def _dir(path, files=()):
     return str(path)
 
 
-def _outputs(tmp_path, blessed: bool, metrics=METRICS):
+def _outputs(tmp_path, blessed: bool, metrics=METRICS, comparison=None):
     summary = ("blessed: all 3 thresholds met; no baseline (first run)" if blessed
                else "not blessed: nmi 0.8012 < 0.999")
+    evaluated = {"candidate": {"metrics": metrics}, "decision": {"blessed": blessed, "summary": summary}}
+    if comparison is not None:
+        evaluated["comparison"] = comparison
     evaluation = _dir(tmp_path / "ClusteringEvaluator" / "evaluation" / "9", {
-        "metrics.json": json.dumps({"candidate": {"metrics": metrics}, "decision": {"blessed": blessed,
-                                                                                    "summary": summary}}),
+        "metrics.json": json.dumps(evaluated),
         "report.md": "# report\n"})
     blessing = _dir(tmp_path / "ClusteringEvaluator" / "blessing" / "9", {
         "BLESSED" if blessed else "NOT_BLESSED": "", "metrics.json": json.dumps(metrics)})
@@ -58,6 +60,16 @@ def test_summary_of_a_blessed_run_names_metrics_version_report_tensorboard_and_m
     assert f"tensorboard --logdir {os.path.join(model_run, 'logs')}" in text
     assert "ML Metadata: /out/metadata.sqlite" in text
     assert "full log:    /out/logs/run-1.log" in text
+
+
+@pytest.mark.parametrize("k_scores, hint", [({"2": 0.42, "3": 0.27}, True), ({}, False)])
+def test_the_clusters_line_points_to_clusters_k_only_when_the_data_chose_k(tmp_path, k_scores, hint):
+    comparison = {"k": 10, "k_reason": "K=10 ...", "k_scores": k_scores}
+    outputs, _, _ = _outputs(tmp_path, blessed=True, comparison=comparison)
+    text = "\n".join(run_output.summary_lines(outputs, "/out/metadata.sqlite"))
+    chosen = "K=10 (chosen by the data, often fewer than the true groups: --clusters K sets it), smallest 7.3%"
+    assert (chosen in text) is hint
+    assert ("K=10, smallest 7.3%, largest 12.4%" in text) is not hint
 
 
 def test_summary_of_a_run_with_a_champion_says_how_many_examples_keep_their_cluster_id(tmp_path):
