@@ -62,9 +62,12 @@ def test_summary_of_a_blessed_run_names_metrics_version_report_tensorboard_and_m
     assert "full log:    /out/logs/run-1.log" in text
 
 
-@pytest.mark.parametrize("k_scores, hint", [({"2": 0.42, "3": 0.27}, True), ({}, False)])
-def test_the_clusters_line_points_to_clusters_k_only_when_the_data_chose_k(tmp_path, k_scores, hint):
-    comparison = {"k": 10, "k_reason": "K=10 ...", "k_scores": k_scores}
+@pytest.mark.parametrize("comparison, hint", [
+    ({"k": 10, "k_reason": "K=10 is the best of K=2..15 ...", "k_scores": {"2": 0.42, "10": 0.45}}, True),
+    ({"k": 10, "k_reason": "K=10 was given", "k_scores": {}}, False),
+    ({"note": "no comparison: the training summary could not be used"}, False),
+])
+def test_the_clusters_line_points_to_clusters_k_only_when_the_data_chose_k(tmp_path, comparison, hint):
     outputs, _, _ = _outputs(tmp_path, blessed=True, comparison=comparison)
     text = "\n".join(run_output.summary_lines(outputs, "/out/metadata.sqlite"))
     chosen = "K=10 (chosen by the data, often fewer than the true groups: --clusters K sets it), smallest 7.3%"
