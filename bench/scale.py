@@ -139,6 +139,7 @@ def prepare_transform(workdir: str) -> dict[str, str]:
     from tfx import v1 as tfx
     from tfx.orchestration.pipeline import RunOptions
 
+    from components.clustering_evaluator import bless_rules
     from pipeline import configs, local_runner
     from pipeline.data import DEFAULT_SOURCE, feature_plan, stage
     from pipeline.pipeline import create_pipeline
@@ -149,8 +150,8 @@ def prepare_transform(workdir: str) -> dict[str, str]:
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=paths.pipeline_root, data_root=staged.input_dir,
         data_format=staged.format, preprocessing_fn=configs.PREPROCESSING_FN, run_fn=configs.RUN_FN,
         feature_plan=feature_plan(staged.columns, configs.GLOBAL_MINMAX), serving_model_dir=paths.serving,
-        model_settings=configs.ModelSettings(preset="digits"), thresholds=configs.THRESHOLDS,
-        regression_tolerances=configs.REGRESSION_TOLERANCES, image_shape=staged.image_shape,
+        model_settings=configs.ModelSettings(preset="digits"), thresholds=bless_rules.DEFAULT_THRESHOLDS,
+        regression_tolerances=bless_rules.DEFAULT_TOLERANCES, image_shape=staged.image_shape,
         schema_path=configs.DIGITS_SCHEMA, metadata_connection_config=local_runner.sqlite_config(paths.metadata),
         beam_pipeline_args=list(configs.DEFAULT_BEAM_ARGS))
     tfx.orchestration.LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=["Transform"]))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 
-from components.clustering_evaluator import bless_rules
-
 PIPELINE_NAME = "gmvae-clustering"
 DEFAULT_OUTPUT_ROOT = "outputs"
 
@@ -144,10 +142,3 @@ class ModelSettings:
 
 # Trainer custom_config key under which the ModelSettings travel.
 MODEL_SETTINGS_KEY = "model"
-
-
-# Bless thresholds and regression tolerances: their keys, meaning and defaults are owned by
-# components/clustering_evaluator/bless_rules.py (import-light, so the CLIs start without loading TensorFlow);
-# `configs.bless_rules` is that module, for the CLIs' help texts.
-THRESHOLDS = bless_rules.DEFAULT_THRESHOLDS
-REGRESSION_TOLERANCES = bless_rules.DEFAULT_TOLERANCES

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from components.clustering_evaluator import bless_rules
 from model.features import LABEL_KEY
 from pipeline import code_version, configs
 from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
@@ -66,10 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scaling", choices=("auto",) + configs.SCALINGS, default="auto",
                         help="feature scaling in tf.Transform: global_minmax for images, zscore per column "
                         "for tabular data; auto picks global_minmax for px_### image columns")
-    parser.add_argument("--thresholds", type=thresholds, default=configs.THRESHOLDS,
-                        help=configs.bless_rules.thresholds_help())
-    parser.add_argument("--tolerances", type=tolerances, default=configs.REGRESSION_TOLERANCES,
-                        help=configs.bless_rules.tolerances_help())
+    parser.add_argument("--thresholds", type=thresholds, default=bless_rules.DEFAULT_THRESHOLDS,
+                        help=bless_rules.thresholds_help())
+    parser.add_argument("--tolerances", type=tolerances, default=bless_rules.DEFAULT_TOLERANCES,
+                        help=bless_rules.tolerances_help())
     parser.add_argument("--no-resolver", action="store_true",
                         help="find the baseline only through the champion record beside the serving directory "
                         "(as on open-source Kubeflow), not through an ML Metadata Resolver")

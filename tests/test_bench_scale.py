@@ -14,7 +14,7 @@ def test_a_child_reports_its_own_peak_memory_not_its_parents(tmp_path) -> None:
     small = scale.run_child([sys.executable, "-c", allocate.format(10)], str(tmp_path / "small.log"))
     assert (big["mb"], small["mb"]) == (300, 10)
     assert big["peak"] >= 300 > small["peak"]
-    assert len(held) >> 20 == 400
+    del held  # alive until both children ran
 
 
 def test_scoring_measures_job_and_bare_loop_on_the_same_rows_and_a_rerun_resumes(tmp_path, capsys,
