@@ -6,6 +6,11 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 
 PIPELINE_NAME = "gmvae-clustering"
+# The Trainer's progress output, set by the console (pipeline/run_output.py): 1 one tqdm bar per training stage,
+# 2 one Keras line per epoch (unset: 1 on a terminal, 2 otherwise, e.g. on Kubeflow).
+TRAINER_VERBOSE_ENV = "GMVAE_TRAINER_VERBOSE"
+# Folder of the Trainer's ModelRun output that holds the TensorBoard logs.
+TENSORBOARD_DIR = "logs"
 DEFAULT_OUTPUT_ROOT = "outputs"
 
 PREPROCESSING_FN = "pipeline.preprocessing.preprocessing_fn"

@@ -22,14 +22,12 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from components.clustering_evaluator.constants import METRICS_FILE
+from components.clustering_evaluator.constants import METRICS_FILE, REPORT_MD
+from pipeline.configs import TENSORBOARD_DIR, TRAINER_VERBOSE_ENV
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Packages whose warnings a person running the pipeline should see (tests, TFX, Beam, TF are not among them).
 PROJECT_PACKAGES = ("batch_scoring", "components", "model", "pipeline", "serving")
-# pipeline/trainer.py reads it: 1 one tqdm bar per training stage, 2 one Keras line per epoch (unset: 1 on a
-# terminal, 2 otherwise, e.g. on Kubeflow).
-TRAINER_VERBOSE_ENV = "GMVAE_TRAINER_VERBOSE"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)d] %(message)s"
 
 # The LocalDagRunner's and the launcher's messages (tfx/orchestration/local/local_dag_runner.py, portable/launcher.py).
@@ -260,17 +258,16 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
     """The closing summary of a run from its outputs (``local_runner.RunOutput``: component, kind, state, uri,
     properties): blessed or not and why, the key metrics, the pushed version, the report, TensorBoard, ML Metadata.
     """
-    from components.clustering_evaluator.report import REPORT_MD
+    from tfx.components.evaluator.constants import ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, NOT_BLESSED_FILE_NAME
 
     rows: list[tuple[str, str]] = []
     evaluation, blessing = _first(outputs, "ModelEvaluation"), _first(outputs, "ModelBlessing")
     evaluated = _read_json(os.path.join(evaluation.uri, METRICS_FILE)) if evaluation else None
     evaluated = evaluated if isinstance(evaluated, dict) else {}
     decision = evaluated.get("decision") or {}
-    message = (blessing.properties.get("blessing_message") if blessing else None) or decision.get("summary")
+    message = (blessing.properties.get(ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY) if blessing else None) or decision.get(
+        "summary")
     if message is None and blessing is not None:
-        from tfx.components.evaluator.constants import NOT_BLESSED_FILE_NAME
-
         message = "blessed" if is_blessed(outputs) else "not blessed" if os.path.exists(
             os.path.join(blessing.uri, NOT_BLESSED_FILE_NAME)) else None
     rows.append(("model", message or "not evaluated"))
@@ -301,7 +298,7 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
         rows.append(("report", os.path.join(evaluation.uri, REPORT_MD)))
     model_run = _first(outputs, "ModelRun")
     if model_run is not None:
-        rows.append(("TensorBoard", f"tensorboard --logdir {os.path.join(model_run.uri, 'logs')}"))
+        rows.append(("TensorBoard", f"tensorboard --logdir {os.path.join(model_run.uri, TENSORBOARD_DIR)}"))
     rows.append(("ML Metadata", metadata_path))
     if log_path:
         rows.append(("full log", log_path))

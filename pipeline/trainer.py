@@ -230,6 +230,12 @@ def stable_ids(components: np.ndarray, k: int, x_eval: np.ndarray, eval_records:
     return cluster_ids.extend(registry, ids, model_uri, components, x_eval)
 
 
+def progress_verbosity() -> int:
+    """The fit's verbosity: `configs.TRAINER_VERBOSE_ENV` when the console set it, else bars on a terminal (1) and one
+    line per epoch elsewhere (2)."""
+    return int(os.environ.get(configs.TRAINER_VERBOSE_ENV) or (1 if os.isatty(2) else 2))
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Train under the strategy the machine offers, log to TensorBoard, align the cluster IDs to the champion's,
     export the serving model with its cluster registry and training statistics.
@@ -266,11 +272,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             _, sample = data.sample(baselines.MAX_FIT_ROWS, config.seed)
             fitted.update(training_summary.fit_baselines(stage_model, sample, model_dir))
 
-    with write_dir(os.path.join(fn_args.model_run_dir, "logs"), strategy) as log_dir:
+    with write_dir(os.path.join(fn_args.model_run_dir, configs.TENSORBOARD_DIR), strategy) as log_dir:
         model, history = fit_gmvae(
             data, config, strategy=strategy, callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
             checkpoint_dir=checkpoint_dir, on_stage=on_stage,
-            verbose=int(os.environ.get("GMVAE_TRAINER_VERBOSE") or (1 if os.isatty(2) else 2)))
+            verbose=progress_verbosity())
 
     logging.info("Model input columns reconstructed as two-valued (Bernoulli): %s; missing-value groups "
                  "(indicator, columns it marks missing: not reconstructed where missing): %s",

@@ -200,9 +200,10 @@ def test_on_a_terminal_the_bars_are_drawn_as_they_are(tmp_path):
     assert sys.stderr is before
 
 
-def test_the_trainer_reads_the_progress_setting_the_console_gives():
-    import inspect
-
+def test_the_trainer_reads_the_progress_setting_the_console_gives(tmp_path, monkeypatch):
     from pipeline import trainer
 
-    assert f'os.environ.get("{run_output.TRAINER_VERBOSE_ENV}")' in inspect.getsource(trainer.run_fn)
+    monkeypatch.delenv(run_output.TRAINER_VERBOSE_ENV, raising=False)
+    for verbose, expected in ((False, 1), (True, 2)):
+        with run_output.console_output(str(tmp_path / "run.log"), verbose=verbose):
+            assert trainer.progress_verbosity() == expected

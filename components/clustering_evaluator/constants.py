@@ -2,3 +2,5 @@
 
 # In the blessing: the candidate's metrics, which the pusher copies into the champion record.
 METRICS_FILE = "metrics.json"
+# In the evaluation: the human-readable report.
+REPORT_MD = "report.md"

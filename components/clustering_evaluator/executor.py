@@ -18,7 +18,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
 from components.clustering_evaluator import bless_rules, comparison, drift, profiles, report, scoring, versions
-from components.clustering_evaluator.constants import METRICS_FILE
+from components.clustering_evaluator.constants import METRICS_FILE, REPORT_MD
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
 from serving import cluster_ids
@@ -266,7 +266,7 @@ class Executor(evaluator_executor.Executor):
         if profiled is not None:
             sections.append(profiles.markdown(profiled))
         report.write_markdown(
-            os.path.join(evaluation.uri, report.REPORT_MD),
+            os.path.join(evaluation.uri, REPORT_MD),
             verdict,
             metrics[CANDIDATE],
             metrics.get(BASELINE),

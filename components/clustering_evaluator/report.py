@@ -20,7 +20,6 @@ from components.clustering_evaluator.decision import Decision
 OCCUPANCY_PNG = "occupancy.png"
 LATENT_PNG = "latent_pca.png"
 PROTOTYPES_PNG = "prototypes.png"
-REPORT_MD = "report.md"
 MAX_SCATTER_POINTS = 5000
 
 

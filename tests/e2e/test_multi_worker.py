@@ -89,7 +89,7 @@ def _fn_args(transformed: dict[str, str], out: str, checkpoint_root: str) -> dic
 
 
 def _start(fn_args: dict, tf_config: dict | None, log: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": ROOT, "TF_USE_LEGACY_KERAS": "1", "GMVAE_TRAINER_VERBOSE": "0",
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_USE_LEGACY_KERAS": "1", configs.TRAINER_VERBOSE_ENV: "0",
            "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("TF_CONFIG", None)
     if tf_config:
