@@ -12,16 +12,19 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
 import tensorflow_transform as tft
 import tf_keras as keras
 from absl import logging
+from tensorflow_data_validation.statistics import stats_impl
+from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx import v1 as tfx
+from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
-from components.clustering_evaluator import drift
 from model import baselines
 from model.config import GMVAEConfig
 from model.data import TrainingData
@@ -43,6 +46,7 @@ from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
 from serving.champion import ChampionInputsError, ChampionModelError, load_failure, resolve_champion
 from serving.feature_spec import read_feature_spec
+from serving.training_statistics import write_statistics
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape", "binary_features", "missing_groups")
@@ -230,6 +234,12 @@ def stable_ids(components: np.ndarray, k: int, x_eval: np.ndarray, eval_records:
     return cluster_ids.extend(registry, ids, model_uri, components, x_eval)
 
 
+def statistics_of(serialized_examples: Sequence[bytes]) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """TFDV statistics of serialized tf.Examples, computed in memory (no Beam)."""
+    batch = ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized_examples))
+    return stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
+
+
 def progress_verbosity() -> int:
     """The fit's verbosity: `configs.TRAINER_VERBOSE_ENV` when the console set it, else bars on a terminal (1) and one
     line per epoch elsewhere (2)."""
@@ -300,7 +310,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         return
     cluster_ids.write_registry(fn_args.serving_model_dir, registry)
     statistics_rows = records.sample_rows(STATISTICS_SAMPLE, config.seed)
-    drift.write_statistics(fn_args.serving_model_dir, drift.statistics_of(records.take_elements(statistics_rows)))
+    write_statistics(fn_args.serving_model_dir, statistics_of(records.take_elements(statistics_rows)))
     training_summary.write_summary(model_dir, training_summary.summary(model, history, data.n_rows, fitted))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, default=float)

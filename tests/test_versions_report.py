@@ -4,6 +4,8 @@ import numpy as np
 import tensorflow as tf
 
 from components.clustering_evaluator import drift, versions
+from pipeline.trainer import statistics_of
+from serving.training_statistics import read_statistics, write_statistics
 
 
 def _examples(values: np.ndarray, colours: list[str]) -> list[bytes]:
@@ -20,15 +22,15 @@ def test_drift_measures_numeric_with_js_and_categorical_with_l_infinity(tmp_path
     rng = np.random.default_rng(0)
     before = rng.integers(0, 16, (400, 3))
     colours = ["red"] * 200 + ["blue"] * 200
-    statistics = drift.statistics_of(_examples(before, colours))
-    drift.write_statistics(str(tmp_path), statistics)
-    assert drift.read_statistics(str(tmp_path)) == statistics and drift.read_statistics(str(tmp_path / "x")) is None
+    statistics = statistics_of(_examples(before, colours))
+    write_statistics(str(tmp_path), statistics)
+    assert read_statistics(str(tmp_path)) == statistics and read_statistics(str(tmp_path / "x")) is None
 
     same = drift.drift(statistics, statistics)
     assert same["max"] == 0.0 and same["drifted"] == [] and len(same["features"]) == 4
     after = before.copy()
     after[:, 1] = rng.integers(10, 16, 400)  # px_1 moves to the top of its range
-    changed = drift.drift(drift.statistics_of(_examples(after, ["red"] * 380 + ["blue"] * 20)), statistics)
+    changed = drift.drift(statistics_of(_examples(after, ["red"] * 380 + ["blue"] * 20)), statistics)
     assert changed["features"]["px_1"]["measure"] == drift.JS
     assert changed["features"]["colour"] == {"measure": drift.L_INF, "value": 0.45}
     assert set(changed["drifted"]) == {"colour", "px_1"}

@@ -23,6 +23,7 @@ from components.clustering_evaluator.decision import decide, parse_thresholds, p
 from model import features
 from serving import cluster_ids
 from serving.champion import ServingChampion, load_failure, resolve_champion
+from serving.training_statistics import read_statistics
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 MODEL_KEY = standard_component_specs.MODEL_KEY
@@ -118,7 +119,7 @@ def find_baseline(baseline_models: list[types.Artifact], champion_path: str | No
 
 def input_drift(candidate_path: str, champion_path: str) -> dict[str, Any]:
     """Drift from the champion's training data to the candidate's (the statistics both SavedModels carry)."""
-    current, previous = drift.read_statistics(candidate_path), drift.read_statistics(champion_path)
+    current, previous = read_statistics(candidate_path), read_statistics(champion_path)
     if current is None or previous is None:
         return {"note": "no training statistics in the " + ("candidate" if current is None else "champion") +
                 " model (exported before models carried them)"}
