@@ -73,9 +73,9 @@ def parser() -> argparse.ArgumentParser:
                      help="output directory: scores-*.csv, dead_letter-*.jsonl and summary.json are replaced there.")
     cli.add_argument("--format", choices=(AUTO, *FORMATS), default=AUTO,
                      help="input format; auto (default) decides by file name (.csv, .tfrecord/.gz, .parquet).")
-    cli.add_argument("--batch-size", type=int, default=512,
+    cli.add_argument("--batch-size", type=int, default=ScoringOptions.batch_size,
                      help="rows per batch: parsed and validated together and, with --engine dofn, scored with one "
-                          "model call (RunInference batches adaptively); default 512.")
+                          f"model call (RunInference batches adaptively); default {ScoringOptions.batch_size}.")
     cli.add_argument("--num-shards", type=int, default=1,
                      help="number of scores-*.csv files (rows are spread by a hash of their position; default 1).")
     cli.add_argument("--engine", choices=(AUTO, *ENGINES), default=AUTO,

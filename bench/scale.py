@@ -84,6 +84,7 @@ def child_task(task: str, spec: dict) -> dict:
     if task == TRAINING:
         from tfx import v1 as tfx
 
+        from model.baselines import TRAINING_SUMMARY_FILE
         from pipeline import configs, trainer
 
         settings = configs.ModelSettings(preset="digits", epochs=spec["epochs"], pretrain_epochs=spec["epochs"])
@@ -92,12 +93,12 @@ def child_task(task: str, spec: dict) -> dict:
             train_files=spec["train_files"], eval_files=spec["eval_files"], transform_output=spec["transform_output"],
             serving_model_dir=os.path.join(model_dir, "Format-Serving"),
             model_run_dir=os.path.join(spec["output"], "model_run"),
-            custom_config={**settings.to_custom_config(), "image_shape": [8, 8]})
+            custom_config={**settings.to_custom_config(), configs.IMAGE_SHAPE_KEY: [8, 8]})
         imported = peak_rss_mb()
         started = time.monotonic()
         trainer.run_fn(fn_args)
         seconds = time.monotonic() - started
-        with open(os.path.join(model_dir, "training_summary.json")) as f:
+        with open(os.path.join(model_dir, TRAINING_SUMMARY_FILE)) as f:
             rows = json.load(f)["n_train_rows"]
     else:
         import tensorflow  # noqa: F401 - TensorFlow, Beam and the job's modules load before the clock starts
@@ -191,9 +192,10 @@ def measure_training(rows: int, args: argparse.Namespace) -> dict:
 
 def measure_scoring(rows: int, args: argparse.Namespace) -> dict:
     from batch_scoring.throughput import export_digits_model, write_digits_csv
+    from serving.store import SAVED_MODEL_FILE
 
     model = os.path.join(args.workdir, "model")
-    if not os.path.exists(os.path.join(model, "saved_model.pb")):
+    if not os.path.exists(os.path.join(model, SAVED_MODEL_FILE)):
         export_digits_model(model)
     data = os.path.join(args.workdir, f"score-{rows}")
     os.makedirs(data, exist_ok=True)

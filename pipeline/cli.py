@@ -96,8 +96,8 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--clusters", type=clusters, default=None, metavar="K|auto",
                        help="number of clusters, or 'auto' to choose it from the data (K="
                        f"{AUTO_COMPONENTS[0]}..{AUTO_COMPONENTS[1]}: the best silhouette of GMM clusters on a UMAP "
-                       "embedding of the pre-trained codes for images, the lowest BIC of a GMM on the codes for "
-                       "tables); default: 10 for images, auto for tables")
+                       "embedding of the pre-trained codes; it often picks fewer clusters than the true groups, so "
+                       f"give K when you know it); default: {GMVAEConfig.n_components} for images, auto for tables")
     group.add_argument("--model-preset", choices=(configs.AUTO, *configs.PRESET_NAMES), default=configs.AUTO,
                        help="GMVAE hyper-parameter preset (model/config.py); auto: 'digits' for 8x8 images, 'mnist' "
                        "for 28x28, 'default' for other images, 'table' (sizes follow rows and columns) for tables")

@@ -91,6 +91,8 @@ def output_paths(root: str) -> OutputPaths:
 RUN_FN = "pipeline.trainer.run_fn"
 # Trainer custom_config key of the directory under which a retried training finds the checkpoints of a killed one.
 CHECKPOINT_ROOT_KEY = "checkpoint_root"
+# Trainer custom_config key of the images' [height, width] (None for tables).
+IMAGE_SHAPE_KEY = "image_shape"
 # Trainer custom_config key of the champion record whose model the cluster IDs align to when there is no Resolver.
 CHAMPION_RECORD_KEY = "champion_record"
 

@@ -15,7 +15,7 @@ from components.anomaly_gate import AnomalyGate
 from components.clustering_evaluator import ClusteringEvaluator
 from components.versioned_pusher import VersionedPusher
 from model.features import OUTPUT_KEYS, SERVING_SIGNATURE
-from pipeline.configs import CHAMPION_RECORD_KEY, CHECKPOINT_ROOT_KEY, FeaturePlan, ModelSettings
+from pipeline.configs import CHAMPION_RECORD_KEY, CHECKPOINT_ROOT_KEY, IMAGE_SHAPE_KEY, FeaturePlan, ModelSettings
 from pipeline.data import CSV
 from serving.champion import champion_path
 
@@ -99,7 +99,7 @@ def create_pipeline(
         custom_config={
             **model_settings.to_custom_config(),
             **feature_plan.to_custom_config(),
-            "image_shape": list(image_shape) if image_shape else None,
+            IMAGE_SHAPE_KEY: list(image_shape) if image_shape else None,
             CHECKPOINT_ROOT_KEY: checkpoint_root or f"{pipeline_root}/training-checkpoints",
             CHAMPION_RECORD_KEY: champion_path(serving_model_dir),
             **(trainer_custom_config or {}),

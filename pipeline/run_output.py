@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from components.clustering_evaluator.constants import METRICS_FILE, REPORT_MD
+from components.clustering_evaluator.constants import CANDIDATE, METRICS_FILE, REPORT_MD
 from pipeline.configs import TENSORBOARD_DIR, TRAINER_VERBOSE_ENV
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -271,7 +271,7 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
         message = "blessed" if is_blessed(outputs) else "not blessed" if os.path.exists(
             os.path.join(blessing.uri, NOT_BLESSED_FILE_NAME)) else None
     rows.append(("model", message or "not evaluated"))
-    metrics = (evaluated.get("candidate") or {}).get("metrics")
+    metrics = (evaluated.get(CANDIDATE) or {}).get("metrics")
     if metrics is None and blessing is not None:
         metrics = _read_json(os.path.join(blessing.uri, METRICS_FILE))
     if isinstance(metrics, dict) and metrics:

@@ -60,13 +60,14 @@ STATISTICS_SAMPLE = 20_000  # training examples (a seeded sample) whose statisti
 def model_config_from(custom_config: dict, n_rows: int, input_dim: int) -> GMVAEConfig:
     """The GMVAE config for this run: the preset for the data's shape and size, then the user's settings.
 
-    ``custom_config`` holds the `configs.ModelSettings` (preset already resolved by the CLI) and ``image_shape``.
+    ``custom_config`` holds the `configs.ModelSettings` (preset already resolved by the CLI) and the images' shape
+    (`configs.IMAGE_SHAPE_KEY`).
     Inputs arrive already scaled by tf.Transform, so ``input_scale`` is 1.
     """
     settings = configs.ModelSettings.from_custom_config(custom_config)
     if settings.preset == configs.AUTO:
         raise ValueError("the model preset must be resolved before training (ModelSettings.resolved)")
-    image_shape = custom_config.get("image_shape")
+    image_shape = custom_config.get(configs.IMAGE_SHAPE_KEY)
     changes: dict = {"input_dim": input_dim, "input_scale": 1.0}
     if settings.preset == configs.TABLE_PRESET:
         base = GMVAEConfig.for_table(n_rows, input_dim)

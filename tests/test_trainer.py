@@ -16,7 +16,7 @@ from pipeline.configs import ModelSettings
 
 
 def _config(settings: ModelSettings, image_shape=None, n_rows=1000, input_dim=64):
-    custom = {**settings.to_custom_config(), "image_shape": list(image_shape) if image_shape else None}
+    custom = {**settings.to_custom_config(), configs.IMAGE_SHAPE_KEY: list(image_shape) if image_shape else None}
     return trainer.model_config_from(custom, n_rows=n_rows, input_dim=input_dim)
 
 

@@ -21,11 +21,11 @@ import tensorflow as tf
 from tfx.dsl.io import fileio
 
 from components.clustering_evaluator import scoring
+from components.clustering_evaluator.constants import CANDIDATE
 from model import baselines, features
 from model.config import GMVAEConfig
 from model.metrics import ari, clustering_report
 
-CANDIDATE = "candidate"
 METHODS = (CANDIDATE, baselines.GMM_INPUTS, baselines.AE_GMM)
 TITLES = {CANDIDATE: "candidate (GMVAE)", **baselines.TITLES}
 SPACES = {CANDIDATE: "latent means", baselines.GMM_INPUTS: "the inputs", baselines.AE_GMM: "pre-trained codes"}

@@ -2,5 +2,7 @@
 
 # In the blessing: the candidate's metrics, which the pusher copies into the champion record.
 METRICS_FILE = "metrics.json"
+# The model being evaluated: its key in the evaluation record (METRICS_FILE) and its column in the comparison.
+CANDIDATE = "candidate"
 # In the evaluation: the human-readable report.
 REPORT_MD = "report.md"

@@ -18,7 +18,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
 from components.clustering_evaluator import bless_rules, comparison, drift, profiles, report, scoring, versions
-from components.clustering_evaluator.constants import METRICS_FILE, REPORT_MD
+from components.clustering_evaluator.constants import CANDIDATE, METRICS_FILE, REPORT_MD
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
 from serving import cluster_ids
@@ -40,7 +40,6 @@ ACCEPT_RESEGMENTATION_KEY = "accept_resegmentation"
 
 DEFAULT_EVAL_SPLIT = "eval"
 SCORES_DIR = "scores"
-CANDIDATE = "candidate"
 BASELINE = "baseline"
 
 
@@ -231,7 +230,7 @@ class Executor(evaluator_executor.Executor):
             os.path.join(evaluation.uri, METRICS_FILE),
             {
                 "eval_split": split,
-                "candidate": {"model_uri": model.uri, "model_id": model.id, "metrics": metrics[CANDIDATE]},
+                CANDIDATE: {"model_uri": model.uri, "model_id": model.id, "metrics": metrics[CANDIDATE]},
                 "baseline": None
                 if baseline is None
                 else {**dataclasses.asdict(baseline), "metrics": metrics[BASELINE]},

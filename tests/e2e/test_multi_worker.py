@@ -83,7 +83,7 @@ def _fn_args(transformed: dict[str, str], out: str, checkpoint_root: str) -> dic
         "transform_output": transformed["TransformGraph"],
         "serving_model_dir": os.path.join(out, "model", "Format-Serving"),
         "model_run_dir": os.path.join(out, "model_run"),
-        "custom_config": {**SETTINGS.to_custom_config(), "image_shape": [8, 8],
+        "custom_config": {**SETTINGS.to_custom_config(), configs.IMAGE_SHAPE_KEY: [8, 8],
                           configs.CHECKPOINT_ROOT_KEY: checkpoint_root},
     }
 
