@@ -81,7 +81,7 @@ def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> d
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
 
-    from model.training import fine_tune, fit_gmvae, latent_means, with_networks
+    from model.training import FINE_TUNE, PRETRAIN, fine_tune, fit_gmvae, latent_means, seconds_key, with_networks
 
     results: dict[str, dict[str, float]] = {}
     hook_seconds = {"total": 0.0}
@@ -89,7 +89,7 @@ def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> d
 
     def on_stage(stage: str, model: Any) -> None:
         start = time.perf_counter()
-        if stage == "pretrain":
+        if stage == PRETRAIN:
             codes = latent_means(model, data.x)
             # the single-Gaussian VAE starts from this same autoencoder (K=1, no clustering terms)
             saved.update(vae=with_networks(model, model.config.replace(n_components=1, self_training_weight=0.0,
@@ -110,7 +110,7 @@ def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> d
     model, history = fit_gmvae(data.x, config, verbose=0, on_stage=on_stage)
     seconds = time.perf_counter() - start_fit - hook_seconds["total"]
     results["gmvae"] = scores(data, model.predict_outputs(data.x)["cluster"], seconds)
-    results["gmvae"]["fine_tune_seconds"] = history["fine_tune_seconds"]
+    results["gmvae"]["fine_tune_seconds"] = history[seconds_key(FINE_TUNE)]
 
     # A VAE with one Gaussian as its prior, fine-tuned from the same autoencoder for the same epochs.
     start = time.perf_counter()

@@ -21,6 +21,15 @@ from model.data import SampleLabels, TrainingData, as_training_data, sample_of, 
 from model.distribute import from_chief, is_chief, n_workers, write_dir
 from model.gmvae import GMVAE
 
+# The training stages in order: their names in stage checkpoints, `on_stage` calls and history ("<stage>_seconds").
+PRETRAIN, INIT, FINE_TUNE = "pretrain", "init", "fine_tune"
+STAGES = (PRETRAIN, INIT, FINE_TUNE)
+
+
+def seconds_key(stage: str) -> str:
+    """The history key of a stage's wall time."""
+    return f"{stage}_seconds"
+
 
 class KLWarmup(keras.callbacks.Callback):
     """Linearly raises the KL weight from 1/epochs to 1 over the first `epochs` epochs."""
@@ -83,12 +92,12 @@ def pretrain(
     with strategy.scope():
         model.pretraining = True
         model.compile(keras.optimizers.Adam(cfg.pretrain_learning_rate))
-    progress, keras_verbose = _progress(verbose, "pretrain")
+    progress, keras_verbose = _progress(verbose, PRETRAIN)
     hist = model.fit(
         **as_training_data(x).fit_inputs(cfg.batch_size, cfg.seed),
         epochs=cfg.pretrain_epochs,
         verbose=keras_verbose,
-        callbacks=[*_backup(checkpoint_dir, "pretrain"), keras.callbacks.TerminateOnNaN(), *progress],
+        callbacks=[*_backup(checkpoint_dir, PRETRAIN), keras.callbacks.TerminateOnNaN(), *progress],
     )
     model.pretraining = False
     return _finite_history({"pretrain_" + k: v for k, v in hist.history.items()}, "pre-training")
@@ -445,7 +454,7 @@ def fine_tune(
         epochs=cfg.epochs,
         verbose=keras_verbose,
         callbacks=[
-            *_backup(checkpoint_dir, "fine_tune"),
+            *_backup(checkpoint_dir, FINE_TUNE),
             KLWarmup(cfg.kl_warmup_epochs),
             keras.callbacks.TerminateOnNaN(),
             *callbacks,
@@ -496,13 +505,13 @@ def _mark_done(
     if checkpoint_dir is None:
         return
     with write_dir(os.path.join(checkpoint_dir, stage), strategy) as stage_dir:
-        _stage_checkpoint(model, with_prior=stage == "init").write(os.path.join(stage_dir, "weights"))
+        _stage_checkpoint(model, with_prior=stage == INIT).write(os.path.join(stage_dir, "weights"))
         with tf.io.gfile.GFile(os.path.join(stage_dir, "DONE"), "w") as f:
             json.dump(record, f)
 
 
 def _restore(model: GMVAE, checkpoint_dir: str, stage: str) -> None:
-    _stage_checkpoint(model, with_prior=stage == "init").read(os.path.join(checkpoint_dir, stage, "weights")) \
+    _stage_checkpoint(model, with_prior=stage == INIT).read(os.path.join(checkpoint_dir, stage, "weights")) \
         .assert_existing_objects_matched()
 
 
@@ -547,7 +556,7 @@ def fit_gmvae(
     if data.array is not None and not np.all(np.isfinite(data.array)):
         raise ValueError("x contains NaN or infinite values")
     check_rows_for_clusters(min(data.n_rows, config.init_sample), config.n_components)  # before any training
-    initialised, pretrained = _stage_done(checkpoint_dir, "init"), _stage_done(checkpoint_dir, "pretrain")
+    initialised, pretrained = _stage_done(checkpoint_dir, INIT), _stage_done(checkpoint_dir, PRETRAIN)
     if config.likelihood == "gaussian" and config.binary_features is None:  # a resumed run keeps the first run's
         found = (pretrained or {}).get("binary_features")
         config = config.replace(binary_features=tuple(found) if found is not None else
@@ -559,15 +568,15 @@ def fit_gmvae(
     history: dict[str, Any] = {"resumed_stages": []}
     start = time.perf_counter()
     if pretrained:
-        _restore(model, checkpoint_dir, "pretrain")
-        history["resumed_stages"].append("pretrain")
+        _restore(model, checkpoint_dir, PRETRAIN)
+        history["resumed_stages"].append(PRETRAIN)
     else:
         history.update(pretrain(model, data, strategy, verbose, checkpoint_dir))
-        _mark_done(model, checkpoint_dir, "pretrain", {"stage": "pretrain",
+        _mark_done(model, checkpoint_dir, PRETRAIN, {"stage": PRETRAIN,
                                                         "binary_features": config.binary_features}, strategy)
-    history["pretrain_seconds"] = time.perf_counter() - start
+    history[seconds_key(PRETRAIN)] = time.perf_counter() - start
     if on_stage:
-        on_stage("pretrain", model)
+        on_stage(PRETRAIN, model)
     start = time.perf_counter()
     if initialised:
         decision = MixtureInit(**{**initialised["decision"],
@@ -575,21 +584,21 @@ def fit_gmvae(
         init_labels = SampleLabels(data.sample_rows(config.init_sample, config.seed),
                                    np.asarray(initialised["sample_labels"], dtype=np.int64))
         model = _with_components(model, decision.n_components, strategy)
-        _restore(model, checkpoint_dir, "init")
-        history["resumed_stages"].append("init")
+        _restore(model, checkpoint_dir, INIT)
+        history["resumed_stages"].append(INIT)
     else:
         decision, mixture, init_labels = _cluster_codes(model, data, config, strategy)
         model = _with_components(model, decision.n_components, strategy)
         model.prior.set_mixture(*mixture)
-        _mark_done(model, checkpoint_dir, "init", {"decision": dataclasses.asdict(decision),
+        _mark_done(model, checkpoint_dir, INIT, {"decision": dataclasses.asdict(decision),
                                                    "sample_labels": init_labels.labels.tolist()}, strategy)
     history.update(n_components=decision.n_components, k_reason=decision.reason, k_scores=decision.scores,
-                   init_method=decision.method, init_seconds=time.perf_counter() - start)
+                   init_method=decision.method, **{seconds_key(INIT): time.perf_counter() - start})
     if on_stage:
-        on_stage("init", model)
+        on_stage(INIT, model)
     start = time.perf_counter()
     history.update(fine_tune(model, data, strategy, callbacks, verbose, checkpoint_dir, init_labels))
-    history["fine_tune_seconds"] = time.perf_counter() - start
+    history[seconds_key(FINE_TUNE)] = time.perf_counter() - start
     return model, history
 
 

@@ -40,7 +40,7 @@ from model.features import (
     natural_key,
 )
 from model.metrics import cluster_accuracy
-from model.training import fit_gmvae
+from model.training import INIT, fit_gmvae
 from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
@@ -278,8 +278,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     fitted: dict = {}
 
     def on_stage(stage: str, stage_model) -> None:
-        # after "init" K is final and the encoder is still the pre-trained one: the baselines' moment
-        if stage == "init" and chief:
+        # after INIT K is final and the encoder is still the pre-trained one: the baselines' moment
+        if stage == INIT and chief:
             _, sample = data.sample(baselines.MAX_FIT_ROWS, config.seed)
             fitted.update(training_summary.fit_baselines(stage_model, sample, model_dir))
 

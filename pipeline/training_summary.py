@@ -21,7 +21,7 @@ from absl import logging
 from model import baselines
 from model.data import sample_of
 from model.gmvae import GMVAE
-from model.training import latent_means
+from model.training import STAGES, latent_means, seconds_key
 
 
 def model_artifact_dir(serving_model_dir: str) -> str:
@@ -65,8 +65,8 @@ def fit_baselines(model: GMVAE, x: np.ndarray, model_dir: str) -> dict[str, Any]
 
 def summary(model: GMVAE, history: dict[str, Any], n_train_rows: int, extra: dict[str, Any]) -> dict[str, Any]:
     """The JSON content: K and why, the learned mixture weights, stage seconds, config, baselines."""
-    seconds = {stage: float(history[f"{stage}_seconds"]) for stage in ("pretrain", "init", "fine_tune")
-               if f"{stage}_seconds" in history}
+    seconds = {stage: float(history[seconds_key(stage)]) for stage in STAGES
+               if seconds_key(stage) in history}
     seconds["total"] = float(sum(seconds.values()))
     return {
         "n_components": int(history.get("n_components", model.config.n_components)),

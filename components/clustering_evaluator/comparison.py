@@ -25,6 +25,7 @@ from components.clustering_evaluator.constants import CANDIDATE
 from model import baselines, features
 from model.config import GMVAEConfig
 from model.metrics import ari, clustering_report
+from model.training import PRETRAIN
 
 METHODS = (CANDIDATE, baselines.GMM_INPUTS, baselines.AE_GMM)
 TITLES = {CANDIDATE: "candidate (GMVAE)", **baselines.TITLES}
@@ -162,7 +163,7 @@ def _compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np
     ae = fitted[baselines.AE_GMM]
     codes = pretrained_codes(model_uri, summary, x)
     methods[baselines.AE_GMM] = _metrics(labels, baselines.predict(ae, codes), k, codes, clusters)
-    methods[baselines.AE_GMM]["train_seconds"] = float(seconds.get("pretrain", math.nan) + ae["fit_seconds"])
+    methods[baselines.AE_GMM]["train_seconds"] = float(seconds.get(PRETRAIN, math.nan) + ae["fit_seconds"])
     section["methods"] = {name: {key: m.get(key) for key in ROWS if key in m} for name, m in methods.items()}
     section["silhouette_space"] = SPACES
     section["verdict"] = verdict(methods)
