@@ -8,6 +8,8 @@ from typing import Literal
 
 # --clusters auto searches K in this range (inclusive) unless the config says otherwise.
 AUTO_COMPONENTS = (2, 15)
+# At least this many training rows per cluster; fewer cannot estimate a component's mean and variance.
+MIN_ROWS_PER_CLUSTER = 5
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 
 from model.baselines import COVARIANCE_FLOORS, MAX_FULL_FEATURES, GMMFitError, fit_gmm
-from model.config import GMVAEConfig
+from model.config import MIN_ROWS_PER_CLUSTER, GMVAEConfig
 from model.data import SampleLabels, TrainingData, as_training_data, sample_of, sample_rows
 from model.distribute import from_chief, is_chief, n_workers, write_dir
 from model.gmvae import GMVAE
@@ -107,8 +107,6 @@ class InitialisationError(ValueError):
     """The mixture could not be initialised from the data; the message says what to change."""
 
 
-# At least this many rows per cluster; fewer cannot estimate a component's mean and variance.
-MIN_ROWS_PER_CLUSTER = 5
 # A two-valued column is modelled as Bernoulli (`binary_columns`) when its rarer value is in this share of the rows.
 MIN_BINARY_SHARE = 0.01
 

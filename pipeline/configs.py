@@ -89,6 +89,8 @@ def output_paths(root: str) -> OutputPaths:
     return OutputPaths(os.path.abspath(root))
 
 RUN_FN = "pipeline.trainer.run_fn"
+# ExampleGen's default split: 2 of 3 hash buckets train, 1 evaluates.
+TRAIN_SHARE = 2 / 3
 # Trainer custom_config key of the directory under which a retried training finds the checkpoints of a killed one.
 CHECKPOINT_ROOT_KEY = "checkpoint_root"
 # Trainer custom_config key of the images' [height, width] (None for tables).

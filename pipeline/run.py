@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
 
 from components.clustering_evaluator import bless_rules
+from model.config import AUTO_COMPONENTS, MIN_ROWS_PER_CLUSTER, GMVAEConfig
 from model.features import LABEL_KEY
 from pipeline import code_version, configs
 from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
@@ -104,12 +106,44 @@ def choose_scaling(requested: str, staged: StagedData) -> str:
     return configs.GLOBAL_MINMAX if staged.image_shape else configs.ZSCORE
 
 
+def clusters_asked(settings: configs.ModelSettings) -> int | str:
+    """K as the Trainer will take it: the number given, or ``auto`` (given, or the default for tables), or the
+    preset's K for images."""
+    if settings.clusters is None:
+        return configs.AUTO if settings.preset == configs.TABLE_PRESET else GMVAEConfig.n_components
+    return settings.clusters
+
+
+def check_rows(staged: StagedData, settings: configs.ModelSettings) -> None:
+    """Fail fast, before Beam or TFX start, when the training split (about `configs.TRAIN_SHARE` of the rows) is too
+    small for the clusters asked for (or, with ``auto``, for the fewest K the data may choose)."""
+    if staged.num_rows is None or "n_components" in settings.overrides:  # the Trainer checks what it gets
+        return
+    asked = clusters_asked(settings)
+    auto = asked == configs.AUTO
+    k = AUTO_COMPONENTS[0] if auto else asked
+    training_rows = int(staged.num_rows * configs.TRAIN_SHARE)
+    if training_rows >= k * MIN_ROWS_PER_CLUSTER:
+        return
+    needed = math.ceil(k * MIN_ROWS_PER_CLUSTER / configs.TRAIN_SHARE)
+    what = f"choosing the number of clusters (at least {k})" if auto else f"{k} clusters"
+    fewer = (f"ask for at most {training_rows // MIN_ROWS_PER_CLUSTER} clusters or "
+             if not auto and training_rows // MIN_ROWS_PER_CLUSTER >= configs.MIN_CLUSTERS else "")
+    raise DataError(
+        f"{staged.num_rows} rows are too few for {what}: about {training_rows} of them train (a third is kept for "
+        f"evaluation) and each cluster needs {MIN_ROWS_PER_CLUSTER} training rows; {fewer}bring at least {needed} "
+        "rows.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     paths = configs.output_paths(args.output_root)
     try:
         check_args(args)
         staged = stage(args.data, paths.staging, label_column=args.label_column)
+        scaling = choose_scaling(args.scaling, staged)
+        settings = model_settings(args).resolved(staged.image_shape, scaling)
+        check_rows(staged, settings)
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -124,13 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     from serving.champion import ChampionInputsError, ChampionModelError, ChampionRecordError
 
     schema = args.schema or (configs.DIGITS_SCHEMA if args.data == DEFAULT_SOURCE else None)
-    scaling = choose_scaling(args.scaling, staged)
-    settings = model_settings(args).resolved(staged.image_shape, scaling)
     labelled = "" if not staged.has_label else ", labelled" + (
         f" by column {args.label_column!r}" if args.label_column != LABEL_KEY else "")
     print(f"data: {args.data} -> {staged.input_dir} ({staged.format}, {len(staged.feature_names)} features"
           f"{', image ' + 'x'.join(map(str, staged.image_shape)) if staged.image_shape else ''}{labelled}); "
-          f"scaling: {scaling}; model preset: {settings.preset}, clusters: {settings.clusters or 'preset default'}")
+          f"scaling: {scaling}; model preset: {settings.preset}, clusters: {clusters_asked(settings)}"
+          f"{' (the data chooses K)' if clusters_asked(settings) == configs.AUTO else ''}")
     if staged.columns:
         print("columns:\n" + "\n".join(column_report(staged.columns)))
     for name in label_like_columns(staged):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline import run
+from pipeline import configs, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,3 +137,22 @@ def test_good_options_parse_to_typed_values():
          "--tolerances", "{}"])
     assert (args.seed, args.model_overrides, args.thresholds, args.tolerances) == (
         7, {"latent_dim": 5}, {"min_acc": 0.5}, {})
+
+
+@pytest.mark.parametrize("rows, flags, message", [
+    (1, ["--clusters", "3"], "1 rows are too few for 3 clusters: about 0 of them train (a third is kept for "
+                             "evaluation) and each cluster needs 5 training rows; bring at least 23 rows."),
+    (20, ["--clusters", "4"], "20 rows are too few for 4 clusters: about 13 of them train (a third is kept for "
+                              "evaluation) and each cluster needs 5 training rows; ask for at most 2 clusters or "
+                              "bring at least 30 rows."),
+    (12, [], "12 rows are too few for choosing the number of clusters (at least 2): about 8 of them train"),
+])
+def test_too_few_rows_for_the_clusters_stop_before_the_pipeline_runs(tmp_path, capsys, rows, flags, message):
+    src = tmp_path / "t.csv"
+    src.write_text("a,b\n" + "".join(f"{i % 7}.5,{(i * 3) % 5}.25\n" for i in range(rows)))
+    out = tmp_path / "out"
+    assert run.main(["--data", str(src), "--output-root", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    paths = configs.output_paths(str(out))
+    assert not os.path.exists(paths.pipeline_root) and not os.path.exists(paths.metadata)  # no component ran
