@@ -129,10 +129,10 @@ def check_rows(staged: StagedData, settings: configs.ModelSettings) -> None:
     what = f"choosing the number of clusters (at least {k})" if auto else f"{k} clusters"
     fewer = (f"ask for at most {training_rows // MIN_ROWS_PER_CLUSTER} clusters or "
              if not auto and training_rows // MIN_ROWS_PER_CLUSTER >= configs.MIN_CLUSTERS else "")
+    rows = "1 row is" if staged.num_rows == 1 else f"{staged.num_rows} rows are"
     raise DataError(
-        f"{staged.num_rows} rows are too few for {what}: about {training_rows} of them train (a third is kept for "
-        f"evaluation) and each cluster needs {MIN_ROWS_PER_CLUSTER} training rows; {fewer}bring at least {needed} "
-        "rows.")
+        f"{rows} too few for {what}: about {training_rows} of them train (a third is kept for evaluation) and each "
+        f"cluster needs {MIN_ROWS_PER_CLUSTER} training rows; {fewer}bring at least {needed} rows.")
 
 
 def main(argv: list[str] | None = None) -> int:

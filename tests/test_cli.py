@@ -140,7 +140,7 @@ def test_good_options_parse_to_typed_values():
 
 
 @pytest.mark.parametrize("rows, flags, message", [
-    (1, ["--clusters", "3"], "1 rows are too few for 3 clusters: about 0 of them train (a third is kept for "
+    (1, ["--clusters", "3"], "1 row is too few for 3 clusters: about 0 of them train (a third is kept for "
                              "evaluation) and each cluster needs 5 training rows; bring at least 23 rows."),
     (20, ["--clusters", "4"], "20 rows are too few for 4 clusters: about 13 of them train (a third is kept for "
                               "evaluation) and each cluster needs 5 training rows; ask for at most 2 clusters or "
