@@ -248,7 +248,8 @@ def clusters_line(metrics: dict[str, Any], chosen_by_data: bool = False) -> str:
     """``K=10, smallest 7.3%, largest 12.4%``; when the data chose K, a pointer to ``--clusters``, since the choice
     tends to fall below the true number of groups (bench/RESULTS.md row 52)."""
     k = metrics.get("n_clusters", "?")
-    chosen = " (chosen by the data, often fewer than the true groups: --clusters K sets it)" if chosen_by_data else ""
+    chosen = (" (chosen by the data, which often picks fewer than the true groups: --clusters K sets it)"
+              if chosen_by_data else "")
     text = f"K={k}{chosen}, smallest {_share(metrics.get('min_share'))}, largest {_share(metrics.get('max_share'))}"
     empty = metrics.get("empty")
     return text + (f", {empty} empty" if empty else "")

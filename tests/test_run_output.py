@@ -70,7 +70,8 @@ def test_summary_of_a_blessed_run_names_metrics_version_report_tensorboard_and_m
 def test_the_clusters_line_points_to_clusters_k_only_when_the_data_chose_k(tmp_path, comparison, hint):
     outputs, _, _ = _outputs(tmp_path, blessed=True, comparison=comparison)
     text = "\n".join(run_output.summary_lines(outputs, "/out/metadata.sqlite"))
-    chosen = "K=10 (chosen by the data, often fewer than the true groups: --clusters K sets it), smallest 7.3%"
+    chosen = ("K=10 (chosen by the data, which often picks fewer than the true groups: --clusters K sets it), "
+              "smallest 7.3%")
     assert (chosen in text) is hint
     assert ("K=10, smallest 7.3%, largest 12.4%" in text) is not hint
 

@@ -47,3 +47,16 @@ def test_diagnosis_tells_changed_data_from_an_unstable_model():
     assert versions.diagnosis(0.6, 0.8, moved).endswith("the data changed (2 input features drifted above 0.1, largest "
                                                         "0.400 on px_3)")
     assert "the cause is unknown" in versions.diagnosis(0.6, 0.8, {"note": "no statistics"})
+
+
+def test_the_report_lists_only_features_that_moved_as_the_largest_drift():
+    section = {"diagnosis": "d", "agreement": 1.0, "n_examples": 10, "agreement_before_alignment": 1.0,
+               "best_agreement": 1.0, "new_ids": [], "retired_ids": [], "shares": {},
+               "transitions": {"candidate_ids": [0], "champion_ids": [0], "counts": [[10]]}}
+    zero = {"measure": drift.JS, "value": 0.0}
+    calm = {"threshold": 0.1, "drifted": [], "features": {"a": zero, "b": zero}}
+    text = "\n".join(versions.markdown({**section, "drift": calm}, "", False))
+    assert "- largest: every feature 0.000 (no change)" in text
+    moved = {**calm, "features": {"a": zero, "b": {"measure": drift.L_INF, "value": 0.25}}}
+    text = "\n".join(versions.markdown({**section, "drift": moved}, "", False))
+    assert "- largest: b 0.250 (l_infinity)\n" in text and "above 0.1: 0 of 2 features" in text

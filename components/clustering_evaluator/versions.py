@@ -153,8 +153,10 @@ def markdown(section: Mapping[str, Any] | None, note: str, waived: bool) -> list
     lines += ["", "Input drift, this run's training data vs the champion's (TFDV: Jensen-Shannon divergence for "
               "numeric features, L-infinity for categorical):", ""]
     if "features" in drift:
-        top = sorted(drift["features"].items(), key=lambda item: -item[1]["value"])[:5]
-        lines += ["- largest: " + (", ".join(f"{name} {v['value']:.3f} ({v['measure']})" for name, v in top) or "none"),
+        top = sorted(((name, v) for name, v in drift["features"].items() if round(v["value"], 3) > 0),
+                     key=lambda item: -item[1]["value"])[:5]  # features that did not move (0.000) are not listed
+        lines += ["- largest: " + (", ".join(f"{name} {v['value']:.3f} ({v['measure']})" for name, v in top)
+                                   or "every feature 0.000 (no change)"),
                   f"- above {drift['threshold']:g}: {len(drift['drifted'])} of {len(drift['features'])} features", ""]
     else:
         lines += [f"- {drift.get('note')}", ""]
