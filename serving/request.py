@@ -282,6 +282,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = read_feature_spec(model_dir)
         rows = read_csv_rows(args.csv, args.rows)
         build = examples_body if args.signature == SERVING_SIGNATURE else features_body
+        for number, row in enumerate(rows, start=1):  # a bad value is named with its row
+            try:
+                build([row], spec)
+            except RequestError as err:
+                raise RequestError(f"{args.csv}, data row {number}: {err}") from None
         body = build(rows, spec, columnar=args.columnar)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
