@@ -233,7 +233,8 @@ def build_example(values: Mapping[str, Any], spec: FeatureSpec, extra: Mapping[s
         else:
             data = value if isinstance(value, bytes) else str(value).encode()
             feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: the feature map in key order, so the same row gives the same bytes (and request body) each time
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 _KINDS = {INT64: "int64_list", FLOAT32: "float_list", STRING: "bytes_list"}

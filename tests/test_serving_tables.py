@@ -184,6 +184,9 @@ def test_build_example_omits_missing_optional_values_and_refuses_missing_require
     assert list(feats["size"].float_list.value) == [2.5] and list(feats["count"].int64_list.value) == [3]
     with pytest.raises(fs.RequestError, match="non-numeric"):
         fs.build_example({"colour": "red", "count": "three"}, spec)
+    # the same row gives the same bytes in every process: the feature map is written in key order
+    built = fs.build_example({"colour": "red", "count": 3, "shape": "circle", "size": 1.5}, spec, extra={"id": "r1"})
+    assert built == tf.train.Example.FromString(built).SerializeToString(deterministic=True)
 
 
 def test_check_example_accepts_absent_optional_features_only(text_model) -> None:
