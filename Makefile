@@ -34,7 +34,7 @@ score: setup
 	$(PY) -m batch_scoring $(ARGS)
 
 throughput: setup
-	$(PY) -m batch_scoring.throughput $(ARGS)
+	$(PY) -m bench.throughput $(ARGS)
 
 scale: setup
 	$(PY) -m bench.scale $(ARGS)

@@ -34,8 +34,8 @@ The same code runs on a distributed runner: pass pipeline options with ``--beam-
 
 Modules: :mod:`~batch_scoring.options` (what the job is told), :mod:`~batch_scoring.read` (rows -> batches or dead
 letters), :mod:`~batch_scoring.infer` (batches -> scores), :mod:`~batch_scoring.write` (output shards, commit),
-:mod:`~batch_scoring.job` (the driver: ``run(argv=None, test_pipeline=None)``) and :mod:`~batch_scoring.throughput`
-(``python -m batch_scoring.throughput``: the job's rows per second against a bare SavedModel loop on the same file).
+:mod:`~batch_scoring.job` (the driver: ``run(argv=None, test_pipeline=None)``). Its throughput against a bare
+SavedModel loop is measured by ``python -m bench.throughput``.
 No ``tfx`` imports (tfx-bsl's ``RunInference`` and example coder are used).
 """
 

@@ -6,9 +6,9 @@
 Every measurement runs in a fresh Python process, which reports its own peak resident memory (VmHWM), so no
 measurement inherits another's memory.
 
-- **scoring**: scikit-learn's digits repeated to N rows in one CSV (:func:`batch_scoring.throughput.write_digits_csv`),
+- **scoring**: scikit-learn's digits repeated to N rows in one CSV (:func:`bench.throughput.write_digits_csv`),
   scored on that same file by the batch-scoring job and by the bare SavedModel loop of
-  :mod:`batch_scoring.throughput`, one process each, timed from the first read to the written output.
+  :mod:`bench.throughput`, one process each, timed from the first read to the written output.
 - **training**: the Trainer's ``run_fn`` (``pipeline.trainer.run_fn``, called as TFX calls it) on the digits'
   train split repeated to N rows as gzip TFRecords of raw tf.Examples, with the tf.Transform graph of one partial
   ``create_pipeline`` run (LocalDagRunner up to Transform on the digits; the graph does not depend on the rows) and
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 ROWS = (10_000, 100_000, 1_000_000)
 TRAINING, SCORING = "training", "scoring"
-JOB, BARE = "job", "bare"  # the two scorers of batch_scoring.throughput
+JOB, BARE = "job", "bare"  # the two scorers of bench.throughput
 DEFAULT_JSON = os.path.join("bench", "results", "scale.json")
 DEFAULT_WORKDIR = os.path.join("outputs", "scale")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,9 +103,9 @@ def child_task(task: str, spec: dict) -> dict:
     else:
         import tensorflow  # noqa: F401 - TensorFlow, Beam and the job's modules load before the clock starts
 
-        from batch_scoring import throughput
         from batch_scoring.job import score  # noqa: F401
         from batch_scoring.options import SCORED
+        from bench import throughput
 
         os.makedirs(spec["output"], exist_ok=True)
         imported = peak_rss_mb()
@@ -191,7 +191,7 @@ def measure_training(rows: int, args: argparse.Namespace) -> dict:
 
 
 def measure_scoring(rows: int, args: argparse.Namespace) -> dict:
-    from batch_scoring.throughput import export_digits_model, write_digits_csv
+    from bench.throughput import export_digits_model, write_digits_csv
     from serving.store import SAVED_MODEL_FILE
 
     model = os.path.join(args.workdir, "model")

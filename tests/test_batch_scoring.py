@@ -386,7 +386,7 @@ def test_cli_on_the_portable_runner_scores_like_the_direct_runner(served, tmp_pa
 
 @pytest.mark.e2e
 def test_throughput_tool_times_the_job_and_the_bare_loop_on_the_same_rows(tmp_path, capsys) -> None:
-    from batch_scoring import throughput
+    from bench import throughput
 
     assert throughput.main(["--rows", "700", "--batch-size", "128", "--workdir", str(tmp_path)]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -1,4 +1,4 @@
-"""``python -m batch_scoring.throughput``: batch scoring end to end against a bare loop, on the same file, in one run.
+"""``python -m bench.throughput``: batch scoring end to end against a bare loop, on the same file, in one run.
 
 The bare loop is the least a scorer can do: load the SavedModel, read the CSV with pandas, call ``predict_features``
 on batches of ``--batch-size`` rows, write the scores with pandas; no validation, no dead letters, no Beam. The job is
@@ -25,10 +25,10 @@ DIGITS_ROWS = 100_000
 
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
-        prog="python -m batch_scoring.throughput",
+        prog="python -m bench.throughput",
         description="Rows per second of batch scoring (python -m batch_scoring) and of a bare SavedModel loop on the "
                     "same digits CSV; prints one JSON object with both and their ratio.",
-        epilog="Example: python -m batch_scoring.throughput --rows 100000 "
+        epilog="Example: python -m bench.throughput --rows 100000 "
                "--beam-arg=--direct_running_mode=multi_processing --beam-arg=--direct_num_workers=2")
     cli.add_argument("--rows", type=int, default=DIGITS_ROWS,
                      help=f"rows of the CSV (the 1,797 digits repeated); default {DIGITS_ROWS}")
