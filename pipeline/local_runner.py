@@ -84,8 +84,3 @@ def latest_run_outputs(metadata_path: str, pipeline_name: str) -> list[RunOutput
             properties = {name: _property(value) for name, value in artifact.custom_properties.items()}
             outputs.append(RunOutput(component, types.get(artifact.type_id, "?"), state, artifact.uri, properties))
     return outputs
-
-
-def latest_run_artifacts(metadata_path: str, pipeline_name: str) -> list[tuple[str, str, str, str]]:
-    """(component, output type, execution state, uri) for every output of the newest run, in run order."""
-    return [(o.component, o.kind, o.state, o.uri) for o in latest_run_outputs(metadata_path, pipeline_name)]
