@@ -142,15 +142,6 @@ def scan_paths(paths: Iterable[str]) -> list[Finding]:
     return sorted(findings)
 
 
-def scan_text(text: str, path: str = "<text>", suffix: str = ".yaml") -> list[Finding]:
-    """Every secret in ``text`` (scanned as a file ending in ``suffix``), reported under ``path``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        file = os.path.join(tmp, "text" + suffix)
-        with open(file, "w", encoding="utf-8") as f:
-            f.write(text)
-        return [finding._replace(path=path) for finding in scan_paths([file])]
-
-
 def main(argv: list[str] | None = None) -> int:
     paths = sys.argv[1:] if argv is None else argv
     if not paths:

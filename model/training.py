@@ -413,13 +413,6 @@ def _cluster_codes(
     return decision, mixture, SampleLabels(rows, labels)
 
 
-def init_mixture(model: GMVAE, x: np.ndarray | TrainingData) -> MixtureInit:
-    """Stage 2 for a model whose K is set: cluster the codes of (a bounded sample of) x into its prior."""
-    decision, mixture, _ = _cluster_codes(model, as_training_data(x), model.config)
-    model.prior.set_mixture(*mixture)
-    return decision
-
-
 def fine_tune(
     model: GMVAE,
     x: np.ndarray | TrainingData,

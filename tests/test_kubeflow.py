@@ -320,7 +320,9 @@ def test_compiled_spec_and_kubeflow_files_have_no_secrets(spec_file: str, tmp_pa
     shipped = tmp_path / "shipped"
     shutil.copytree(os.path.join(ROOT, "kubeflow"), shipped, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     assert secrets_scan.scan_paths([spec_file, str(shipped)]) == []
-    assert secrets_scan.scan_text("password: ${KFP_PASSWORD}\ntoken = <your token>") == []
+    placeholders = tmp_path / "placeholders.yaml"
+    placeholders.write_text("password: ${KFP_PASSWORD}\ntoken = <your token>\n")
+    assert secrets_scan.scan_paths([str(placeholders)]) == []
 
 
 def test_secret_scanner_reads_json_strings_honours_allowlist_comments_and_its_cli_exits_1(tmp_path, capsys) -> None:

@@ -32,7 +32,7 @@ import tf_keras as keras
 from sklearn.datasets import load_digits
 
 from model.config import GMVAEConfig
-from model.training import build_model, fine_tune, init_mixture
+from model.training import build_model, fine_tune, initial_mixture, latent_means
 
 x = (load_digits().data[: int(sys.argv[1])] / 16.0).astype("float32")
 config = GMVAEConfig.for_digits(hidden_units=(64,), latent_dim=4, n_components=5, batch_size=64,
@@ -47,7 +47,8 @@ def run(strategy):
         model.compile(keras.optimizers.SGD(0.05))
     ae = model.fit(x, batch_size=64, epochs=3, shuffle=False, verbose=0).history["loss"]
     weights = [w.numpy().tolist() for w in model.encoder.weights]
-    init_mixture(model, x)
+    _, mixture, _ = initial_mixture(latent_means(model, x), model.config, inputs=x)
+    model.prior.set_mixture(*mixture)
     ft = fine_tune(model, x, strategy, verbose=0)["loss"]
     finite = all(bool(np.isfinite(w.numpy()).all()) for w in model.weights)
     return {"replicas": strategy.num_replicas_in_sync, "ae": ae, "weights": weights, "ft": ft, "finite": finite}
