@@ -86,7 +86,9 @@ class OutputPaths:
 
 
 def output_paths(root: str) -> OutputPaths:
+    """Every path a run writes, under the absolute ``root``."""
     return OutputPaths(os.path.abspath(root))
+
 
 RUN_FN = "pipeline.trainer.run_fn"
 # ExampleGen's default split: 2 of 3 hash buckets train, 1 evaluates.

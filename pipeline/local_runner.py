@@ -41,7 +41,8 @@ def scratch() -> Iterator[str]:
                 os.environ["TMPDIR"] = previous[1]
 
 
-def sqlite_config(path: str):
+def sqlite_config(path: str) -> metadata_store_pb2.ConnectionConfig:
+    """The ML Metadata connection to the SQLite file at ``path`` (created on first use)."""
     return tfx.orchestration.metadata.sqlite_metadata_connection_config(path)
 
 
