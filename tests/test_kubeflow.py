@@ -293,6 +293,16 @@ def test_image_pins_match_the_lock_and_dockerfile_keeps_the_stack() -> None:
         assert path in dockerfile
 
 
+def test_the_build_context_holds_everything_the_dockerfile_copies() -> None:
+    kept = [line[1:] for line in read(ROOT, ".dockerignore").splitlines() if line.startswith("!")]
+    sources = [source.rstrip("/") for line in read(ROOT, "kubeflow", "Dockerfile").splitlines()
+               if line.startswith("COPY ") and "--from" not in line for source in line.split()[1:-1]]
+    assert sources
+    for source in sources:  # a file or directory, or one inside a kept directory
+        assert any(source == k or k == f"{source}/**" or (k.endswith("/**") and source.startswith(k[:-2]))
+                   for k in kept), f".dockerignore leaves {source} out of the build context"
+
+
 # Planted value -> the detect-secrets secret type that must be reported (Google ones: kubeflow/secrets_plugins.py).
 PLANTED = {
     "Private Key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY-----",
