@@ -81,7 +81,8 @@ def deep_methods(data: Dataset, k: int, seed: int, changes: dict[str, Any]) -> d
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
 
-    from model.training import FINE_TUNE, PRETRAIN, fine_tune, fit_gmvae, latent_means, seconds_key, with_networks
+    from model.config import FINE_TUNE, PRETRAIN, seconds_key
+    from model.training import fine_tune, fit_gmvae, latent_means, with_networks
 
     results: dict[str, dict[str, float]] = {}
     hook_seconds = {"total": 0.0}

@@ -11,6 +11,15 @@ AUTO_COMPONENTS = (2, 15)
 # At least this many training rows per cluster; fewer cannot estimate a component's mean and variance.
 MIN_ROWS_PER_CLUSTER = 5
 
+# The training stages in order: their names in stage checkpoints, `on_stage` calls and history ("<stage>_seconds").
+PRETRAIN, INIT, FINE_TUNE = "pretrain", "init", "fine_tune"
+STAGES = (PRETRAIN, INIT, FINE_TUNE)
+
+
+def seconds_key(stage: str) -> str:
+    """The history key of a stage's wall time."""
+    return f"{stage}_seconds"
+
 
 @dataclasses.dataclass(frozen=True)
 class GMVAEConfig:

@@ -16,19 +16,10 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.mixture import GaussianMixture
 
 from model.baselines import COVARIANCE_FLOORS, MAX_FULL_FEATURES, GMMFitError, fit_gmm
-from model.config import MIN_ROWS_PER_CLUSTER, GMVAEConfig
+from model.config import FINE_TUNE, INIT, MIN_ROWS_PER_CLUSTER, PRETRAIN, GMVAEConfig, seconds_key
 from model.data import SampleLabels, TrainingData, as_training_data, sample_of, sample_rows
 from model.distribute import from_chief, is_chief, n_workers, write_dir
 from model.gmvae import GMVAE
-
-# The training stages in order: their names in stage checkpoints, `on_stage` calls and history ("<stage>_seconds").
-PRETRAIN, INIT, FINE_TUNE = "pretrain", "init", "fine_tune"
-STAGES = (PRETRAIN, INIT, FINE_TUNE)
-
-
-def seconds_key(stage: str) -> str:
-    """The history key of a stage's wall time."""
-    return f"{stage}_seconds"
 
 
 class KLWarmup(keras.callbacks.Callback):

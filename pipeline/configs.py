@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 
+from model.config import AUTO_COMPONENTS, GMVAEConfig
+
 PIPELINE_NAME = "gmvae-clustering"
 # The Trainer's progress output, set by the console (pipeline/run_output.py): 1 one tqdm bar per training stage,
 # 2 one Keras line per epoch (unset: 1 on a terminal, 2 otherwise, e.g. on Kubeflow).
@@ -141,6 +143,21 @@ class ModelSettings:
         else:
             preset = MODEL_PRESETS.get(tuple(image_shape) if image_shape else None, "default")
         return replace(self, preset=preset)
+
+    def clusters_asked(self, images_default: int = GMVAEConfig.n_components) -> int | str:
+        """K as the Trainer takes it: an ``n_components`` override first (None: ``auto``), then ``clusters``, else
+        ``auto`` for tables and ``images_default`` (the preset's K) for images."""
+        if "n_components" in self.overrides:
+            k = self.overrides["n_components"]
+            return AUTO if k is None else int(k)
+        if self.clusters is None:
+            return AUTO if self.preset == TABLE_PRESET else images_default
+        return self.clusters
+
+    def fewest_clusters(self) -> int:
+        """The smallest K this run may end with: the K asked for, or the low end of the range ``auto`` searches."""
+        asked = self.clusters_asked()
+        return int(self.overrides.get("auto_components", AUTO_COMPONENTS)[0]) if asked == AUTO else asked
 
     def to_custom_config(self) -> dict:
         """The Trainer custom_config entries (JSON values only)."""

@@ -16,7 +16,7 @@ import sys
 import time
 
 from components.clustering_evaluator import bless_rules
-from model.config import AUTO_COMPONENTS, MIN_ROWS_PER_CLUSTER, GMVAEConfig
+from model.config import MIN_ROWS_PER_CLUSTER
 from model.features import LABEL_KEY
 from pipeline import code_version, configs
 from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
@@ -106,33 +106,22 @@ def choose_scaling(requested: str, staged: StagedData) -> str:
     return configs.GLOBAL_MINMAX if staged.image_shape else configs.ZSCORE
 
 
-def clusters_asked(settings: configs.ModelSettings) -> int | str:
-    """K as the Trainer will take it: the number given, or ``auto`` (given, or the default for tables), or the
-    preset's K for images."""
-    if settings.clusters is None:
-        return configs.AUTO if settings.preset == configs.TABLE_PRESET else GMVAEConfig.n_components
-    return settings.clusters
-
-
 def check_rows(staged: StagedData, settings: configs.ModelSettings) -> None:
-    """Fail fast, before Beam or TFX start, when the training split (about `configs.TRAIN_SHARE` of the rows) is too
-    small for the clusters asked for (or, with ``auto``, for the fewest K the data may choose)."""
-    if staged.num_rows is None or "n_components" in settings.overrides:  # the Trainer checks what it gets
+    """Fail fast, before Beam or TFX start, when even all rows could not hold the fewest clusters the run may take
+    (`MIN_ROWS_PER_CLUSTER` training rows each); the Trainer checks its training split, about `configs.TRAIN_SHARE`
+    of the rows (a hash decides each row's split), again."""
+    k = settings.fewest_clusters()
+    if staged.num_rows is None or staged.num_rows >= k * MIN_ROWS_PER_CLUSTER:
         return
-    asked = clusters_asked(settings)
-    auto = asked == configs.AUTO
-    k = AUTO_COMPONENTS[0] if auto else asked
-    training_rows = int(staged.num_rows * configs.TRAIN_SHARE)
-    if training_rows >= k * MIN_ROWS_PER_CLUSTER:
-        return
-    needed = math.ceil(k * MIN_ROWS_PER_CLUSTER / configs.TRAIN_SHARE)
+    auto = settings.clusters_asked() == configs.AUTO
     what = f"choosing the number of clusters (at least {k})" if auto else f"{k} clusters"
-    fewer = (f"ask for at most {training_rows // MIN_ROWS_PER_CLUSTER} clusters or "
-             if not auto and training_rows // MIN_ROWS_PER_CLUSTER >= configs.MIN_CLUSTERS else "")
+    supported = int(staged.num_rows * configs.TRAIN_SHARE) // MIN_ROWS_PER_CLUSTER
+    fewer = f"ask for at most {supported} clusters or " if not auto and supported >= configs.MIN_CLUSTERS else ""
     rows = "1 row is" if staged.num_rows == 1 else f"{staged.num_rows} rows are"
+    needed = math.ceil(k * MIN_ROWS_PER_CLUSTER / configs.TRAIN_SHARE)
     raise DataError(
-        f"{rows} too few for {what}: about {training_rows} of them train (a third is kept for evaluation) and each "
-        f"cluster needs {MIN_ROWS_PER_CLUSTER} training rows; {fewer}bring at least {needed} rows.")
+        f"{rows} too few for {what}: each cluster needs {MIN_ROWS_PER_CLUSTER} training rows and about a third of "
+        f"the rows is kept for evaluation; {fewer}bring at least {needed} rows.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         f" by column {args.label_column!r}" if args.label_column != LABEL_KEY else "")
     print(f"data: {args.data} -> {staged.input_dir} ({staged.format}, {len(staged.feature_names)} features"
           f"{', image ' + 'x'.join(map(str, staged.image_shape)) if staged.image_shape else ''}{labelled}); "
-          f"scaling: {scaling}; model preset: {settings.preset}, clusters: {clusters_asked(settings)}"
-          f"{' (the data chooses K)' if clusters_asked(settings) == configs.AUTO else ''}")
+          f"scaling: {scaling}; model preset: {settings.preset}, clusters: {settings.clusters_asked()}"
+          f"{' (the data chooses K)' if settings.clusters_asked() == configs.AUTO else ''}")
     if staged.columns:
         print("columns:\n" + "\n".join(column_report(staged.columns)))
     for name in label_like_columns(staged):

@@ -26,7 +26,7 @@ from tfx import v1 as tfx
 from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
 
 from model import baselines
-from model.config import GMVAEConfig
+from model.config import INIT, GMVAEConfig
 from model.data import TrainingData
 from model.distribute import get_strategy, is_chief, n_workers, write_dir
 from model.export import export_saved_model
@@ -40,7 +40,7 @@ from model.features import (
     natural_key,
 )
 from model.metrics import cluster_accuracy
-from model.training import INIT, fit_gmvae
+from model.training import fit_gmvae
 from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
@@ -71,12 +71,10 @@ def model_config_from(custom_config: dict, n_rows: int, input_dim: int) -> GMVAE
     changes: dict = {"input_dim": input_dim, "input_scale": 1.0}
     if settings.preset == configs.TABLE_PRESET:
         base = GMVAEConfig.for_table(n_rows, input_dim)
-        default_clusters = None  # tables: the data chooses K unless the user says
     else:
         base = PRESETS[settings.preset]()
-        default_clusters = base.n_components
         changes["image_shape"] = tuple(image_shape) if image_shape else None
-    clusters = default_clusters if settings.clusters is None else settings.clusters
+    clusters = settings.clusters_asked(base.n_components)  # tables: the data chooses K unless the user says
     changes["n_components"] = None if clusters == configs.AUTO else clusters
     changes.update({key: value for key, value in (
         ("epochs", settings.epochs), ("pretrain_epochs", settings.pretrain_epochs), ("seed", settings.seed))

@@ -19,9 +19,10 @@ import tensorflow as tf
 from absl import logging
 
 from model import baselines
+from model.config import STAGES, seconds_key
 from model.data import sample_of
 from model.gmvae import GMVAE
-from model.training import STAGES, latent_means, seconds_key
+from model.training import latent_means
 
 
 def model_artifact_dir(serving_model_dir: str) -> str:

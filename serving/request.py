@@ -282,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = read_feature_spec(model_dir)
         rows = read_csv_rows(args.csv, args.rows)
         build = examples_body if args.signature == SERVING_SIGNATURE else features_body
+        build([], spec)  # what the model cannot take at all (no dense signature) is not any row's fault
         for number, row in enumerate(rows, start=1):  # a bad value is named with its row
             try:
                 build([row], spec)

@@ -140,12 +140,17 @@ def test_good_options_parse_to_typed_values():
 
 
 @pytest.mark.parametrize("rows, flags, message", [
-    (1, ["--clusters", "3"], "1 row is too few for 3 clusters: about 0 of them train (a third is kept for "
-                             "evaluation) and each cluster needs 5 training rows; bring at least 23 rows."),
-    (20, ["--clusters", "4"], "20 rows are too few for 4 clusters: about 13 of them train (a third is kept for "
-                              "evaluation) and each cluster needs 5 training rows; ask for at most 2 clusters or "
-                              "bring at least 30 rows."),
-    (12, [], "12 rows are too few for choosing the number of clusters (at least 2): about 8 of them train"),
+    (1, ["--clusters", "3"], "1 row is too few for 3 clusters: each cluster needs 5 training rows and about a third "
+                             "of the rows is kept for evaluation; bring at least 23 rows."),
+    (14, ["--clusters", "3"], "14 rows are too few for 3 clusters: each cluster needs 5 training rows and about a "
+                              "third of the rows is kept for evaluation; bring at least 23 rows."),
+    (29, ["--clusters", "6"], "29 rows are too few for 6 clusters: each cluster needs 5 training rows and about a "
+                              "third of the rows is kept for evaluation; ask for at most 3 clusters or bring at least "
+                              "45 rows."),
+    (9, [], "9 rows are too few for choosing the number of clusters (at least 2)"),
+    (12, ["--model-overrides", '{"auto_components": [3, 15]}'], "12 rows are too few for choosing the number of "
+                                                                "clusters (at least 3)"),
+    (12, ["--clusters", "2", "--model-overrides", '{"n_components": 3}'], "12 rows are too few for 3 clusters"),
 ])
 def test_too_few_rows_for_the_clusters_stop_before_the_pipeline_runs(tmp_path, capsys, rows, flags, message):
     src = tmp_path / "t.csv"
@@ -156,3 +161,19 @@ def test_too_few_rows_for_the_clusters_stop_before_the_pipeline_runs(tmp_path, c
     assert message in err and err.count("\n") == 1
     paths = configs.output_paths(str(out))
     assert not os.path.exists(paths.pipeline_root) and not os.path.exists(paths.metadata)  # no component ran
+
+
+@pytest.mark.parametrize("settings, asked, fewest", [
+    (configs.ModelSettings(preset="table"), "auto", 2),
+    (configs.ModelSettings(preset="table", overrides={"n_components": 4}), 4, 4),
+    (configs.ModelSettings(preset="digits"), 10, 10),
+    (configs.ModelSettings(preset="digits", overrides={"n_components": None}), "auto", 2),
+    (configs.ModelSettings(preset="digits", clusters=3, overrides={"n_components": 6}), 6, 6),
+    (configs.ModelSettings(preset="table", clusters="auto", overrides={"auto_components": [4, 9]}), "auto", 4),
+])
+def test_the_clusters_asked_are_those_the_trainer_takes(settings, asked, fewest):
+    from pipeline.trainer import model_config_from
+
+    assert (settings.clusters_asked(), settings.fewest_clusters()) == (asked, fewest)
+    config = model_config_from(settings.to_custom_config(), 200, 8)
+    assert config.n_components == (None if asked == "auto" else asked)

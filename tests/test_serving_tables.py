@@ -224,7 +224,8 @@ def test_request_bodies_and_cli_for_a_model_with_text(text_model, tmp_path, caps
     assert [p[features.CLUSTER] for p in response["predictions"]] == expected.tolist()
     assert sr.main(["--model", text_model, "--csv", str(path), "--signature", features.FEATURES_SIGNATURE]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "model has text (categorical) columns, so it has no predict_features signature" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: the model has text (categorical) columns, so it has no "
+                                               "predict_features signature")
     path.write_text("id,colour,count,shape,size\n1,blue,4,,NA\n2,red,two,circle,1.25\n")
     assert sr.main(["--model", text_model, "--csv", str(path), "--rows", "2"]) == 2
     assert capsys.readouterr().err == f"error: {path}, data row 2: feature 'count' has a non-numeric value 'two'.\n"

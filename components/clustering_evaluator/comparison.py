@@ -23,9 +23,8 @@ from tfx.dsl.io import fileio
 from components.clustering_evaluator import scoring
 from components.clustering_evaluator.constants import CANDIDATE
 from model import baselines, features
-from model.config import GMVAEConfig
+from model.config import PRETRAIN, GMVAEConfig
 from model.metrics import ari, clustering_report
-from model.training import PRETRAIN
 
 METHODS = (CANDIDATE, baselines.GMM_INPUTS, baselines.AE_GMM)
 TITLES = {CANDIDATE: "candidate (GMVAE)", **baselines.TITLES}
