@@ -147,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     from serving.champion import ChampionInputsError, ChampionModelError, ChampionRecordError
 
     schema = args.schema or (configs.DIGITS_SCHEMA if args.data == DEFAULT_SOURCE else None)
+    asked = settings.clusters_asked()
     labelled = "" if not staged.has_label else ", labelled" + (
         f" by column {args.label_column!r}" if args.label_column != LABEL_KEY else "")
     print(f"data: {args.data} -> {staged.input_dir} ({staged.format}, {len(staged.feature_names)} features"
           f"{', image ' + 'x'.join(map(str, staged.image_shape)) if staged.image_shape else ''}{labelled}); "
-          f"scaling: {scaling}; model preset: {settings.preset}, clusters: {settings.clusters_asked()}"
-          f"{' (the data chooses K)' if settings.clusters_asked() == configs.AUTO else ''}")
+          f"scaling: {scaling}; model preset: {settings.preset}, clusters: {asked}"
+          f"{' (the data chooses K)' if asked == configs.AUTO else ''}")
     if staged.columns:
         print("columns:\n" + "\n".join(column_report(staged.columns)))
     for name in label_like_columns(staged):

@@ -282,13 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = read_feature_spec(model_dir)
         rows = read_csv_rows(args.csv, args.rows)
         build = examples_body if args.signature == SERVING_SIGNATURE else features_body
-        build([], spec)  # what the model cannot take at all (no dense signature) is not any row's fault
-        for number, row in enumerate(rows, start=1):  # a bad value is named with its row
-            try:
-                build([row], spec)
-            except RequestError as err:
-                raise RequestError(f"{args.csv}, data row {number}: {err}") from None
-        body = build(rows, spec, columnar=args.columnar)
+        try:
+            body = build(rows, spec, columnar=args.columnar)
+        except RequestError:
+            build([], spec)  # what the model cannot take at all (no dense signature) is not any row's fault
+            for number, row in enumerate(rows, start=1):  # else the row that holds the bad value is named
+                try:
+                    build([row], spec)
+                except RequestError as err:
+                    raise RequestError(f"{args.csv}, data row {number}: {err}") from None
+            raise
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
