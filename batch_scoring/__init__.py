@@ -2,9 +2,9 @@
 
     python -m batch_scoring --model serving/ --input 'data/*.csv' --output scores/
 
-Reads CSV (header row; feature columns named as the model expects; an ``id`` column is kept, otherwise the id is
-``<file name>:<line number>``), TFRecord files of ``tf.Example`` (id: the ``id`` feature, else
-``<file name>:<record index>``) or Parquet (id: the ``id`` column, else ``<file name>:<row index>``).
+Reads CSV (header row; feature columns named as the model expects), TFRecord files of ``tf.Example`` or Parquet.
+A row's id is its value of ``--id-column`` (a column, or a tf.Example feature; default ``id`` where there is one),
+else ``<file name>:<line number>`` (CSV), ``<file name>:<record index>`` (TFRecord) or ``<file name>:<row index>``.
 
 Engines (``--engine``; ``auto``, the default, picks ``dofn`` for CSV/Parquet and ``runinference`` for TFRecord):
 
@@ -44,4 +44,6 @@ import warnings
 
 # An entry point (python -m): Keras 2 for the tf_keras-exported SavedModels, set before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TensorFlow's C++ start-up lines (CUDA plug-ins not found, CPU features) are noise on a CLI; set it to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")  # Python 3.10 end-of-support notices

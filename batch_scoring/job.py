@@ -51,7 +51,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], fmt: str, spec: FeatureSp
                    options: ScoringOptions, engine: str, dense: bool = True) -> None:
     """Add read -> score -> write (scores, dead letters, counts into ``tmp_dir``) to ``p``; CSV/Parquet rows are
     read as dense raw values when ``dense`` (the model has ``predict_features``), else as tf.Examples."""
-    reader = ReadRows(fmt, spec, options.batch_size, dense=dense)
+    reader = ReadRows(fmt, spec, options.batch_size, dense=dense, id_column=options.row_key)
     read = (p
             | "Files" >> beam.Create(files)
             | "ReadRows" >> beam.ParDo(reader).with_outputs(DEAD_TAG, COUNT_TAG, main="batches"))
@@ -88,8 +88,9 @@ def match_inputs(patterns: Sequence[str]) -> list[str]:
     return sorted(set(files))
 
 
-def check_columns(files: list[str], fmt: str, spec: FeatureSpec) -> None:
-    """Fail fast (one sentence) when a CSV/Parquet file lacks feature columns the model needs."""
+def check_columns(files: list[str], fmt: str, spec: FeatureSpec, id_column: str | None = None) -> None:
+    """Fail fast (one sentence) when a CSV/Parquet file lacks feature columns the model needs or the ``id_column``
+    asked for."""
     for path in files:
         if fmt == CSV:
             with FileSystems.open(path) as f:
@@ -108,6 +109,9 @@ def check_columns(files: list[str], fmt: str, spec: FeatureSpec) -> None:
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise InputError(f"{path} lacks {len(missing)} of the model's {len(spec)} feature columns ({shown}).")
+        if id_column is not None and id_column not in header:
+            raise InputError(f"{path} has no column {id_column!r} (--id-column); its columns start "
+                             f"{', '.join(header[:5])}.")
 
 
 def _output_dims(model_dir: str) -> tuple[int, int]:
@@ -138,7 +142,7 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
     fmt = formats.pop()
     dense = FEATURES_SIGNATURE in model_signatures(model_dir) and not has_text(spec)
     engine = resolve_engine(options.engine, fmt, dense)
-    check_columns(files, fmt, spec)
+    check_columns(files, fmt, spec, options.id_column)
     output = options.output
     if os.path.isfile(output):
         raise InputError(f"--output {output} is a file; give a directory, which receives the score shards.")
@@ -167,6 +171,7 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
         "inputs": files,
         "format": fmt,
         "engine": engine,
+        "id_column": options.row_key,
         READ: counts[READ],
         SCORED: counts[SCORED],
         DEAD: counts[DEAD],

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from model.features import ID_KEY
+
 CSV, TFRECORD, PARQUET, AUTO = "csv", "tfrecord", "parquet", "auto"
 # The input formats and their file name endings, in detection order (.csv.gz before the bare .gz of TFRecord).
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -38,7 +40,10 @@ def detect_format(path: str) -> str:
 @dataclass(frozen=True)
 class ScoringOptions:
     """One scoring job: ``model`` (SavedModel or TF Serving base directory), ``inputs`` (files or globs) and
-    ``output`` (directory), how to read and score them, and the Beam pipeline options (``beam_args``)."""
+    ``output`` (directory), how to read and score them, and the Beam pipeline options (``beam_args``).
+
+    ``id_column`` names the column (CSV, Parquet) or feature (TFRecord) whose value keys each output row; None
+    takes ``id`` where there is one. A row without a value is keyed ``<file name>:<line or index>``."""
 
     model: str
     inputs: tuple[str, ...]
@@ -47,6 +52,7 @@ class ScoringOptions:
     batch_size: int = 512
     num_shards: int = 1
     engine: str = AUTO
+    id_column: str | None = None
     beam_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -56,6 +62,13 @@ class ScoringOptions:
             raise ValueError(f"--engine must be one of {', '.join((AUTO, *ENGINES))}, not {self.engine!r}.")
         if self.num_shards < 1 or self.batch_size < 1:
             raise ValueError("--num-shards and --batch-size must be at least 1.")
+        if self.id_column is not None and not self.id_column.strip():
+            raise ValueError("--id-column must name a column, not be empty.")
+
+    @property
+    def row_key(self) -> str:
+        """The column or feature whose value keys an output row."""
+        return ID_KEY if self.id_column is None else self.id_column
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,6 +98,11 @@ def parser() -> argparse.ArgumentParser:
                           "runinference: tf.Examples through tfx-bsl RunInference (the BulkInferrer engine); "
                           "auto (default): dofn for CSV/Parquet, runinference for TFRecord and for models with text "
                           "(categorical) columns, which have no predict_features signature.")
+    cli.add_argument("--id-column", metavar="NAME",
+                     help=f"column (CSV, Parquet) or feature (TFRecord) whose value goes into the outputs' "
+                          f"{ID_KEY!r} column, so scores join back to your rows (e.g. customer_id); every CSV or "
+                          f"Parquet input must have it. Default: a column named {ID_KEY!r} where there is one. "
+                          "Rows without a value are keyed <file name>:<line> (CSV) or <file name>:<index>.")
     cli.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                      help="Beam pipeline option, repeatable, e.g. --beam-arg=--runner=DataflowRunner "
                           "(default: DirectRunner).")
@@ -96,4 +114,4 @@ def parse_options(argv: Sequence[str] | None = None) -> ScoringOptions:
     args = parser().parse_args(argv)
     return ScoringOptions(model=args.model, inputs=tuple(args.input), output=args.output, input_format=args.format,
                           batch_size=args.batch_size, num_shards=args.num_shards, engine=args.engine,
-                          beam_args=tuple(args.beam_arg))
+                          id_column=args.id_column, beam_args=tuple(args.beam_arg))

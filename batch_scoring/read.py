@@ -119,14 +119,18 @@ def _examples_batch(items: list) -> Batch:
 class ReadRows(beam.DoFn):
     """One input file -> batches ``(keys, ids, inputs)``, dead letters and a read count.
 
+    A row's id is its value of ``id_column`` (a column, or a TFRecord feature), else ``<file name>:<position>``.
+
     ``keys`` are ``(source, position)``; ``inputs`` is a float32 ``[n, F]`` array of raw values in the model's feature
     order (CSV, Parquet, when ``dense``: the model has ``predict_features``; NaN where an optional feature is missing)
     or a list of serialized tf.Examples (TFRecord, every row when not ``dense``, and the rare rows holding int64
     values that float32 cannot represent exactly). Batches hold at most ``batch_size`` rows.
     """
 
-    def __init__(self, fmt: str, spec: FeatureSpec, batch_size: int = 256, dense: bool = True) -> None:
+    def __init__(self, fmt: str, spec: FeatureSpec, batch_size: int = 256, dense: bool = True,
+                 id_column: str = ID_KEY) -> None:
         self._fmt = fmt
+        self._id_column = id_column
         self._spec = spec
         self._batch_size = batch_size
         self._dense = dense
@@ -146,7 +150,7 @@ class ReadRows(beam.DoFn):
         with FileSystems.open(path) as binary:
             reader = csv.reader(io.TextIOWrapper(binary, encoding=CSV_ENCODING, errors="replace", newline=""))
             header = next(reader, None) or []
-            id_col = header.index(ID_KEY) if ID_KEY in header else None
+            id_col = header.index(self._id_column) if self._id_column in header else None
             columns = [header.index(feature) for feature in self._spec]
             pending = []  # (line, id, fields) of rows with the header's field count
             while True:
@@ -203,7 +207,8 @@ class ReadRows(beam.DoFn):
                 n = batch.num_rows
                 counter[0] += n
                 names = batch.schema.names
-                given = batch.column(names.index(ID_KEY)).to_pylist() if ID_KEY in names else [None] * n
+                given = (batch.column(names.index(self._id_column)).to_pylist() if self._id_column in names
+                         else [None] * n)
                 ids = [str(g) if g not in (None, "") else f"{name}:{index + i}" for i, g in enumerate(given)]
                 columns = [batch.column(names.index(f)) for f in self._spec]
                 parsed = [None] * n
@@ -317,7 +322,7 @@ class ReadRows(beam.DoFn):
             feats = tf.train.Example.FromString(record).features.feature
         except (DecodeError, RuntimeWarning) as err:
             return default_id, None, f"the record is not a tf.Example ({err})."
-        row_id = _example_id(feats.get(ID_KEY)) or default_id
+        row_id = _example_id(feats.get(self._id_column)) or default_id
         values = {}
         for key, feature in self._spec.items():
             if key not in feats:

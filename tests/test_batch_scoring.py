@@ -172,6 +172,65 @@ def test_tfrecord_and_parquet_inputs(served, tmp_path) -> None:
     assert [rows[f"in.parquet:{i}"] for i in range(8)] == expected.tolist()
 
 
+def test_id_column_keys_rows_by_the_users_own_column_without_tensorflow_noise(served, tmp_path) -> None:
+    """``--id-column customer_id``: scores and dead letters carry the column's values (a blank one falls back to the
+    file and line), and the CLI prints no TensorFlow start-up lines."""
+    import subprocess
+    import sys
+
+    _, images, base = served
+    path = tmp_path / "customers.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["customer_id", "id", *NAMES])
+        for i, row in enumerate(images.reshape(len(images), -1)[:6].tolist()):
+            writer.writerow([f"c{i}" if i != 4 else "", f"other{i}", *(["x"] if i == 5 else []), *row[i == 5:]])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"PYTHONPATH": root}
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "batch_scoring", "--model", base, "--input", str(path), "--output",
+                           str(out), "--id-column", "customer_id"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cuda" not in done.stderr.lower() and "tensorflow/core" not in done.stderr, done.stderr
+    assert sorted(r["id"] for r in _read_scores(out)) == ["c0", "c1", "c2", "c3", "customers.csv:6"]
+    dead = json.loads((out / "dead_letter-00000-of-00001.jsonl").read_text())
+    assert dead["id"] == "c5" and "non-numeric" in dead["reason"]
+    assert json.loads((out / "summary.json").read_text())["id_column"] == "customer_id"
+
+
+def test_id_column_in_parquet_and_tfrecord_and_a_missing_one_is_one_sentence(served, tmp_path, capsys) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, images, base = served
+    flat = images.reshape(len(images), -1)[:4]
+    table = {name: flat[:, j].astype(np.int64) for j, name in enumerate(NAMES)}
+    pq.write_table(pa.table({"account": [100 + i for i in range(4)], **table}), str(tmp_path / "in.parquet"))
+    summary = run(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "pq"),
+                   "--id-column", "account"], test_pipeline=test_pipeline.TestPipeline(argv=[]))
+    assert summary["scored"] == 4
+    assert sorted(r["id"] for r in _read_scores(tmp_path / "pq")) == ["100", "101", "102", "103"]
+
+    with tf.io.TFRecordWriter(str(tmp_path / "in.tfrecord")) as writer:
+        for i, row in enumerate(flat):
+            feats = {n: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+                     for n, v in zip(NAMES, row, strict=True)}
+            feats["account"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"a{i}".encode()]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    run(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "tfr"),
+         "--id-column", "account"])
+    assert sorted(r["id"] for r in _read_scores(tmp_path / "tfr")) == ["a0", "a1", "a2", "a3"]
+
+    assert main(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "x"),
+                 "--id-column", "customer"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "has no column 'customer' (--id-column)" in err and err.count("\n") == 0
+    assert main(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "x"),
+                 "--id-column", " "]) == 2
+    assert "--id-column must name a column" in capsys.readouterr().err
+
+
 def test_missing_model_or_input_is_one_clear_sentence(served, tmp_path, capsys) -> None:
     _, images, base = served
     assert main(["--model", str(tmp_path / "nope"), "--input", "x.csv", "--output", str(tmp_path / "o")]) == 2
