@@ -84,7 +84,7 @@ def child_task(task: str, spec: dict) -> dict:
     if task == TRAINING:
         from tfx import v1 as tfx
 
-        from model.baselines import TRAINING_SUMMARY_FILE
+        from model.training_record import read_summary
         from pipeline import configs, trainer
 
         settings = configs.ModelSettings(preset="digits", epochs=spec["epochs"], pretrain_epochs=spec["epochs"])
@@ -98,8 +98,7 @@ def child_task(task: str, spec: dict) -> dict:
         started = time.monotonic()
         trainer.run_fn(fn_args)
         seconds = time.monotonic() - started
-        with open(os.path.join(model_dir, TRAINING_SUMMARY_FILE)) as f:
-            rows = json.load(f)["n_train_rows"]
+        rows = read_summary(model_dir).n_train_rows
     else:
         import tensorflow  # noqa: F401 - TensorFlow, Beam and the job's modules load before the clock starts
 

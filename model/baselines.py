@@ -22,8 +22,7 @@ from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 GMM_INPUTS = "gmm_inputs"
 AE_GMM = "ae_gmm"
 TITLES = {GMM_INPUTS: "GMM on the inputs", AE_GMM: "AE + GMM (same autoencoder)"}
-TRAINING_SUMMARY_FILE = "training_summary.json"
-PRETRAINED_ENCODER_FILE = "pretrained_encoder.weights.h5"
+PRETRAINED_ENCODER_FILE = "pretrained_encoder.weights.h5"  # the encoder before fine-tuning (AE + GMM needs it)
 MAX_FULL_FEATURES = 50
 MAX_FIT_ROWS = 20000
 

@@ -41,6 +41,7 @@ from model.features import (
 )
 from model.metrics import cluster_accuracy
 from model.training import fit_gmvae
+from model.training_record import write_summary
 from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
@@ -310,7 +311,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     cluster_ids.write_registry(fn_args.serving_model_dir, registry)
     statistics_rows = records.sample_rows(STATISTICS_SAMPLE, config.seed)
     write_statistics(fn_args.serving_model_dir, statistics_of(records.take_elements(statistics_rows)))
-    training_summary.write_summary(model_dir, training_summary.summary(model, history, data.n_rows, fitted))
+    write_summary(model_dir, training_summary.summary(model, history, data.n_rows, fitted))
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
         json.dump(history, f, default=float)
     if checkpoint_dir and tf.io.gfile.exists(checkpoint_dir):

@@ -1,15 +1,15 @@
 """What the Trainer records beside the SavedModel for the evaluation report: K and why, and two baselines.
 
 Written into the Model artifact directory (the parent of ``Format-Serving``, never into the SavedModel that is
-pushed to TF Serving): ``training_summary.json`` (K, how it was chosen, the K scores, the init method, the learned
-mixture weights, stage seconds, the model config and the two fitted baselines of `model.baselines`) and
-``pretrained_encoder.weights.h5`` (the autoencoder's encoder before fine-tuning, which the AE + GMM baseline needs).
+pushed to TF Serving): the :class:`~model.training_record.TrainingSummary` (``training_summary.json``: K, how it was
+chosen, the K scores, the init method, the learned mixture weights, stage seconds, the model config and the two
+fitted baselines of `model.baselines`) and ``pretrained_encoder.weights.h5`` (the autoencoder's encoder before
+fine-tuning, which the AE + GMM baseline needs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 from typing import Any
@@ -23,6 +23,7 @@ from model.config import STAGES, seconds_key
 from model.data import sample_of
 from model.gmvae import GMVAE
 from model.training import latent_means
+from model.training_record import TrainingSummary
 
 
 def model_artifact_dir(serving_model_dir: str) -> str:
@@ -64,28 +65,23 @@ def fit_baselines(model: GMVAE, x: np.ndarray, model_dir: str) -> dict[str, Any]
     return {"baselines": fitted}
 
 
-def summary(model: GMVAE, history: dict[str, Any], n_train_rows: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """The JSON content: K and why, the learned mixture weights, stage seconds, config, baselines."""
+def summary(model: GMVAE, history: dict[str, Any], n_train_rows: int, fitted: dict[str, Any]) -> TrainingSummary:
+    """The record: K and why, the learned mixture weights, stage seconds, config, and the baselines of
+    :func:`fit_baselines` (``fitted``)."""
     seconds = {stage: float(history[seconds_key(stage)]) for stage in STAGES
                if seconds_key(stage) in history}
     seconds["total"] = float(sum(seconds.values()))
-    return {
-        "n_components": int(history.get("n_components", model.config.n_components)),
-        "k_reason": history.get("k_reason"),
-        "k_scores": {str(k): float(v) for k, v in (history.get("k_scores") or {}).items()},
-        "init_method": history.get("init_method"),
-        "mixture_weights": [float(w) for w in model.prior.mixture_weights().numpy()],
-        "seconds": seconds,
-        "resumed_stages": list(history.get("resumed_stages", [])),
-        "n_train_rows": int(n_train_rows),
-        "config": dataclasses.asdict(model.config),
-        "pretrained_encoder": baselines.PRETRAINED_ENCODER_FILE,
-        **extra,
-    }
-
-
-def write_summary(model_dir: str, content: dict[str, Any]) -> str:
-    path = os.path.join(model_dir, baselines.TRAINING_SUMMARY_FILE)
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(content, f, default=float)
-    return path
+    return TrainingSummary(
+        n_components=int(history.get("n_components", model.config.n_components)),
+        config=dataclasses.asdict(model.config),
+        mixture_weights=tuple(float(w) for w in model.prior.mixture_weights().numpy()),
+        k_reason=history.get("k_reason"),
+        k_scores={str(k): float(v) for k, v in (history.get("k_scores") or {}).items()},
+        init_method=history.get("init_method"),
+        seconds=seconds,
+        resumed_stages=tuple(history.get("resumed_stages", ())),
+        n_train_rows=int(n_train_rows),
+        pretrained_encoder=baselines.PRETRAINED_ENCODER_FILE,
+        baselines=fitted.get("baselines"),
+        baseline_error=fitted.get("baseline_error"),
+    )

@@ -17,6 +17,7 @@ from model import baselines, features
 from model.config import GMVAEConfig
 from model.export import export_saved_model
 from model.training import fit_gmvae
+from model.training_record import TRAINING_SUMMARY_FILE, TrainingSummary, read_summary, write_summary
 from pipeline import training_summary
 
 NUMERIC = ["income", "age", "score"]  # only income separates the groups
@@ -88,7 +89,7 @@ def assets(tmp_path_factory):
 
     model, history = fit_gmvae(x, config, verbose=0, on_stage=on_stage)
     _export(model, model_dir)
-    training_summary.write_summary(model_dir, training_summary.summary(model, history, len(x), hooked))
+    write_summary(model_dir, training_summary.summary(model, history, len(x), hooked))
     _export(model, str(root / "old_model"))
     return {"root": root, "labelled": _write_examples(str(root / "labelled"), True),
             "unlabelled": _write_examples(str(root / "unlabelled"), False)}
@@ -114,15 +115,15 @@ def _run(assets, tmp_path, examples="labelled", model="model", baseline=None):
 
 def test_the_trainer_records_k_why_weights_and_both_baselines(assets) -> None:
     model_dir = assets["root"] / "model"
-    summary = json.loads((model_dir / baselines.TRAINING_SUMMARY_FILE).read_text())
-    assert summary["n_components"] == 3 and summary["k_reason"].startswith("K=3 was given; clusters from a GMM")
-    assert summary["init_method"] == "umap" and len(summary["mixture_weights"]) == 3
-    assert math.isclose(sum(summary["mixture_weights"]), 1.0, rel_tol=1e-5)
-    assert summary["seconds"]["total"] > 0 and summary["config"]["n_components"] == 3
-    assert set(summary["baselines"]) == {baselines.GMM_INPUTS, baselines.AE_GMM}
-    assert summary["baselines"][baselines.GMM_INPUTS]["covariance_type"] == "full"  # 3 features: no PCA
-    assert (model_dir / baselines.PRETRAINED_ENCODER_FILE).exists()
-    assert not (model_dir / "Format-Serving" / baselines.TRAINING_SUMMARY_FILE).exists(), "not in the pushed model"
+    summary = read_summary(str(model_dir))
+    assert summary.n_components == 3 and summary.k_reason.startswith("K=3 was given; clusters from a GMM")
+    assert summary.init_method == "umap" and len(summary.mixture_weights) == 3
+    assert math.isclose(sum(summary.mixture_weights), 1.0, rel_tol=1e-5)
+    assert summary.seconds["total"] > 0 and summary.gmvae_config().n_components == 3
+    assert set(summary.baselines) == {baselines.GMM_INPUTS, baselines.AE_GMM} and summary.baseline_error is None
+    assert summary.baselines[baselines.GMM_INPUTS]["covariance_type"] == "full"  # 3 features: no PCA
+    assert (model_dir / summary.pretrained_encoder).exists()
+    assert not (model_dir / "Format-Serving" / TRAINING_SUMMARY_FILE).exists(), "not in the pushed model"
 
 
 def test_labelled_comparison_has_finite_metrics_a_verdict_and_a_report_table(assets, tmp_path) -> None:
@@ -214,7 +215,7 @@ def test_mean_elbo_is_compared_only_between_models_of_the_same_likelihood(assets
     baseline = assets["root"] / name
     if not baseline.exists():
         shutil.copytree(assets["root"] / "model", baseline)
-        path = baseline / baselines.TRAINING_SUMMARY_FILE
+        path = baseline / TRAINING_SUMMARY_FILE
         summary = json.loads(path.read_text())
         summary["config"]["binary_features"] = binary_features
         path.write_text(json.dumps(summary))
@@ -228,9 +229,21 @@ def test_mean_elbo_is_compared_only_between_models_of_the_same_likelihood(assets
 
 
 def test_other_missing_groups_are_another_likelihood() -> None:
-    masked = {"config": {"likelihood": "gaussian", "binary_features": [1], "missing_groups": [[1, 0]]}}
-    assert comparison.same_likelihood(masked, json.loads(json.dumps(masked)))
-    assert not comparison.same_likelihood(masked, {"config": {"likelihood": "gaussian", "binary_features": [1]}})
+    masked = TrainingSummary(n_components=2, config={"likelihood": "gaussian", "binary_features": [1],
+                                                     "missing_groups": [[1, 0]]})
+    assert comparison.same_likelihood(masked, TrainingSummary.from_json(masked.to_json()))
+    older = '{"n_components": 2, "config": {"likelihood": "gaussian", "binary_features": [1]}}'  # before the field
+    older = TrainingSummary.from_json(older)
+    assert not comparison.same_likelihood(masked, older)
+
+
+def test_a_file_that_is_not_a_training_summary_gives_a_note_not_a_crash(tmp_path) -> None:
+    (tmp_path / TRAINING_SUMMARY_FILE).write_text('{"k": 3}')
+    summary, note = comparison.read_training_summary(str(tmp_path))
+    assert summary is None and "is not a readable training summary" in note and note.endswith("no comparison")
+    (tmp_path / TRAINING_SUMMARY_FILE).write_text("{")
+    assert comparison.read_training_summary(str(tmp_path))[0] is None
+    assert "older model" in comparison.read_training_summary(str(tmp_path / "none"))[1]
 
 
 @pytest.mark.parametrize(("nmi", "start"), [
@@ -252,7 +265,7 @@ def test_reports_list_the_models_current_cluster_ids_not_the_retired_ones() -> N
     result = profiles.cluster_profiles(stable, (7, 0, 4), numeric, NUMERIC)
     assert [entry["cluster"] for entry in result["clusters"]] == [0, 4, 7]
     assert all(entry["n"] == 30 for entry in result["clusters"])
-    summary = {"n_components": 3, "mixture_weights": [0.5, 0.3, 0.2]}
+    summary = TrainingSummary(n_components=3, config={}, mixture_weights=(0.5, 0.3, 0.2))
     section = comparison.compare(summary, "m", {features.CLUSTER: stable}, {}, (7, 0, 4))
     assert section["cluster_ids"] == [0, 4, 7] and section["mixture_weights"] == [0.3, 0.2, 0.5]
     rows = [line for line in comparison.markdown(section, "") if line.startswith("| ") and "%" in line]

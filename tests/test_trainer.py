@@ -1,7 +1,6 @@
 """The Trainer module's pure parts: model config from the typed settings, the resumable checkpoint key, the training
 summary beside the SavedModel."""
 
-import json
 import shutil
 
 import numpy as np
@@ -11,6 +10,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from model import baselines
 from model.config import GMVAEConfig
 from model.training import build_model
+from model.training_record import read_summary, write_summary
 from pipeline import configs, trainer, training_summary
 from pipeline.configs import ModelSettings
 
@@ -87,11 +87,11 @@ def test_the_training_summary_goes_beside_the_saved_model_and_a_failed_baseline_
     assert (tmp_path / "model" / baselines.PRETRAINED_ENCODER_FILE).exists()
     history = {"n_components": 4, "k_reason": "K=4 was given", "k_scores": {5: 1.0}, "init_method": "gmm",
                "pretrain_seconds": 2.0, "fine_tune_seconds": 3.0}
-    path = training_summary.write_summary(model_dir, training_summary.summary(model, history, 200, failed))
-    with open(path) as f:
-        content = json.load(f)
-    assert content["seconds"] == {"pretrain": 2.0, "fine_tune": 3.0, "total": 5.0}
-    assert content["k_scores"] == {"5": 1.0} and content["baseline_error"] and len(content["mixture_weights"]) == 4
+    write_summary(model_dir, training_summary.summary(model, history, 200, failed))
+    content = read_summary(model_dir)
+    assert content.seconds == {"pretrain": 2.0, "fine_tune": 3.0, "total": 5.0}
+    assert content.k_scores == {"5": 1.0} and content.baseline_error and len(content.mixture_weights) == 4
+    assert content.baselines is None and content.gmvae_config() == model.config
 
 
 def _serialized(rows: np.ndarray, names: list[str]) -> list[bytes]:

@@ -8,8 +8,6 @@ the candidate's metrics. Informational only: the bless rule does not read any of
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 import tempfile
@@ -18,13 +16,13 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tfx.dsl.io import fileio
 
 from components.clustering_evaluator import scoring
 from components.clustering_evaluator.constants import CANDIDATE
 from model import baselines, features
-from model.config import PRETRAIN, GMVAEConfig
+from model.config import PRETRAIN
 from model.metrics import ari, clustering_report
+from model.training_record import TRAINING_SUMMARY_FILE, TrainingSummary, read_summary
 
 METHODS = (CANDIDATE, baselines.GMM_INPUTS, baselines.AE_GMM)
 TITLES = {CANDIDATE: "candidate (GMVAE)", **baselines.TITLES}
@@ -33,49 +31,30 @@ AS_GOOD = 0.02  # NMI (or ARI agreement) margin within which a baseline "does as
 ROWS = ("acc", "nmi", "ari", "silhouette", "min_share", "max_share", "empty", "agreement_ari", "train_seconds")
 
 
-def read_training_summary(model_uri: str) -> tuple[dict[str, Any] | None, str | None]:
+def read_training_summary(model_uri: str) -> tuple[TrainingSummary | None, str | None]:
     """(the summary the Trainer wrote in the Model artifact, None) or (None, why there is none)."""
-    path = os.path.join(model_uri, baselines.TRAINING_SUMMARY_FILE)
-    if not fileio.exists(path):
-        return None, f"no {baselines.TRAINING_SUMMARY_FILE} in the model artifact (older model): no comparison"
     try:
-        with fileio.open(path) as f:
-            content = json.load(f)
-    except (OSError, ValueError) as error:
-        return None, f"{path} is unreadable ({error}): no comparison"
-    if not isinstance(content, dict) or "n_components" not in content:
-        return None, f"{path} is not a training summary: no comparison"
-    return content, None
+        return read_summary(model_uri), None
+    except FileNotFoundError:
+        return None, f"no {TRAINING_SUMMARY_FILE} in the model artifact (older model): no comparison"
+    except ValueError as error:
+        return None, f"{error}: no comparison"
 
 
-def same_likelihood(candidate: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None) -> bool:
-    """False when both training summaries are known and their models' likelihoods differ (the likelihood, which
-    table columns are Bernoulli: `GMVAEConfig.binary_features`, and which values count when missing:
-    `GMVAEConfig.missing_groups`; none in a summary written before they existed): their ELBOs are then on different
-    scales and not comparable."""
+def same_likelihood(candidate: TrainingSummary | None, baseline: TrainingSummary | None) -> bool:
+    """False when both training summaries are known and their models' likelihoods differ
+    (:meth:`TrainingSummary.likelihood`): their ELBOs are then on different scales and not comparable."""
     if not candidate or not baseline:
         return True
-
-    def likelihood(summary: Mapping[str, Any]) -> tuple[Any, ...]:
-        config = summary.get("config") or {}
-        groups = tuple(tuple(g) for g in config.get("missing_groups") or ())
-        return config.get("likelihood"), tuple(config.get("binary_features") or ()), groups
-
-    return likelihood(candidate) == likelihood(baseline)
+    return candidate.likelihood() == baseline.likelihood()
 
 
-def _config(summary: Mapping[str, Any]) -> GMVAEConfig:
-    known = {f.name for f in dataclasses.fields(GMVAEConfig)}
-    return GMVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()
-                          if k in known})
-
-
-def pretrained_codes(model_uri: str, summary: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
+def pretrained_codes(model_uri: str, summary: TrainingSummary, x: np.ndarray) -> np.ndarray:
     """E[z|x] of the pre-trained encoder the Trainer saved (the GMVAE's autoencoder before fine-tuning)."""
     from model.training import build_model, latent_means  # imported here: builds Keras models
 
-    model = build_model(_config(summary))
-    source = os.path.join(model_uri, summary.get("pretrained_encoder", baselines.PRETRAINED_ENCODER_FILE))
+    model = build_model(summary.gmvae_config())
+    source = os.path.join(model_uri, summary.pretrained_encoder)
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, baselines.PRETRAINED_ENCODER_FILE)
         tf.io.gfile.copy(source, local)  # h5py reads local files only
@@ -117,7 +96,7 @@ def verdict(methods: Mapping[str, Mapping[str, float]]) -> str:
             "silhouettes are each in the method's own space")
 
 
-def compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np.ndarray],
+def compare(summary: TrainingSummary, model_uri: str, scores: Mapping[str, np.ndarray],
             candidate_metrics: Mapping[str, float], cluster_ids: Sequence[int]) -> dict[str, Any]:
     """The ``comparison`` section of metrics.json: K and why, mixture weights vs eval shares per cluster ID of the
     candidate (``cluster_ids[k]`` is the stable ID of its component k; retired IDs are not listed), and when the
@@ -129,27 +108,26 @@ def compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np.
         return {"note": f"no comparison: the training summary could not be used ({type(error).__name__}: {error})"}
 
 
-def _compare(summary: Mapping[str, Any], model_uri: str, scores: Mapping[str, np.ndarray],
+def _compare(summary: TrainingSummary, model_uri: str, scores: Mapping[str, np.ndarray],
              candidate_metrics: Mapping[str, float], cluster_ids: Sequence[int]) -> dict[str, Any]:
-    k = int(summary["n_components"])
+    k = summary.n_components
     clusters = scores[features.CLUSTER]
     ids = sorted(int(i) for i in cluster_ids)
-    weights = dict(zip(cluster_ids, summary["mixture_weights"], strict=True)) if summary.get("mixture_weights") \
-        else None
-    seconds = summary.get("seconds", {})
+    weights = dict(zip(cluster_ids, summary.mixture_weights, strict=True)) if summary.mixture_weights else None
+    seconds = summary.seconds
     section: dict[str, Any] = {
         "k": k,
-        "k_reason": summary.get("k_reason"),
-        "k_scores": summary.get("k_scores", {}),
-        "init_method": summary.get("init_method"),
+        "k_reason": summary.k_reason,
+        "k_scores": dict(summary.k_scores),
+        "init_method": summary.init_method,
         "cluster_ids": ids,
         "mixture_weights": [weights[i] for i in ids] if weights else None,
         "eval_shares": [float(np.mean(clusters == i)) if clusters.size else 0.0 for i in ids],
-        "training_seconds": seconds,
+        "training_seconds": dict(seconds),
     }
-    fitted = summary.get("baselines")
+    fitted = summary.baselines
     if not fitted or scoring.MODEL_INPUT not in scores:
-        section["note"] = summary.get("baseline_error") or "no baselines or no transform_features signature"
+        section["note"] = summary.baseline_error or "no baselines or no transform_features signature"
         return section
     labels = scores[scoring.LABEL] if bool(np.all(scores[scoring.HAS_LABEL])) else None
     x = scores[scoring.MODEL_INPUT]

@@ -34,6 +34,7 @@ from tfx.orchestration.pipeline import RunOptions
 from components.clustering_evaluator.bless_rules import DEFAULT_THRESHOLDS, DEFAULT_TOLERANCES
 from model import features
 from model.metrics import cluster_accuracy
+from model.training_record import read_summary
 from pipeline import configs, local_runner
 from pipeline.data import DEFAULT_SOURCE, feature_plan, stage
 from pipeline.pipeline import create_pipeline
@@ -139,8 +140,8 @@ def test_two_workers_train_what_one_process_trains_and_only_the_chief_writes(tra
     assert os.path.exists(os.path.join(chief["model_run_dir"], "history.json"))
     assert not os.path.exists(tmp_path / "worker1"), "worker 1 wrote under its real output paths"
     assert not os.listdir(tmp_path / "ckpt-multi"), "the chief removes the finished training's checkpoints"
-    with open(os.path.join(os.path.dirname(chief["serving_model_dir"]), "training_summary.json")) as f:
-        assert json.load(f)["n_train_rows"] > 1000, "the chief's summary counts every training row"
+    chief_summary = read_summary(os.path.dirname(chief["serving_model_dir"]))
+    assert chief_summary.n_train_rows > 1000, "the chief's summary counts every training row"
 
     eval_pattern = single["eval_files"][0]
     single_clusters = _eval_clusters(single["serving_model_dir"], eval_pattern)
