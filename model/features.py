@@ -21,6 +21,12 @@ LATENT_MEAN = "latent_mean"
 ELBO = "elbo"
 OUTPUT_KEYS = (CLUSTER, CLUSTER_PROBABILITIES, LATENT_MEAN, ELBO)
 
+# The metric names: keys of model.metrics.clustering_report, of the evaluation's metrics.json and of the bless rules.
+ACC, NMI, ARI, SILHOUETTE = "acc", "nmi", "ari", "silhouette"
+MIN_SHARE, MIN_SHARE_VS_EQUAL, MAX_SHARE, EMPTY = "min_share", "min_share_vs_equal", "max_share", "empty"
+MEAN_ELBO = "mean_elbo"  # added by the evaluator, which scores the ELBO
+LABELLED_METRICS = (ACC, NMI, ARI)  # computed only when every example has a label
+
 # The spellings of a missing value in a table (compared stripped and lower-cased): staging writes them as empty
 # fields, serving and batch scoring leave the feature out of the tf.Example (NaN in a dense predict_features row).
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})

@@ -6,6 +6,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
+from model.features import ACC, ARI, EMPTY, MAX_SHARE, MIN_SHARE, MIN_SHARE_VS_EQUAL, NMI, SILHOUETTE
+
 
 def cluster_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     """Unsupervised accuracy: the best one-to-one map of clusters to classes (Hungarian).
@@ -73,10 +75,10 @@ def occupancy(clusters: np.ndarray, n_clusters: int) -> dict[str, float]:
     total = max(int(counts.sum()), 1)
     share = counts / total
     return {
-        "min_share": float(share.min()),
-        "min_share_vs_equal": float(counts.min() * len(counts) / total),  # one rounding: 1 of 70 at K=7 -> 0.1
-        "max_share": float(share.max()),
-        "empty": int((counts == 0).sum()),
+        MIN_SHARE: float(share.min()),
+        MIN_SHARE_VS_EQUAL: float(counts.min() * len(counts) / total),  # one rounding: 1 of 70 at K=7 -> 0.1
+        MAX_SHARE: float(share.max()),
+        EMPTY: int((counts == 0).sum()),
     }
 
 
@@ -86,7 +88,8 @@ def clustering_report(
     """All metrics at once; supervised ones only when labels are given."""
     report: dict[str, float] = dict(occupancy(clusters, n_clusters))
     if labels is not None:
-        report.update(acc=cluster_accuracy(labels, clusters), nmi=nmi(labels, clusters), ari=ari(labels, clusters))
+        report.update({ACC: cluster_accuracy(labels, clusters), NMI: nmi(labels, clusters),
+                       ARI: ari(labels, clusters)})
     if latent is not None:
-        report["silhouette"] = silhouette(latent, clusters)
+        report[SILHOUETTE] = silhouette(latent, clusters)
     return report

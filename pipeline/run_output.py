@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from components.clustering_evaluator.constants import CANDIDATE, METRICS_FILE, REPORT_MD
+from model.features import EMPTY, LABELLED_METRICS, MAX_SHARE, MEAN_ELBO, MIN_SHARE, SILHOUETTE
 from pipeline.configs import TENSORBOARD_DIR, TRAINER_VERBOSE_ENV
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -238,9 +239,9 @@ def is_blessed(outputs: Sequence[Any]) -> bool:
 
 def metrics_line(metrics: dict[str, Any]) -> str:
     """``ACC 0.871  NMI 0.812  ARI 0.760  silhouette 0.214  mean ELBO -551.66`` (ACC/NMI/ARI only with labels)."""
-    parts = [f"{name.upper()} {_number(metrics[name])}" for name in ("acc", "nmi", "ari") if name in metrics]
-    parts.append(f"silhouette {_number(metrics.get('silhouette'))}")
-    parts.append(f"mean ELBO {_number(metrics.get('mean_elbo'), 2)}")
+    parts = [f"{name.upper()} {_number(metrics[name])}" for name in LABELLED_METRICS if name in metrics]
+    parts.append(f"silhouette {_number(metrics.get(SILHOUETTE))}")
+    parts.append(f"mean ELBO {_number(metrics.get(MEAN_ELBO), 2)}")
     return "  ".join(parts)
 
 
@@ -250,8 +251,8 @@ def clusters_line(metrics: dict[str, Any], chosen_by_data: bool = False) -> str:
     k = metrics.get("n_clusters", "?")
     chosen = (" (chosen by the data, which often picks fewer than the true groups: --clusters K sets it)"
               if chosen_by_data else "")
-    text = f"K={k}{chosen}, smallest {_share(metrics.get('min_share'))}, largest {_share(metrics.get('max_share'))}"
-    empty = metrics.get("empty")
+    text = f"K={k}{chosen}, smallest {_share(metrics.get(MIN_SHARE))}, largest {_share(metrics.get(MAX_SHARE))}"
+    empty = metrics.get(EMPTY)
     return text + (f", {empty} empty" if empty else "")
 
 

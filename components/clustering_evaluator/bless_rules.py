@@ -12,6 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 
+from model.features import (
+    ACC,
+    ARI,
+    EMPTY,
+    MAX_SHARE,
+    MEAN_ELBO,
+    MIN_SHARE,
+    MIN_SHARE_VS_EQUAL,
+    NMI,
+    SILHOUETTE,
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class MetricInfo:
@@ -48,17 +60,17 @@ MIN_AGREEMENT = "min_agreement_with_champion"
 
 # Metric key (as in metrics.json) -> how it is shown and which direction is better.
 METRICS: dict[str, MetricInfo] = {
-    "mean_elbo": MetricInfo("mean ELBO", True, meaning="mean per-example ELBO on the eval split (nats)"),
-    "min_share": MetricInfo("smallest cluster", True, "share", "share of examples in the smallest cluster"),
-    "min_share_vs_equal": MetricInfo(
+    MEAN_ELBO: MetricInfo("mean ELBO", True, meaning="mean per-example ELBO on the eval split (nats)"),
+    MIN_SHARE: MetricInfo("smallest cluster", True, "share", "share of examples in the smallest cluster"),
+    MIN_SHARE_VS_EQUAL: MetricInfo(
         "smallest cluster vs an equal share", True, "ratio",
         "share of examples in the smallest cluster over an equal share 1/K (1 = all clusters equal)"),
-    "max_share": MetricInfo("largest cluster", False, "share", "share of examples in the largest cluster"),
-    "empty": MetricInfo("empty clusters", False, "count", "number of clusters without any example"),
-    "silhouette": MetricInfo("silhouette", True, meaning="silhouette of the clusters in latent-mean space"),
-    "acc": MetricInfo("acc", True, meaning="Hungarian-matched accuracy (needs labels)"),
-    "nmi": MetricInfo("nmi", True, meaning="normalised mutual information (needs labels)"),
-    "ari": MetricInfo("ari", True, meaning="adjusted Rand index (needs labels)"),
+    MAX_SHARE: MetricInfo("largest cluster", False, "share", "share of examples in the largest cluster"),
+    EMPTY: MetricInfo("empty clusters", False, "count", "number of clusters without any example"),
+    SILHOUETTE: MetricInfo("silhouette", True, meaning="silhouette of the clusters in latent-mean space"),
+    ACC: MetricInfo("acc", True, meaning="Hungarian-matched accuracy (needs labels)"),
+    NMI: MetricInfo("nmi", True, meaning="normalised mutual information (needs labels)"),
+    ARI: MetricInfo("ari", True, meaning="adjusted Rand index (needs labels)"),
     AGREEMENT_METRIC: MetricInfo(
         "agreement with the champion", True, "share",
         "share of eval examples that keep their cluster ID from the champion (needs a champion)"),
@@ -67,15 +79,15 @@ METRICS: dict[str, MetricInfo] = {
 # Threshold key -> (metric, True for a lower bound / False for an upper bound). Every key is optional; a threshold
 # whose metric is missing or NaN (e.g. min_acc without a label column) fails.
 THRESHOLD_KEYS: dict[str, tuple[str, bool]] = {
-    "min_smallest_cluster_share": ("min_share", True),
-    "min_smallest_cluster_vs_equal": ("min_share_vs_equal", True),
-    "max_largest_cluster_share": ("max_share", False),
-    "max_empty_clusters": ("empty", False),
-    "min_silhouette": ("silhouette", True),
-    "min_acc": ("acc", True),
-    "min_nmi": ("nmi", True),
-    "min_ari": ("ari", True),
-    "min_mean_elbo": ("mean_elbo", True),
+    "min_smallest_cluster_share": (MIN_SHARE, True),
+    "min_smallest_cluster_vs_equal": (MIN_SHARE_VS_EQUAL, True),
+    "max_largest_cluster_share": (MAX_SHARE, False),
+    "max_empty_clusters": (EMPTY, False),
+    "min_silhouette": (SILHOUETTE, True),
+    "min_acc": (ACC, True),
+    "min_nmi": (NMI, True),
+    "min_ari": (ARI, True),
+    "min_mean_elbo": (MEAN_ELBO, True),
     MIN_AGREEMENT: (AGREEMENT_METRIC, True),
 }
 
@@ -95,10 +107,10 @@ DRIFT_THRESHOLD = 0.1
 # nats and fresh draws of the same data, trained with the same seed, moved the mean ELBO by up to 0.19 nats (README),
 # while a model with two groups merged scored 1.3 nats below the correct models' worst. With the floor of 10 nats,
 # 5% allows 0.5 nats there and changes nothing on images (about -100 nats).
-RELATIVE_TOLERANCE_FLOORS: dict[str, float] = {"mean_elbo": 10.0}
+RELATIVE_TOLERANCE_FLOORS: dict[str, float] = {MEAN_ELBO: 10.0}
 RELATIVE_TOLERANCE_METRICS = frozenset(RELATIVE_TOLERANCE_FLOORS)
 # Metrics on the scale of the model's likelihood: compared with a baseline only when both share it.
-ELBO_METRICS = frozenset({"mean_elbo"})
+ELBO_METRICS = frozenset({MEAN_ELBO})
 
 # The defaults, used by the local and Kubeflow runners and by the component when given none. The smallest cluster
 # must hold at least a tenth of an equal share (1% of the examples for K=10, 0.2% for K=50): a floor against a
@@ -111,7 +123,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "min_silhouette": 0.0,
     MIN_AGREEMENT: 0.8,  # two seeds' models on the digits kept 86.5% to 95.5% (README, cluster identity)
 }
-DEFAULT_TOLERANCES: dict[str, float] = {"mean_elbo": 0.05, "nmi": 0.02, "acc": 0.02, "silhouette": 0.05}
+DEFAULT_TOLERANCES: dict[str, float] = {MEAN_ELBO: 0.05, NMI: 0.02, ACC: 0.02, SILHOUETTE: 0.05}
 
 
 def threshold_meaning(key: str) -> str:

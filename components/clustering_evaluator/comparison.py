@@ -28,7 +28,9 @@ METHODS = (CANDIDATE, baselines.GMM_INPUTS, baselines.AE_GMM)
 TITLES = {CANDIDATE: "candidate (GMVAE)", **baselines.TITLES}
 SPACES = {CANDIDATE: "latent means", baselines.GMM_INPUTS: "the inputs", baselines.AE_GMM: "pre-trained codes"}
 AS_GOOD = 0.02  # NMI (or ARI agreement) margin within which a baseline "does as well"
-ROWS = ("acc", "nmi", "ari", "silhouette", "min_share", "max_share", "empty", "agreement_ari", "train_seconds")
+AGREEMENT_ARI, TRAIN_SECONDS = "agreement_ari", "train_seconds"  # besides the metric names of model.features
+ROWS = (*features.LABELLED_METRICS, features.SILHOUETTE, features.MIN_SHARE, features.MAX_SHARE, features.EMPTY,
+        AGREEMENT_ARI, TRAIN_SECONDS)
 
 
 def read_training_summary(model_uri: str) -> tuple[TrainingSummary | None, str | None]:
@@ -64,7 +66,7 @@ def pretrained_codes(model_uri: str, summary: TrainingSummary, x: np.ndarray) ->
 
 def _metrics(labels, clusters: np.ndarray, k: int, space: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     metrics = clustering_report(labels, clusters, k, latent=space)
-    metrics["agreement_ari"] = ari(candidate, clusters)
+    metrics[AGREEMENT_ARI] = ari(candidate, clusters)
     return metrics
 
 
@@ -73,27 +75,26 @@ def verdict(methods: Mapping[str, Mapping[str, float]]) -> str:
     better?"""
     cand, inputs, ae = (methods[m] for m in METHODS)
     nan = float("nan")
-    cost = f"{inputs.get('train_seconds', nan):.1f} s instead of {cand.get('train_seconds', nan):.0f} s"
-    if "nmi" in cand:
+    cost = f"{inputs.get(TRAIN_SECONDS, nan):.1f} s instead of {cand.get(TRAIN_SECONDS, nan):.0f} s"
+    if features.NMI in cand:
+        c, i, a = (m[features.NMI] for m in (cand, inputs, ae))
 
         def does(nmi: float) -> str:
-            return "does better" if nmi > cand["nmi"] + AS_GOOD else "does as well"
+            return "does better" if nmi > c + AS_GOOD else "does as well"
 
-        if inputs["nmi"] >= cand["nmi"] - AS_GOOD:
-            return (f"a GMM on the inputs {does(inputs['nmi'])} (NMI {inputs['nmi']:.3f} vs {cand['nmi']:.3f}) in "
-                    f"{cost} of training: consider it")
-        if ae["nmi"] >= cand["nmi"] - AS_GOOD:
-            return (f"AE + GMM on the same autoencoder {does(ae['nmi'])} (NMI {ae['nmi']:.3f} vs {cand['nmi']:.3f}): "
-                    "fine-tuning the mixture adds little")
-        margin = cand["nmi"] - max(inputs["nmi"], ae["nmi"])
-        return (f"the GMVAE beats both baselines by at least {margin:.3f} NMI ({cand['nmi']:.3f} vs {ae['nmi']:.3f} "
-                f"for AE + GMM and {inputs['nmi']:.3f} for a GMM on the inputs)")
-    if inputs["agreement_ari"] >= 1.0 - 5 * AS_GOOD:
-        return (f"no labels; a GMM on the inputs finds nearly the same clusters (ARI {inputs['agreement_ari']:.2f} "
-                f"with the candidate) in {cost} of training: consider it")
-    return (f"no labels, so no accuracy: the baselines agree with the candidate at ARI "
-            f"{inputs['agreement_ari']:.2f} (GMM on the inputs) and {ae['agreement_ari']:.2f} (AE + GMM); "
-            "silhouettes are each in the method's own space")
+        if i >= c - AS_GOOD:
+            return f"a GMM on the inputs {does(i)} (NMI {i:.3f} vs {c:.3f}) in {cost} of training: consider it"
+        if a >= c - AS_GOOD:
+            return (f"AE + GMM on the same autoencoder {does(a)} (NMI {a:.3f} vs {c:.3f}): fine-tuning the mixture "
+                    "adds little")
+        return (f"the GMVAE beats both baselines by at least {c - max(i, a):.3f} NMI ({c:.3f} vs {a:.3f} "
+                f"for AE + GMM and {i:.3f} for a GMM on the inputs)")
+    i, a = inputs[AGREEMENT_ARI], ae[AGREEMENT_ARI]
+    if i >= 1.0 - 5 * AS_GOOD:
+        return (f"no labels; a GMM on the inputs finds nearly the same clusters (ARI {i:.2f} with the candidate) in "
+                f"{cost} of training: consider it")
+    return (f"no labels, so no accuracy: the baselines agree with the candidate at ARI {i:.2f} (GMM on the inputs) "
+            f"and {a:.2f} (AE + GMM); silhouettes are each in the method's own space")
 
 
 def compare(summary: TrainingSummary, model_uri: str, scores: Mapping[str, np.ndarray],
@@ -131,16 +132,16 @@ def _compare(summary: TrainingSummary, model_uri: str, scores: Mapping[str, np.n
         return section
     labels = scores[scoring.LABEL] if bool(np.all(scores[scoring.HAS_LABEL])) else None
     x = scores[scoring.MODEL_INPUT]
-    methods: dict[str, dict[str, float]] = {CANDIDATE: {**candidate_metrics, "agreement_ari": 1.0,
-                                                        "train_seconds": float(seconds.get("total", math.nan))}}
+    methods: dict[str, dict[str, float]] = {CANDIDATE: {**candidate_metrics, AGREEMENT_ARI: 1.0,
+                                                        TRAIN_SECONDS: float(seconds.get("total", math.nan))}}
     inputs = fitted[baselines.GMM_INPUTS]
     methods[baselines.GMM_INPUTS] = _metrics(labels, baselines.predict(inputs, x), k,
                                              baselines.representation(inputs, x), clusters)
-    methods[baselines.GMM_INPUTS]["train_seconds"] = float(inputs["fit_seconds"])
+    methods[baselines.GMM_INPUTS][TRAIN_SECONDS] = float(inputs["fit_seconds"])
     ae = fitted[baselines.AE_GMM]
     codes = pretrained_codes(model_uri, summary, x)
     methods[baselines.AE_GMM] = _metrics(labels, baselines.predict(ae, codes), k, codes, clusters)
-    methods[baselines.AE_GMM]["train_seconds"] = float(seconds.get(PRETRAIN, math.nan) + ae["fit_seconds"])
+    methods[baselines.AE_GMM][TRAIN_SECONDS] = float(seconds.get(PRETRAIN, math.nan) + ae["fit_seconds"])
     section["methods"] = {name: {key: m.get(key) for key in ROWS if key in m} for name, m in methods.items()}
     section["silhouette_space"] = SPACES
     section["verdict"] = verdict(methods)
@@ -150,18 +151,18 @@ def _compare(summary: TrainingSummary, model_uri: str, scores: Mapping[str, np.n
 def _cell(value: Any, key: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
-    if key in ("min_share", "max_share"):
+    if key in (features.MIN_SHARE, features.MAX_SHARE):
         return f"{100 * value:.1f}%"
-    if key == "empty":
+    if key == features.EMPTY:
         return str(int(value))
-    if key == "train_seconds":
+    if key == TRAIN_SECONDS:
         return f"{value:.1f}"
     return f"{value:.3f}"
 
 
-ROW_TITLES = {"agreement_ari": "agreement with the candidate (ARI)", "train_seconds": "training seconds",
-              "silhouette": "silhouette (each in its own space)", "min_share": "smallest cluster",
-              "max_share": "largest cluster", "empty": "empty clusters"}
+ROW_TITLES = {AGREEMENT_ARI: "agreement with the candidate (ARI)", TRAIN_SECONDS: "training seconds",
+              features.SILHOUETTE: "silhouette (each in its own space)", features.MIN_SHARE: "smallest cluster",
+              features.MAX_SHARE: "largest cluster", features.EMPTY: "empty clusters"}
 
 
 def markdown(section: Mapping[str, Any] | None, note: str | None = None) -> list[str]:

@@ -23,9 +23,9 @@ _MEASURES = {anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: 
 
 
 def drift(current: statistics_pb2.DatasetFeatureStatisticsList,
-          previous: statistics_pb2.DatasetFeatureStatisticsList, threshold: float = DRIFT_THRESHOLD) -> dict[str, Any]:
+          previous: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, Any]:
     """Per model feature (not id or label) of both statistics, the drift from ``previous`` to ``current``; the
-    largest; and the features above ``threshold``, most drifted first."""
+    largest; and the features above `DRIFT_THRESHOLD`, most drifted first."""
     schema = tfdv.infer_schema(previous)
     for feature in schema.feature:
         if feature.type == schema_pb2.BYTES:
@@ -42,9 +42,9 @@ def drift(current: statistics_pb2.DatasetFeatureStatisticsList,
             features[name] = {"measure": _MEASURES[measurement.type], "value": float(measurement.value)}
     ranked = sorted(features, key=lambda name: -features[name]["value"])
     return {
-        "threshold": threshold,
+        "threshold": DRIFT_THRESHOLD,
         "features": features,
         "max": features[ranked[0]]["value"] if ranked else 0.0,
         "max_feature": ranked[0] if ranked else None,
-        "drifted": [name for name in ranked if features[name]["value"] > threshold],
+        "drifted": [name for name in ranked if features[name]["value"] > DRIFT_THRESHOLD],
     }

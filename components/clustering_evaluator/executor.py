@@ -203,8 +203,9 @@ class Executor(evaluator_executor.Executor):
         registries = {name: cluster_ids.read_registry(path) or cluster_ids.for_unregistered_model(
             path, int(scores[name][features.CLUSTER_PROBABILITIES].shape[1])) for name, path in model_paths.items()}
         metrics = {name: scoring.metrics_from_scores(s, registries[name].latest.ids) for name, s in scores.items()}
-        if "acc" not in metrics[CANDIDATE]:
-            notes.append(f"not every example has '{label_key}': acc, nmi and ari not computed")
+        if features.ACC not in metrics[CANDIDATE]:
+            notes.append(f"not every example has '{label_key}': {features.ACC}, {features.NMI} and {features.ARI} not "
+                         "computed")
         accept_resegmentation = bool(exec_properties.get(ACCEPT_RESEGMENTATION_KEY))
         versions_section = None
         no_versions = f"no champion to compare cluster IDs with; baseline: {baseline_description}"
