@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from components.clustering_evaluator.constants import CANDIDATE, METRICS_FILE, REPORT_MD
+from components.clustering_evaluator.constants import CANDIDATE, CANDIDATE_METRICS_FILE, METRICS_FILE, REPORT_MD
 from model.features import EMPTY, LABELLED_METRICS, MAX_SHARE, MEAN_ELBO, MIN_SHARE, SILHOUETTE
 from pipeline.configs import TENSORBOARD_DIR, TRAINER_VERBOSE_ENV
 
@@ -275,7 +275,7 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
     rows.append(("model", message or "not evaluated"))
     metrics = (evaluated.get(CANDIDATE) or {}).get("metrics")
     if metrics is None and blessing is not None:
-        metrics = _read_json(os.path.join(blessing.uri, METRICS_FILE))
+        metrics = _read_json(os.path.join(blessing.uri, CANDIDATE_METRICS_FILE))
     if isinstance(metrics, dict) and metrics:
         rows.append(("metrics", metrics_line(metrics)))
         compared = evaluated.get("comparison")

@@ -15,6 +15,7 @@ from tfx.utils import proto_utils
 
 from components.clustering_evaluator import ClusteringEvaluator
 from components.clustering_evaluator import executor as ce_executor
+from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE
 from components.clustering_evaluator.decision import (
     DEFAULT_THRESHOLDS,
     DEFAULT_TOLERANCES,
@@ -262,7 +263,7 @@ def test_first_run_blessed_writes_outputs_and_pusher_pushes(assets, tmp_path) ->
     assert blessing.get_string_custom_property("current_model") == str(assets["root"] / "model")
     assert not blessing.has_custom_property("baseline_model_id")
     assert os.path.exists(os.path.join(blessing.uri, "BLESSED"))
-    with open(os.path.join(blessing.uri, "metrics.json")) as f:
+    with open(os.path.join(blessing.uri, CANDIDATE_METRICS_FILE)) as f:
         blessing_metrics = json.load(f)
     assert blessing_metrics["n_examples"] == 48 and blessing_metrics["n_clusters"] == 3
     assert {"mean_elbo", "min_share", "max_share", "empty", "acc", "nmi", "ari"} <= set(blessing_metrics)

@@ -8,6 +8,7 @@ import os
 import pytest
 from absl import logging as absl_logging
 
+from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE
 from pipeline import local_runner, run, run_output
 from pipeline.local_runner import RunOutput
 
@@ -33,7 +34,7 @@ def _outputs(tmp_path, blessed: bool, metrics=METRICS, comparison=None):
         "metrics.json": json.dumps(evaluated),
         "report.md": "# report\n"})
     blessing = _dir(tmp_path / "ClusteringEvaluator" / "blessing" / "9", {
-        "BLESSED" if blessed else "NOT_BLESSED": "", "metrics.json": json.dumps(metrics)})
+        "BLESSED" if blessed else "NOT_BLESSED": "", CANDIDATE_METRICS_FILE: json.dumps(metrics)})
     model_run = _dir(tmp_path / "Trainer" / "model_run" / "8")
     pushed = _dir(tmp_path / "Pusher" / "pushed_model" / "11", {"saved_model.pb": "x"} if blessed else {})
     push_properties = ({"pushed": 1, "pushed_destination": "/srv/serving/1", "pushed_version": "1"} if blessed

@@ -9,7 +9,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.clustering_evaluator.constants import METRICS_FILE
+from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE
 from components.versioned_pusher import executor as pusher
 from serving import cluster_ids
 from serving.champion import CHAMPION_FILE, Champion, ChampionRecordError, champion_path, read_champion
@@ -38,7 +38,7 @@ def _blessing(tmp_path, blessed: int, metrics: dict):
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(tmp_path / f"blessing{len(os.listdir(tmp_path))}")
     os.makedirs(blessing.uri)
-    with open(os.path.join(blessing.uri, METRICS_FILE), "w") as f:
+    with open(os.path.join(blessing.uri, CANDIDATE_METRICS_FILE), "w") as f:
         json.dump(metrics, f)
     blessing.set_int_custom_property("blessed", blessed)
     return blessing

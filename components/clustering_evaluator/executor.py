@@ -18,7 +18,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
 from components.clustering_evaluator import bless_rules, comparison, drift, profiles, report, scoring, versions
-from components.clustering_evaluator.constants import CANDIDATE, METRICS_FILE, REPORT_MD
+from components.clustering_evaluator.constants import CANDIDATE, CANDIDATE_METRICS_FILE, METRICS_FILE, REPORT_MD
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
 from serving import cluster_ids
@@ -293,4 +293,4 @@ class Executor(evaluator_executor.Executor):
         marker = constants.BLESSED_FILE_NAME if verdict.blessed else constants.NOT_BLESSED_FILE_NAME
         with fileio.open(os.path.join(blessing.uri, marker), "w") as f:
             f.write("")
-        _write_json(os.path.join(blessing.uri, METRICS_FILE), metrics[CANDIDATE])
+        _write_json(os.path.join(blessing.uri, CANDIDATE_METRICS_FILE), metrics[CANDIDATE])
