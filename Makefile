@@ -30,9 +30,9 @@ test: lint test-unit test-e2e
 bench: setup
 	$(PY) -m bench.panel --seeds 3 --json bench/results/panel.json
 
-# TensorFlow's C++ start-up lines are hidden unless TF_CPP_MIN_LOG_LEVEL comes from the environment.
+# TensorFlow's C++ start-up lines are hidden unless TF_CPP_MIN_LOG_LEVEL is given (environment or make's command line).
 score: setup
-	$(if $(filter environment,$(origin TF_CPP_MIN_LOG_LEVEL)),,TF_CPP_MIN_LOG_LEVEL=3) $(PY) -m batch_scoring $(ARGS)
+	$(if $(filter file,$(origin TF_CPP_MIN_LOG_LEVEL)),TF_CPP_MIN_LOG_LEVEL=3) $(PY) -m batch_scoring $(ARGS)
 
 throughput: setup
 	$(PY) -m bench.throughput $(ARGS)

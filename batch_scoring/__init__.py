@@ -25,7 +25,7 @@ unparsable records) go to the dead-letter file with the reason and the raw row. 
 * ``scores-SSSSS-of-NNNNN.csv``: ``id, cluster, elbo, cluster_probabilities_0.., latent_mean_0..``, rows sorted by
   input file and position;
 * ``dead_letter-00000-of-00001.jsonl``: one JSON object per bad row: ``id, source, position, reason, raw``;
-* ``summary.json``: counts, timings and rows per second.
+* ``summary.json``: the model, inputs, format, engine and id column, counts, timings and rows per second.
 
 Names are fixed and every file is written to a temporary directory and moved into place only after the job
 succeeded and ``scored + dead-lettered == read`` held, so re-running into the same directory replaces the same files.
@@ -44,6 +44,4 @@ import warnings
 
 # An entry point (python -m): Keras 2 for the tf_keras-exported SavedModels, set before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up lines (CUDA plug-ins not found, CPU features) are noise on a CLI; set it to see them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")  # Python 3.10 end-of-support notices

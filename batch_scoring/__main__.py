@@ -1,7 +1,12 @@
 """``python -m batch_scoring --model ... --input ... --output ...``: see :mod:`batch_scoring`."""
 
+import os
 import sys
 
-from batch_scoring.job import main
+# Only here, at the entry point (not for workers or importers): TensorFlow's C++ start-up lines (CUDA plug-ins not
+# found, CPU features) are noise to a scoring job; set the variable to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from batch_scoring.job import main  # noqa: E402 - after the variable, which TensorFlow reads on import
 
 sys.exit(main())

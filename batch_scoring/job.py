@@ -8,6 +8,7 @@ run on instead of one built from the ``--beam-arg`` options.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import logging
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -38,7 +40,7 @@ from batch_scoring.options import (
     detect_format,
     parse_options,
 )
-from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows
+from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows, tfrecords
 from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
 from model.features import CLUSTER_PROBABILITIES, CSV_ENCODING, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
 from serving.feature_spec import FeatureSpec, has_text, model_signatures, read_feature_spec
@@ -88,10 +90,30 @@ def match_inputs(patterns: Sequence[str]) -> list[str]:
     return sorted(set(files))
 
 
+def _first_example_features(path: str) -> set[str] | None:
+    """The feature names of a TFRecord file's first tf.Example; None when it has none or cannot be read (the job
+    then dead-letters what it cannot read, record by record)."""
+    import tensorflow as tf
+
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            handle = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw
+            record = next(tfrecords(handle), None)
+            return None if record is None else set(tf.train.Example.FromString(record).features.feature)
+    except Exception:  # noqa: BLE001 - damaged framing, gzip or protobuf: left to the job's dead letters
+        return None
+
+
 def check_columns(files: list[str], fmt: str, spec: FeatureSpec, id_column: str | None = None) -> None:
-    """Fail fast (one sentence) when a CSV/Parquet file lacks feature columns the model needs or the ``id_column``
-    asked for."""
+    """Fail fast (one sentence) when a CSV/Parquet file lacks feature columns the model needs, or an input lacks the
+    ``id_column`` asked for (for TFRecord: its first record)."""
     for path in files:
+        if fmt == TFRECORD:
+            names = _first_example_features(path) if id_column is not None else None
+            if names is not None and id_column not in names:
+                raise InputError(f"the first record of {path} has no feature {id_column!r} (--id-column); its "
+                                 f"features start {', '.join(sorted(names)[:5])}.")
+            continue
         if fmt == CSV:
             with FileSystems.open(path) as f:
                 header = next(csv.reader(io.TextIOWrapper(f, encoding=CSV_ENCODING, errors="replace", newline="")), [])
@@ -171,7 +193,7 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
         "inputs": files,
         "format": fmt,
         "engine": engine,
-        "id_column": options.row_key,
+        "id_column": options.id_column,  # None: the default, ``id`` where there is one
         READ: counts[READ],
         SCORED: counts[SCORED],
         DEAD: counts[DEAD],

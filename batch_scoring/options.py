@@ -99,10 +99,11 @@ def parser() -> argparse.ArgumentParser:
                           "auto (default): dofn for CSV/Parquet, runinference for TFRecord and for models with text "
                           "(categorical) columns, which have no predict_features signature.")
     cli.add_argument("--id-column", metavar="NAME",
-                     help=f"column (CSV, Parquet) or feature (TFRecord) whose value goes into the outputs' "
-                          f"{ID_KEY!r} column, so scores join back to your rows (e.g. customer_id); every CSV or "
-                          f"Parquet input must have it. Default: a column named {ID_KEY!r} where there is one. "
-                          "Rows without a value are keyed <file name>:<line> (CSV) or <file name>:<index>.")
+                     help="column (CSV, Parquet) or tf.Example feature (TFRecord) whose value goes into the "
+                          f"{ID_KEY!r} column of scores-*.csv and dead_letter-*.jsonl, so scores join back to "
+                          "your rows (e.g. customer_id); every input file must have it. Default: the column or "
+                          f"feature named {ID_KEY!r} where there is one. Rows without a value are keyed FILE:LINE "
+                          "(CSV) or FILE:INDEX (TFRecord, Parquet).")
     cli.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                      help="Beam pipeline option, repeatable, e.g. --beam-arg=--runner=DataflowRunner "
                           "(default: DirectRunner).")

@@ -209,7 +209,7 @@ class ReadRows(beam.DoFn):
                 names = batch.schema.names
                 given = (batch.column(names.index(self._id_column)).to_pylist() if self._id_column in names
                          else [None] * n)
-                ids = [str(g) if g not in (None, "") else f"{name}:{index + i}" for i, g in enumerate(given)]
+                ids = [id_text(g) or f"{name}:{index + i}" for i, g in enumerate(given)]
                 columns = [batch.column(names.index(f)) for f in self._spec]
                 parsed = [None] * n
                 if self._dense and all(pa.types.is_integer(c.type) or pa.types.is_floating(c.type) for c in columns):
@@ -371,13 +371,24 @@ def tfrecords(handle: BinaryIO) -> Iterator[bytes]:
         yield data
 
 
+def id_text(value: Any) -> str | None:
+    """A row's id as text, the same for every input format: bytes decoded as UTF-8, a whole float (an integer id
+    column with blanks, which pandas stores as float64) without its ``.0``; None for a missing or empty value."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = str(int(value)) if value.is_integer() else repr(value)
+    return str(value) or None
+
+
 def _example_id(feature: Any) -> str | None:
-    """The id a tf.Example carries in its ``id`` feature (one value of any kind), else None."""
+    """The id a tf.Example carries in a feature (one value of any kind), else None."""
     if feature is None or not feature.WhichOneof("kind"):
         return None
     values = list(getattr(feature, feature.WhichOneof("kind")).value)
-    if len(values) != 1:
-        return None
-    value = values[0]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return id_text(values[0]) if len(values) == 1 else None
 

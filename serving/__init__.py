@@ -12,6 +12,4 @@ import warnings
 
 # An entry point (python -m): Keras 2 for the tf_keras-exported SavedModels, set before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# TensorFlow's C++ start-up lines (CUDA plug-ins not found, CPU features) are noise on a CLI; set it to see them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")  # Python 3.10 end-of-support notices

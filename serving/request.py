@@ -32,21 +32,25 @@ import codecs
 import csv
 import json
 import math
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+if __name__ == "__main__":  # the CLI only, not importers: TensorFlow's C++ start-up lines (CUDA plug-ins not found,
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # CPU features) are noise here; set the variable to see them
 
-from model.features import (
+import numpy as np  # noqa: E402 - after the variable, which TensorFlow reads on import
+
+from model.features import (  # noqa: E402
     FEATURES_INPUT_KEY,
     FEATURES_SIGNATURE,
     OUTPUT_KEYS,
     SERVING_INPUT_KEY,
     SERVING_SIGNATURE,
 )
-from serving.feature_spec import (
+from serving.feature_spec import (  # noqa: E402
     NO_DENSE_SIGNATURE,
     FeatureSpec,
     RequestError,
@@ -56,7 +60,7 @@ from serving.feature_spec import (
     read_feature_spec,
     to_value,
 )
-from serving.store import resolve_model_dir
+from serving.store import resolve_model_dir  # noqa: E402
 
 _INPUT_KEYS = {SERVING_SIGNATURE: SERVING_INPUT_KEY, FEATURES_SIGNATURE: FEATURES_INPUT_KEY}
 _BODY_KEYS = {"signature_name", "instances", "inputs"}

@@ -206,11 +206,15 @@ def test_id_column_in_parquet_and_tfrecord_and_a_missing_one_is_one_sentence(ser
     _, images, base = served
     flat = images.reshape(len(images), -1)[:4]
     table = {name: flat[:, j].astype(np.int64) for j, name in enumerate(NAMES)}
-    pq.write_table(pa.table({"account": [100 + i for i in range(4)], **table}), str(tmp_path / "in.parquet"))
-    summary = run(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "pq"),
-                   "--id-column", "account"], test_pipeline=test_pipeline.TestPipeline(argv=[]))
-    assert summary["scored"] == 4
-    assert sorted(r["id"] for r in _read_scores(tmp_path / "pq")) == ["100", "101", "102", "103"]
+    ids = {"account": pa.array([100.0, 101.0, None, 103.0]),  # an integer column with a blank: float64 in pandas
+           "code": pa.array([b"c0", b"c1", b"c2", b""], pa.binary())}
+    pq.write_table(pa.table({**ids, **table}), str(tmp_path / "in.parquet"))
+    expected_ids = {"account": ["100", "101", "103", "in.parquet:2"], "code": ["c0", "c1", "c2", "in.parquet:3"]}
+    for column, want in expected_ids.items():
+        summary = run(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / column),
+                       "--id-column", column], test_pipeline=test_pipeline.TestPipeline(argv=[]))
+        assert summary["scored"] == 4 and summary["id_column"] == column
+        assert sorted(r["id"] for r in _read_scores(tmp_path / column)) == want
 
     with tf.io.TFRecordWriter(str(tmp_path / "in.tfrecord")) as writer:
         for i, row in enumerate(flat):
@@ -221,6 +225,10 @@ def test_id_column_in_parquet_and_tfrecord_and_a_missing_one_is_one_sentence(ser
     run(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "tfr"),
          "--id-column", "account"])
     assert sorted(r["id"] for r in _read_scores(tmp_path / "tfr")) == ["a0", "a1", "a2", "a3"]
+    assert main(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "x"),
+                 "--id-column", "acount"]) == 2
+    assert "in.tfrecord has no feature 'acount' (--id-column); its features start account, px_00" in \
+        capsys.readouterr().err
 
     assert main(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "x"),
                  "--id-column", "customer"]) == 2

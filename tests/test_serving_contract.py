@@ -261,3 +261,10 @@ def test_cli_prints_the_request_body(exported, tmp_path, capsys) -> None:
     assert len(body["inputs"][features.SERVING_INPUT_KEY]) == 2 and len(response["outputs"][features.CLUSTER]) == 2
     assert sr.main(["--model", str(tmp_path / "none"), "--csv", str(csv_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-m", "serving.request", "--model", os.path.dirname(path), "--csv",
+                           str(csv_path), "--predict"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 2, done.stderr[-2000:]
+    assert "cuda" not in done.stderr.lower() and "tensorflow/core" not in done.stderr, "TensorFlow's start-up lines"
