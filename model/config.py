@@ -16,6 +16,9 @@ PRETRAIN, INIT, FINE_TUNE = "pretrain", "init", "fine_tune"
 STAGES = (PRETRAIN, INIT, FINE_TUNE)
 
 
+TOTAL_SECONDS = "total"  # the stages' sum, beside each stage's seconds in the training summary
+
+
 def seconds_key(stage: str) -> str:
     """The history key of a stage's wall time."""
     return f"{stage}_seconds"

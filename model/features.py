@@ -25,6 +25,7 @@ OUTPUT_KEYS = (CLUSTER, CLUSTER_PROBABILITIES, LATENT_MEAN, ELBO)
 ACC, NMI, ARI, SILHOUETTE = "acc", "nmi", "ari", "silhouette"
 MIN_SHARE, MIN_SHARE_VS_EQUAL, MAX_SHARE, EMPTY = "min_share", "min_share_vs_equal", "max_share", "empty"
 MEAN_ELBO = "mean_elbo"  # added by the evaluator, which scores the ELBO
+N_EXAMPLES, N_CLUSTERS = "n_examples", "n_clusters"  # beside the metrics in the evaluation: what they are over
 LABELLED_METRICS = (ACC, NMI, ARI)  # computed only when every example has a label
 
 # The spellings of a missing value in a table (compared stripped and lower-cased): staging writes them as empty

@@ -49,14 +49,23 @@ class TrainingSummary:
 
     @classmethod
     def from_json(cls, text: str) -> TrainingSummary:
-        """The record in ``text``; ValueError when it is not a training summary. Unknown keys are ignored."""
+        """The record in ``text``; ValueError when it is not one (no whole ``n_components``, no ``config``
+        object, a field of the wrong kind). Unknown keys are ignored; a null field takes its default."""
         content = json.loads(text)
-        if not isinstance(content, dict) or "n_components" not in content or "config" not in content:
-            raise ValueError("not a training summary (no n_components or config)")
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in content.items() if k in known}
-        for name in ("mixture_weights", "resumed_stages"):
-            values[name] = tuple(values.get(name) or ())
+        if not isinstance(content, dict):
+            raise ValueError("a JSON object was expected")
+        k = content.get("n_components")
+        if isinstance(k, bool) or not isinstance(k, int) or not isinstance(content.get("config"), dict):
+            raise ValueError("no whole n_components or no config object")
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            value = content.get(field.name)
+            if value is None:
+                continue
+            kinds = _KINDS[field.name]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValueError(f"{field.name} is a {type(value).__name__}")
+            values[field.name] = tuple(value) if isinstance(value, list) else value
         return cls(**values)
 
     def gmvae_config(self) -> GMVAEConfig:
@@ -70,6 +79,14 @@ class TrainingSummary:
         values that count when missing (none in a summary written before those fields existed)."""
         groups = tuple(tuple(g) for g in self.config.get("missing_groups") or ())
         return self.config.get("likelihood"), tuple(self.config.get("binary_features") or ()), groups
+
+
+# The JSON kinds each field may have (lists become tuples).
+_KINDS: dict[str, tuple[type, ...]] = {
+    "n_components": (int,), "config": (dict,), "mixture_weights": (list,), "k_reason": (str,), "k_scores": (dict,),
+    "init_method": (str,), "seconds": (dict,), "resumed_stages": (list,), "n_train_rows": (int,),
+    "pretrained_encoder": (str,), "baselines": (dict,), "baseline_error": (str,),
+}
 
 
 def write_summary(model_dir: str, summary: TrainingSummary) -> str:
@@ -91,4 +108,4 @@ def read_summary(model_dir: str) -> TrainingSummary:
         with tf.io.gfile.GFile(path) as f:
             return TrainingSummary.from_json(f.read())
     except (ValueError, TypeError, tf.errors.OpError) as error:
-        raise ValueError(f"{path} is not a readable training summary ({error})") from None
+        raise ValueError(f"{path} is not a training summary ({error})") from None

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from components.clustering_evaluator.constants import CANDIDATE, CANDIDATE_METRICS_FILE, METRICS_FILE, REPORT_MD
-from model.features import EMPTY, LABELLED_METRICS, MAX_SHARE, MEAN_ELBO, MIN_SHARE, SILHOUETTE
+from model.features import EMPTY, LABELLED_METRICS, MAX_SHARE, MEAN_ELBO, MIN_SHARE, N_CLUSTERS, SILHOUETTE
 from pipeline.configs import TENSORBOARD_DIR, TRAINER_VERBOSE_ENV
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -248,7 +248,7 @@ def metrics_line(metrics: dict[str, Any]) -> str:
 def clusters_line(metrics: dict[str, Any], chosen_by_data: bool = False) -> str:
     """``K=10, smallest 7.3%, largest 12.4%``; when the data chose K, a pointer to ``--clusters``, since the choice
     tends to fall below the true number of groups (bench/RESULTS.md row 52)."""
-    k = metrics.get("n_clusters", "?")
+    k = metrics.get(N_CLUSTERS, "?")
     chosen = (" (chosen by the data, which often picks fewer than the true groups: --clusters K sets it)"
               if chosen_by_data else "")
     text = f"K={k}{chosen}, smallest {_share(metrics.get(MIN_SHARE))}, largest {_share(metrics.get(MAX_SHARE))}"

@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from model import baselines
-from model.config import STAGES, seconds_key
+from model.config import STAGES, TOTAL_SECONDS, seconds_key
 from model.data import sample_of
 from model.gmvae import GMVAE
 from model.training import latent_means
@@ -70,7 +70,7 @@ def summary(model: GMVAE, history: dict[str, Any], n_train_rows: int, fitted: di
     :func:`fit_baselines` (``fitted``)."""
     seconds = {stage: float(history[seconds_key(stage)]) for stage in STAGES
                if seconds_key(stage) in history}
-    seconds["total"] = float(sum(seconds.values()))
+    seconds[TOTAL_SECONDS] = float(sum(seconds.values()))
     return TrainingSummary(
         n_components=int(history.get("n_components", model.config.n_components)),
         config=dataclasses.asdict(model.config),

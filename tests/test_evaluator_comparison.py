@@ -237,10 +237,46 @@ def test_other_missing_groups_are_another_likelihood() -> None:
     assert not comparison.same_likelihood(masked, older)
 
 
+# training_summary.json as the Trainer has written it since the comparison exists (baselines shortened)
+WRITTEN = """{"n_components": 3, "k_reason": "K=3 was given; clusters from a GMM on the UMAP embedding",
+ "k_scores": {"2": 0.41, "3": 0.52}, "init_method": "umap", "mixture_weights": [0.5, 0.3, 0.2],
+ "seconds": {"pretrain": 2.0, "initial_mixture": 1.0, "fine_tune": 3.0, "total": 6.0}, "resumed_stages": [],
+ "n_train_rows": 200, "config": {"input_dim": 4, "n_components": 3, "latent_dim": 2, "hidden_units": [32, 32],
+ "likelihood": "gaussian", "binary_features": [1], "missing_groups": [[3, 0]]},
+ "pretrained_encoder": "pretrained_encoder.weights.h5",
+ "baselines": {"gmm_inputs": {"n_components": 3, "fit_seconds": 0.1}, "ae_gmm": {"n_components": 3}}}"""
+
+
+def test_the_written_format_reads_field_by_field() -> None:
+    summary = TrainingSummary.from_json(WRITTEN)
+    assert (summary.n_components, summary.init_method, summary.n_train_rows) == (3, "umap", 200)
+    assert summary.mixture_weights == (0.5, 0.3, 0.2) and summary.k_scores == {"2": 0.41, "3": 0.52}
+    assert summary.seconds["total"] == 6.0 and summary.baseline_error is None
+    assert summary.baselines["gmm_inputs"]["fit_seconds"] == 0.1
+    config = summary.gmvae_config()
+    assert config.hidden_units == (32, 32) and config.missing_groups == ((3, 0),)
+    assert summary.likelihood() == ("gaussian", (1,), ((3, 0),))
+    assert TrainingSummary.from_json(summary.to_json()).likelihood() == summary.likelihood()
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ('{"n_components": 3, "config": null}', "no whole n_components or no config object"),
+    ('{"n_components": "3", "config": {}}', "no whole n_components or no config object"),
+    ('{"n_components": true, "config": {}}', "no whole n_components or no config object"),
+    ('{"n_components": 3, "config": {}, "mixture_weights": 0.5}', "mixture_weights is a float"),
+    ('{"n_components": 3, "config": {}, "seconds": [1]}', "seconds is a list"),
+    ("[3]", "a JSON object was expected"),
+])
+def test_a_summary_of_the_wrong_shape_is_refused_in_one_sentence(text, why) -> None:
+    with pytest.raises(ValueError, match=why):
+        TrainingSummary.from_json(text)
+
+
 def test_a_file_that_is_not_a_training_summary_gives_a_note_not_a_crash(tmp_path) -> None:
     (tmp_path / TRAINING_SUMMARY_FILE).write_text('{"k": 3}')
     summary, note = comparison.read_training_summary(str(tmp_path))
-    assert summary is None and "is not a readable training summary" in note and note.endswith("no comparison")
+    assert summary is None and note.endswith("is not a training summary (no whole n_components or no config "
+                                             "object): no comparison")
     (tmp_path / TRAINING_SUMMARY_FILE).write_text("{")
     assert comparison.read_training_summary(str(tmp_path))[0] is None
     assert "older model" in comparison.read_training_summary(str(tmp_path / "none"))[1]

@@ -9,7 +9,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE
+from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE, METRICS_FILE
 from components.versioned_pusher import executor as pusher
 from serving import cluster_ids
 from serving.champion import CHAMPION_FILE, Champion, ChampionRecordError, champion_path, read_champion
@@ -34,11 +34,11 @@ def _model(tmp_path, model_id: int, content: str):
     return model
 
 
-def _blessing(tmp_path, blessed: int, metrics: dict):
+def _blessing(tmp_path, blessed: int, metrics: dict, name: str = CANDIDATE_METRICS_FILE):
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(tmp_path / f"blessing{len(os.listdir(tmp_path))}")
     os.makedirs(blessing.uri)
-    with open(os.path.join(blessing.uri, CANDIDATE_METRICS_FILE), "w") as f:
+    with open(os.path.join(blessing.uri, name), "w") as f:
         json.dump(metrics, f)
     blessing.set_int_custom_property("blessed", blessed)
     return blessing
@@ -70,6 +70,8 @@ def test_blessed_models_get_increasing_versions_and_a_champion_record(tmp_path):
     assert champion.version == 2 and champion.model_id == 9 and champion.model_uri == str(tmp_path / "model9")
     assert champion.serving_path == os.path.join(serving, "2")
     assert champion.metrics == {"nmi": 0.8}
+    _push(tmp_path, _model(tmp_path, 10, "three"), _blessing(tmp_path, 1, {"nmi": 0.9}, name=METRICS_FILE), serving)
+    assert read_champion(champion_path(serving)).metrics == {"nmi": 0.9}, "a blessing written before the rename"
 
 
 def test_not_blessed_pushes_nothing(tmp_path):

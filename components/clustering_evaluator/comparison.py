@@ -1,7 +1,7 @@
 """Does the deep model earn its cost? The candidate against two cheap baselines on the same eval examples.
 
-The Trainer stores, beside the SavedModel, ``training_summary.json`` (K and why, the learned mixture weights,
-stage seconds, two fitted baselines) and the pre-trained encoder (`pipeline/training_summary.py`). Here both
+The Trainer stores, beside the SavedModel, the training summary (`model.training_record`: K and why, the learned
+mixture weights, stage seconds, two fitted baselines) and the pre-trained encoder. Here both
 baselines cluster the eval split's model inputs (from the candidate's ``transform_features`` signature) and get
 the candidate's metrics. Informational only: the bless rule does not read any of it.
 """
@@ -20,7 +20,7 @@ import tensorflow as tf
 from components.clustering_evaluator import scoring
 from components.clustering_evaluator.constants import CANDIDATE
 from model import baselines, features
-from model.config import PRETRAIN
+from model.config import PRETRAIN, TOTAL_SECONDS
 from model.metrics import ari, clustering_report
 from model.training_record import TRAINING_SUMMARY_FILE, TrainingSummary, read_summary
 
@@ -48,7 +48,10 @@ def same_likelihood(candidate: TrainingSummary | None, baseline: TrainingSummary
     (:meth:`TrainingSummary.likelihood`): their ELBOs are then on different scales and not comparable."""
     if not candidate or not baseline:
         return True
-    return candidate.likelihood() == baseline.likelihood()
+    try:
+        return candidate.likelihood() == baseline.likelihood()
+    except TypeError:  # a config field of the wrong kind: the scales cannot be shown equal
+        return False
 
 
 def pretrained_codes(model_uri: str, summary: TrainingSummary, x: np.ndarray) -> np.ndarray:
@@ -133,7 +136,7 @@ def _compare(summary: TrainingSummary, model_uri: str, scores: Mapping[str, np.n
     labels = scores[scoring.LABEL] if bool(np.all(scores[scoring.HAS_LABEL])) else None
     x = scores[scoring.MODEL_INPUT]
     methods: dict[str, dict[str, float]] = {CANDIDATE: {**candidate_metrics, AGREEMENT_ARI: 1.0,
-                                                        TRAIN_SECONDS: float(seconds.get("total", math.nan))}}
+                                                        TRAIN_SECONDS: float(seconds.get(TOTAL_SECONDS, math.nan))}}
     inputs = fitted[baselines.GMM_INPUTS]
     methods[baselines.GMM_INPUTS] = _metrics(labels, baselines.predict(inputs, x), k,
                                              baselines.representation(inputs, x), clusters)

@@ -16,6 +16,7 @@ from tfx.dsl.io import fileio
 
 from components.clustering_evaluator.bless_rules import METRICS, RELATIVE_TOLERANCE_FLOORS
 from components.clustering_evaluator.decision import Decision
+from model.features import N_EXAMPLES
 
 OCCUPANCY_PNG = "occupancy.png"
 LATENT_PNG = "latent_pca.png"
@@ -134,7 +135,7 @@ def write_markdown(
     lines += ["## Checks passed", "", *_bullets([*decision.passed, *decision.comparisons]), ""]
     header = "| metric | better | candidate |" + (" baseline |" if baseline is not None else "")
     lines += ["## Metrics", "", header, "|" + "---|" * (header.count("|") - 1)]
-    for metric in (*METRICS, "n_examples"):
+    for metric in (*METRICS, N_EXAMPLES):
         if metric not in candidate:
             continue
         better = "" if metric not in METRICS else "higher" if METRICS[metric].higher_is_better else "lower"

@@ -199,6 +199,6 @@ def metrics_from_scores(scores: Mapping[str, np.ndarray], cluster_ids: Sequence[
     n_clusters = len(position)
     labels = scores[LABEL] if bool(np.all(scores[HAS_LABEL])) else None
     metrics = clustering_report(labels, clusters, n_clusters, latent=scores[features.LATENT_MEAN])
-    metrics.update({features.MEAN_ELBO: float(np.mean(scores[features.ELBO])), "n_examples": int(clusters.size),
-                    "n_clusters": n_clusters})
+    metrics.update({features.MEAN_ELBO: float(np.mean(scores[features.ELBO])),
+                    features.N_EXAMPLES: int(clusters.size), features.N_CLUSTERS: n_clusters})
     return metrics

@@ -23,7 +23,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE
+from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE, METRICS_FILE
 from serving.champion import (
     Champion,
     champion_path,
@@ -121,8 +121,9 @@ class Executor(pusher_executor.Executor):
         blessings = input_dict.get(standard_component_specs.MODEL_BLESSING_KEY) or []
         if not blessings:
             return {}
-        path = os.path.join(blessings[0].uri, CANDIDATE_METRICS_FILE)
-        if not fileio.exists(path):
-            return {}
-        with fileio.open(path, "r") as f:
-            return json.load(f)
+        for name in (CANDIDATE_METRICS_FILE, METRICS_FILE):  # METRICS_FILE: a blessing written before the rename
+            path = os.path.join(blessings[0].uri, name)
+            if fileio.exists(path):
+                with fileio.open(path, "r") as f:
+                    return json.load(f)
+        return {}
