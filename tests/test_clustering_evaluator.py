@@ -106,6 +106,8 @@ def test_agreement_with_champion_applies_with_a_champion_and_a_resegmentation_wa
     waived = decide(unstable, thresholds, {}, baseline=GOOD, accept_resegmentation=True)
     assert waived.blessed and waived.passed == (
         "agreement with the champion not checked (60.0%, waived: re-segmentation accepted)",)
+    assert waived.summary == "blessed: all 0 thresholds met; agreement with the champion 60.0% not checked " \
+                             "(re-segmentation accepted)"
     assert not decide({k: v for k, v in GOOD.items() if k != "agreement_with_champion"}, thresholds, {},
                       baseline=GOOD).blessed
 

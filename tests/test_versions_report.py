@@ -43,9 +43,14 @@ def test_diagnosis_tells_changed_data_from_an_unstable_model():
     assert versions.diagnosis(0.95, 0.8, calm) == ("95.0% of eval examples keep their cluster ID; no input feature "
                                                    "drifted above 0.1, largest 0.020")
     assert versions.diagnosis(0.6, 0.8, calm).startswith("60.0% of eval examples keep their cluster ID, below 80%: "
-                                                         "the model is unstable")
+                                                         "the candidate and the champion segment the same data "
+                                                         "differently, so one of them is unstable")
     assert versions.diagnosis(0.6, 0.8, moved).endswith("the data changed (2 input features drifted above 0.1, largest "
-                                                        "0.400 on px_3)")
+                                                        "0.400 on px_3); if the candidate's clusters are the ones to "
+                                                        "keep, re-run with --accept-resegmentation")
+    assert versions.diagnosis(0.6, 0.8, moved, waived=True).startswith(
+        "60.0% of eval examples keep their cluster ID, below 80%, accepted as a re-segmentation: the data changed")
+    assert "--accept-resegmentation" not in versions.diagnosis(0.6, 0.8, moved, waived=True)
     assert "the cause is unknown" in versions.diagnosis(0.6, 0.8, {"note": "no statistics"})
 
 

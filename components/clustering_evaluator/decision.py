@@ -70,7 +70,8 @@ def parse_tolerances(text: str | None) -> dict[str, float]:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """The verdict with every check as a sentence: failures (`reasons`), met thresholds, passed comparisons."""
+    """The verdict with every check as a sentence: failures (`reasons`), met thresholds, passed comparisons, and the
+    checks against the champion waived for an accepted re-segmentation (`waived`)."""
 
     blessed: bool
     reasons: tuple[str, ...]
@@ -78,12 +79,13 @@ class Decision:
     comparisons: tuple[str, ...]
     n_thresholds: int
     has_baseline: bool
+    waived: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
         if not self.blessed:
             return "not blessed: " + "; ".join(self.reasons)
-        parts = [f"all {self.n_thresholds} thresholds met", *self.comparisons]
+        parts = [f"all {self.n_thresholds} thresholds met", *self.waived, *self.comparisons]
         if not self.has_baseline:
             parts.append("no baseline (first run)")
         return "blessed: " + "; ".join(parts)
@@ -95,6 +97,7 @@ class Decision:
             "reasons": list(self.reasons),
             "passed": list(self.passed),
             "comparisons": list(self.comparisons),
+            "waived": list(self.waived),
             "has_baseline": self.has_baseline,
         }
 
@@ -162,6 +165,7 @@ def decide(
     reasons: list[str] = []
     passed: list[str] = []
     comparisons: list[str] = []
+    waived: list[str] = []
     checked = 0
     for key, bound in thresholds.items():
         if key in CHAMPION_THRESHOLDS and (baseline is None or accept_resegmentation):
@@ -169,6 +173,9 @@ def decide(
             why = "no champion yet" if baseline is None else (
                 f"{info.format(value) if value is not None else 'n/a'}, waived: re-segmentation accepted")
             passed.append(f"{info.label} not checked ({why})")
+            if baseline is not None:
+                waived.append(f"{info.label} {info.format(value) if value is not None else 'n/a'} not checked "
+                              "(re-segmentation accepted)")
             continue
         ok, message = _check_threshold(key, bound, candidate)
         (passed if ok else reasons).append(message)
@@ -185,4 +192,5 @@ def decide(
         comparisons=tuple(comparisons),
         n_thresholds=checked,
         has_baseline=baseline is not None,
+        waived=tuple(waived),
     )

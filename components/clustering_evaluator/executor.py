@@ -213,7 +213,7 @@ class Executor(evaluator_executor.Executor):
             versions_section = versions.compare(
                 scores[CANDIDATE], scores[BASELINE], registries[CANDIDATE], registries[BASELINE],
                 input_drift(model_paths[CANDIDATE], model_paths[BASELINE]),
-                thresholds.get(bless_rules.MIN_AGREEMENT))
+                thresholds.get(bless_rules.MIN_AGREEMENT), accept_resegmentation)
             metrics[CANDIDATE][bless_rules.AGREEMENT_METRIC] = versions_section["agreement"]
         verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE), accept_resegmentation)
         logging.info("ClusteringEvaluator decision for %s: %s", model.uri, verdict.summary)

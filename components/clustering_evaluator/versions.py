@@ -36,8 +36,9 @@ def paired(candidate: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarra
 
 
 def compare(candidate: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarray], candidate_registry: Registry,
-            champion_registry: Registry, drift: Mapping[str, Any], agreement_threshold: float | None) -> dict[str, Any]:
-    """The ``versions`` section of metrics.json (JSON-ready)."""
+            champion_registry: Registry, drift: Mapping[str, Any], agreement_threshold: float | None,
+            waived: bool = False) -> dict[str, Any]:
+    """The ``versions`` section of metrics.json (JSON-ready); ``waived``: a re-segmentation was accepted."""
     a, b = paired(candidate, champion)
     new, old = candidate[features.CLUSTER][a], champion[features.CLUSTER][b]
     to_component = {i: k for k, i in enumerate(candidate_registry.latest.ids)}
@@ -65,12 +66,13 @@ def compare(candidate: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarr
         "retired_ids": [i for i in old_ids if i not in new_ids],
         "drift": dict(drift),
     }
-    section["diagnosis"] = diagnosis(agreement, agreement_threshold, drift)
+    section["diagnosis"] = diagnosis(agreement, agreement_threshold, drift, waived)
     return section
 
 
-def diagnosis(agreement: float, threshold: float | None, drift: Mapping[str, Any]) -> str:
-    """One sentence: is the agreement enough, and if not, did the data change or is the model unstable?"""
+def diagnosis(agreement: float, threshold: float | None, drift: Mapping[str, Any], waived: bool = False) -> str:
+    """One sentence: is the agreement enough; if not, did the data change or do the two models segment the same data
+    differently, and what to do when the candidate's clusters are the ones to keep (unless ``waived`` already)."""
     shown = f"{agreement:.1%} of eval examples keep their cluster ID"
     if "drifted" not in drift:
         detail, cause = f"input drift unknown: {drift.get('note', 'no statistics')}", "the cause is unknown"
@@ -80,10 +82,13 @@ def diagnosis(agreement: float, threshold: float | None, drift: Mapping[str, Any
         cause = "the data changed"
     else:
         detail = f"no input feature drifted above {drift['threshold']:g}, largest {drift['max']:.3f}"
-        cause = "the model is unstable"
+        cause = "the candidate and the champion segment the same data differently, so one of them is unstable"
     if threshold is None or agreement >= threshold:
         return f"{shown}; {detail}"
-    return f"{shown}, below {threshold:.0%}: {cause} ({detail})"
+    if waived:
+        return f"{shown}, below {threshold:.0%}, accepted as a re-segmentation: {cause} ({detail})"
+    return (f"{shown}, below {threshold:.0%}: {cause} ({detail}); if the candidate's clusters are the ones to keep, "
+            "re-run with --accept-resegmentation")
 
 
 def write_plots(output_dir: str, section: Mapping[str, Any], candidate: Mapping[str, np.ndarray],
