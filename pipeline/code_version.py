@@ -2,8 +2,8 @@
 
 TFX keys its cache by a component's inputs and properties, and Transform and Trainer name their code by module path
 (`configs.PREPROCESSING_FN`, `configs.RUN_FN`), so a run on unchanged data after a code upgrade would reuse the old
-code's transform graph and model. `pipeline.run` records the fingerprint of the last run that finished under an
-output root (`OutputPaths.code_fingerprint`) and runs every component afresh when today's differs.
+code's transform graph and model. `pipeline.run` records the fingerprint of the code whose results ML Metadata holds
+under an output root (`OutputPaths.code_fingerprint`) and runs every component afresh when today's differs.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def cache_usable(record: str, metadata: str, fingerprint: str) -> bool:
 
 
 def record_finished_run(record: str, fingerprint: str) -> None:
-    """Note that a run of ``fingerprint``'s code finished under the output root (written only then: a failed run's
-    cached components may come from either version)."""
+    """Note that ``fingerprint``'s code produced the results under the output root: when a run finishes, and when a
+    run starts whose cache is trusted (a fresh root, or the same code), so that a first run stopped half-way resumes
+    from its cache. Not at the start of a run after a code change: stopped half-way, its cache mixes both versions."""
     with open(record, "w", encoding="utf-8") as f:
         f.write(fingerprint + "\n")

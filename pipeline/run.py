@@ -9,11 +9,15 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
 from components.clustering_evaluator import bless_rules
 from model.config import MIN_ROWS_PER_CLUSTER
@@ -29,6 +33,10 @@ EXIT_DATA_ANOMALIES = 3
 EXIT_TRAINING_DIVERGED = 4
 EXIT_CHAMPION_RECORD = 5
 EXIT_NOT_BLESSED = 6
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+
+INTERRUPTED = ("interrupted: re-run the same command to go on (finished components are reused from the cache and "
+               "the Trainer resumes after its last finished epoch)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         "training diverged (NaN/inf loss, nothing exported or pushed); 5 the champion record beside the serving "
         "directory is unusable (empty, truncated, not a champion record; nothing blessed or pushed: fix or delete "
         "it), or the serving model that stands for the champion does not load (nothing trained: repair or delete "
-        "that version); 6 with --fail-if-not-blessed, the candidate was not blessed (nothing pushed).",
+        "that version); 6 with --fail-if-not-blessed, the candidate was not blessed (nothing pushed); 130 interrupted "
+        "(Ctrl-C; a second Ctrl-C stops at once when the first is swallowed by compiled code such as UMAP's): re-run "
+        "the same command to go on.",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -166,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
               ChampionRecordError: EXIT_CHAMPION_RECORD, ChampionModelError: EXIT_CHAMPION_RECORD}
     fingerprint = code_version.source_fingerprint()
     use_cache = not args.no_cache and code_version.cache_usable(paths.code_fingerprint, paths.metadata, fingerprint)
-    if not args.no_cache and not use_cache:
+    if use_cache:  # a fresh root or the same code: a run stopped half-way resumes from what it cached
+        code_version.record_finished_run(paths.code_fingerprint, fingerprint)
+    elif not args.no_cache:
         print("cache: not used, because the code changed since the last run that finished under this output root "
               "(or that run's code is unknown); every component runs afresh")
     start = time.monotonic()
@@ -194,10 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         if console is not None:
             console.total = len(pipeline.components)
         try:
-            local_runner.run(pipeline)
+            with _second_interrupt_stops_at_once():
+                local_runner.run(pipeline)
         except tuple(errors) as err:
             logging.getLogger(__name__).exception("run stopped")
             failed = err
+        except KeyboardInterrupt:
+            logging.getLogger(__name__).info("run %s", INTERRUPTED)  # the console gets it once, below
+            print(f"\n{INTERRUPTED}\n(full log: {log_path})", file=sys.stderr)
+            return EXIT_INTERRUPTED
         else:
             failed = None
         outputs = local_runner.latest_run_outputs(paths.metadata, args.pipeline_name)
@@ -220,5 +237,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _second_interrupt_stops_at_once() -> Iterator[None]:
+    """The first Ctrl-C raises KeyboardInterrupt as usual; compiled code can swallow it (numba's callbacks during
+    UMAP print "Exception ignored" and go on), so a second one ends the process at once, exit 130."""
+    pressed = []
+
+    def handler(signum: int, frame: object) -> None:
+        if pressed:
+            print(f"\ninterrupted again: stopping at once. {INTERRUPTED.split(': ', 1)[1]}", file=sys.stderr)
+            os._exit(EXIT_INTERRUPTED)
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before or after the components: nothing to resume
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

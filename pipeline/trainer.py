@@ -273,6 +273,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     checkpoint_dir = checkpoint_dir_for(fn_args)
     logging.info("Training checkpoints (a re-run after a crash resumes from them): %s", checkpoint_dir)
+    if checkpoint_dir and tf.io.gfile.exists(checkpoint_dir) and tf.io.gfile.listdir(checkpoint_dir):
+        logging.warning("Trainer: resuming an interrupted training from its checkpoints in %s (finished stages are "
+                        "reloaded, the interrupted one goes on after its last finished epoch)", checkpoint_dir)
     model_dir = training_summary.model_artifact_dir(fn_args.serving_model_dir)
     fitted: dict = {}
 
