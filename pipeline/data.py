@@ -40,6 +40,9 @@ MAX_CATEGORIES = 50
 # Thousands separators, currency signs and percent signs: text that is a number without them was exported formatted
 # (a spreadsheet's "1,234.50", "$12", "45%"); such a column is named as such when it has to be dropped.
 FORMATTING = re.compile(r"[,$€£¥%]")
+# Dates and times as text (ISO 2024-01-31, 31/01/2024, 01.31.2024, optionally with a time): such a column has too
+# many values to be a category and is named as dates when it has to be dropped.
+DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}([T ][\d:.]+Z?)?|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}( [\d:.]+)?")
 # A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.
 NUMERIC_SHARE = 0.9
 # A complete column of whole numbers that count up by one from row to row (0..n-1, 1..n, 1000..1000+n-1; in a
@@ -277,6 +280,10 @@ class _ColumnScan:
                     "identifier)"))
             return _column(self.name, NUMERIC, self.missing)
         column = _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
+        if column.kind == DROPPED and len(self.values) > 1 and all(DATE.fullmatch(v.strip()) for v in self.values):
+            return _column(self.name, DROPPED, self.missing, note=(
+                f"dates ({self.first_text[2]!r}); derive a number from them, such as days since the date, to use "
+                "the column"))
         if column.kind == DROPPED and not self.plain_text and self.first_infinite is None:
             return _column(self.name, DROPPED, self.missing, note=(
                 f"numbers written as text ({self.first_text[2]!r}: thousands separators, currency signs or %); save "

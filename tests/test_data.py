@@ -332,6 +332,21 @@ def test_numbers_exported_with_formatting_are_named_as_such_when_dropped(tmp_pat
     assert staged.feature_names == ("x",)
 
 
+def test_dates_are_named_as_dates_when_dropped_and_a_few_stay_categories(tmp_path):
+    """ISO dates, day/month/year and timestamps have too many values for a category; the note says they are dates."""
+    rows = [[f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}", f"{1 + i % 28}/{1 + i % 12}/2023",
+             f"2024-03-{1 + i % 28:02d}T10:{i % 60:02d}:00Z", f"2024-0{1 + i % 3}-01", f"2024 order {i}", i % 3]
+            for i in range(60)]
+    _write_rows(tmp_path / "t.csv", ["signup", "birthday", "seen_at", "quarter", "order", "x"], rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    notes = {c.name: c.note for c in staged.columns if c.kind == "dropped"}
+    assert notes["signup"] == ("dates ('2024-01-01'); derive a number from them, such as days since the date, to use "
+                               "the column")
+    assert notes["birthday"].startswith("dates ('1/1/2023')") and notes["seen_at"].startswith("dates (")
+    assert notes["order"] == "more than 50 distinct text values (free text or an identifier)"
+    assert set(staged.feature_names) == {"quarter", "x"}, "three dates are three categories"
+
+
 def test_a_named_label_column_is_staged_as_the_label_and_is_no_feature(tmp_path):
     """scikit-learn's frames call the classes 'target', iris files 'species': named, it scores and is not clustered."""
     _write_rows(tmp_path / "t.csv", ["sepal", "species", "petal"],
