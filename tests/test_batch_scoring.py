@@ -189,10 +189,11 @@ def test_id_column_keys_rows_by_the_users_own_column_without_tensorflow_noise(se
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"PYTHONPATH": root}
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "batch_scoring", "--model", base, "--input", str(path), "--output",
-                           str(out), "--id-column", "customer_id"], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+                           str(out), "--id-column", "customer_id", "--engine", "runinference"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cuda" not in done.stderr.lower() and "tensorflow/core" not in done.stderr, done.stderr
+    assert "deprecated" not in done.stderr, "tfx-bsl's loader notes, twice"
     assert sorted(r["id"] for r in _read_scores(out)) == ["c0", "c1", "c2", "c3", "customers.csv:6"]
     dead = json.loads((out / "dead_letter-00000-of-00001.jsonl").read_text())
     assert dead["id"] == "c5" and "non-numeric" in dead["reason"]
