@@ -380,8 +380,9 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
                 if has_label:
                     label = row[index[label_column]]
                     if is_missing(label):
-                        raise DataError(f"{source}, line {line}: the label is missing ({label!r}); give every row a "
-                                        "label (a number or a class name) or leave the label column out.")
+                        raise DataError(f"{source}, line {line}: the label ({label_column!r}) is missing ({label!r}); "
+                                        "give every row a label (a number or a class name), or remove the column "
+                                        "to run without labels.")
                     values.append(label)
                 values += ["" if is_missing(row[index[name]]) else row[index[name]] for name in names]
                 writer.writerow(values)

@@ -152,7 +152,8 @@ def test_class_names_in_the_label_column_are_staged_as_they_are(tmp_path):
 def test_a_row_without_a_label_stops_staging_with_its_line(tmp_path, missing):
     src = tmp_path / "t.csv"
     src.write_text(f"x,label\n1,setosa\n2,{missing}\n")
-    with pytest.raises(data.DataError, match=r"t.csv, line 3: the label is missing .*; give every row a label"):
+    with pytest.raises(data.DataError,
+                       match=r"t.csv, line 3: the label \('label'\) is missing .*; give every row a label .* or rem"):
         data.stage(str(src), str(tmp_path / "staged"))
     assert os.listdir(tmp_path / "staged") == [], "nothing half-written is left for ExampleGen"
 
