@@ -218,8 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts do not add up (each error one sentence on stderr)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("batch_scoring").setLevel(logging.INFO)
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3":  # as `python -m batch_scoring` sets it: TensorFlow's Python
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # deprecation notes (tfx-bsl's loader) go as well
     try:
         options = parse_options(argv)
         summary = score(options)

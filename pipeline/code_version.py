@@ -28,18 +28,26 @@ def source_fingerprint(root: Path = _PROJECT, packages: tuple[str, ...] = PACKAG
 
 
 def cache_usable(record: str, metadata: str, fingerprint: str) -> bool:
-    """True when the last run that finished under this output root ran the same code, or no run has written ML
-    Metadata there yet (nothing to reuse). A root without a ``record`` but with ``metadata`` was run by code too old
-    to write one: its cache is not trusted."""
+    """True when the code recorded under this output root (`record_run_code`) is this code, or no run has written ML
+    Metadata there yet (nothing to reuse). A root with ``metadata`` but without a ``record`` is not trusted: a run of
+    other code started there since, or code too old to write one ran there."""
     if not os.path.exists(record):
         return not os.path.exists(metadata)
     with open(record, encoding="utf-8") as f:
         return f.read().strip() == fingerprint
 
 
-def record_finished_run(record: str, fingerprint: str) -> None:
-    """Note that ``fingerprint``'s code produced the results under the output root: when a run finishes, and when a
-    run starts whose cache is trusted (a fresh root, or the same code), so that a first run stopped half-way resumes
-    from its cache. Not at the start of a run after a code change: stopped half-way, its cache mixes both versions."""
-    with open(record, "w", encoding="utf-8") as f:
+def record_run_code(record: str, fingerprint: str | None) -> None:
+    """Note that ``fingerprint``'s code produced the results under the output root, or with None that nothing there
+    is to be trusted. `pipeline.run` records its code when a run finishes and when a run starts whose cache is
+    trusted (a fresh root, or the same code: a run stopped half-way then resumes from its cache), and removes the
+    record when a run of other code starts: TFX may reuse that run's executions later even though it ran without the
+    cache, so an older record must not stand for them."""
+    if fingerprint is None:
+        if os.path.exists(record):
+            os.remove(record)
+        return
+    partial = f"{record}.partial"
+    with open(partial, "w", encoding="utf-8") as f:
         f.write(fingerprint + "\n")
+    os.replace(partial, record)

@@ -40,9 +40,10 @@ MAX_CATEGORIES = 50
 # Thousands separators, currency signs and percent signs: text that is a number without them was exported formatted
 # (a spreadsheet's "1,234.50", "$12", "45%"); such a column is named as such when it has to be dropped.
 FORMATTING = re.compile(r"[,$€£¥%]")
-# Dates and times as text (ISO 2024-01-31, 31/01/2024, 01.31.2024, optionally with a time): such a column has too
-# many values to be a category and is named as dates when it has to be dropped.
-DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}([T ][\d:.]+Z?)?|\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}( [\d:.]+)?")
+# Dates and times as text (2024-01-31, 2024/01/31, 31/01/2024, 01.31.2024, optionally with a time), years 1900-2099:
+# such a column has too many values to be a category and is named as dates when it has to be dropped.
+_DAY, _MONTH, _YEAR = r"(0?[1-9]|[12]\d|3[01])", r"(0?[1-9]|1[0-2])", r"(19|20)\d\d"
+DATE = re.compile(rf"({_YEAR}[-/]{_MONTH}[-/]{_DAY}|{_DAY}[/.-]{_DAY}[/.-]{_YEAR})([T ][\d:.]+(Z|[+-][\d:]+)?)?")
 # A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.
 NUMERIC_SHARE = 0.9
 # A complete column of whole numbers that count up by one from row to row (0..n-1, 1..n, 1000..1000+n-1; in a

@@ -37,6 +37,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ct
 
 INTERRUPTED = ("interrupted: re-run the same command to go on (finished components are reused from the cache and "
                "the Trainer resumes after its last finished epoch)")
+INTERRUPTED_WITHOUT_CACHE = ("interrupted: this run did not use the cache (--no-cache, or code that has not finished a "
+                             "run under this output root yet), so re-running the same command starts over")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
               TrainingDivergedError: EXIT_TRAINING_DIVERGED, InitialisationError: EXIT_BAD_INPUT,
               ChampionRecordError: EXIT_CHAMPION_RECORD, ChampionModelError: EXIT_CHAMPION_RECORD}
     fingerprint = code_version.source_fingerprint()
-    use_cache = not args.no_cache and code_version.cache_usable(paths.code_fingerprint, paths.metadata, fingerprint)
-    if use_cache:  # a fresh root or the same code: a run stopped half-way resumes from what it cached
-        code_version.record_finished_run(paths.code_fingerprint, fingerprint)
-    elif not args.no_cache:
+    trusted = code_version.cache_usable(paths.code_fingerprint, paths.metadata, fingerprint)
+    # A fresh root or the same code: recorded now, so a run stopped half-way resumes from what it cached. Other code:
+    # the record goes, so that nothing is trusted until a run of this code finishes (TFX can reuse the executions of a
+    # run without cache later, so a stopped run of other code must not leave an older record standing).
+    code_version.record_run_code(paths.code_fingerprint, fingerprint if trusted else None)
+    use_cache = trusted and not args.no_cache
+    if not trusted and not args.no_cache:
         print("cache: not used, because the code changed since the last run that finished under this output root "
               "(or that run's code is unknown); every component runs afresh")
+    stopped = INTERRUPTED if use_cache else INTERRUPTED_WITHOUT_CACHE
     start = time.monotonic()
     with console_output(log_path, verbose=args.verbose) as console:
         pipeline = create_pipeline(
@@ -205,25 +211,31 @@ def main(argv: list[str] | None = None) -> int:
         )
         if console is not None:
             console.total = len(pipeline.components)
-        try:
-            with _second_interrupt_stops_at_once():
+        with _second_interrupt_stops_at_once(stopped) as pressed:
+            try:
                 local_runner.run(pipeline)
-        except tuple(errors) as err:
-            logging.getLogger(__name__).exception("run stopped")
-            failed = err
-        except KeyboardInterrupt:
-            logging.getLogger(__name__).info("run %s", INTERRUPTED)  # the console gets it once, below
-            print(f"\n{INTERRUPTED}\n(full log: {log_path})", file=sys.stderr)
+            except tuple(errors) as err:
+                logging.getLogger(__name__).exception("run stopped")
+                failed = err
+            except Exception:  # Beam re-raises a KeyboardInterrupt inside a stage as a RuntimeError
+                if not pressed:
+                    raise
+                failed = KeyboardInterrupt()
+            except KeyboardInterrupt as err:
+                failed = err
+            else:
+                failed = None
+        if isinstance(failed, KeyboardInterrupt):
+            logging.getLogger(__name__).info("run %s", stopped)  # the console gets it once, below
+            print(f"\n{stopped}\n(full log: {log_path})", file=sys.stderr)
             return EXIT_INTERRUPTED
-        else:
-            failed = None
         outputs = local_runner.latest_run_outputs(paths.metadata, args.pipeline_name)
         logging.getLogger(__name__).info("outputs:\n%s", "\n".join(
             f"  {o.component:<22} {o.kind:<22} {o.state:<9} {o.uri}" for o in outputs))
     if failed is not None:
         print(f"error: {failed}\n(full log: {log_path})", file=sys.stderr)
         return next(code for kind, code in errors.items() if isinstance(failed, kind))
-    code_version.record_finished_run(paths.code_fingerprint, fingerprint)
+    code_version.record_run_code(paths.code_fingerprint, fingerprint)
     if args.verbose:
         print("outputs:")
         for o in outputs:
@@ -238,26 +250,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _second_interrupt_stops_at_once() -> Iterator[None]:
-    """The first Ctrl-C raises KeyboardInterrupt as usual; compiled code can swallow it (numba's callbacks during
-    UMAP print "Exception ignored" and go on), so a second one ends the process at once, exit 130."""
-    pressed = []
+def _second_interrupt_stops_at_once(message: str) -> Iterator[list[int]]:
+    """The first Ctrl-C raises KeyboardInterrupt as usual and is noted in the list yielded; compiled code can
+    swallow it (numba's callbacks during UMAP print "Exception ignored" and go on), so a second one ends the process
+    at once, exit 130, after printing ``message``."""
+    pressed: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
         if pressed:
-            print(f"\ninterrupted again: stopping at once. {INTERRUPTED.split(': ', 1)[1]}", file=sys.stderr)
+            print(f"\ninterrupted again, stopping at once; {message.split(': ', 1)[1]}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(EXIT_INTERRUPTED)
         pressed.append(signum)
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
+        yield pressed
         return
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield
+        yield pressed
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 if __name__ == "__main__":

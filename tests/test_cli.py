@@ -177,3 +177,35 @@ def test_the_clusters_asked_are_those_the_trainer_takes(settings, asked, fewest)
     assert (settings.clusters_asked(), settings.fewest_clusters()) == (asked, fewest)
     config = model_config_from(settings.to_custom_config(), 200, 8)
     assert config.n_components == (None if asked == "auto" else asked)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_ctrl_c_in_a_run_is_one_sentence_and_exit_130(tmp_path, capsys, monkeypatch, wrapped):
+    """A SIGINT while the components run: as KeyboardInterrupt, or as the RuntimeError Beam makes of it inside a
+    stage. A fresh output root trusts its cache, so the sentence says the same command goes on."""
+    import signal
+
+    from pipeline import local_runner
+
+    def interrupted(pipeline):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            if wrapped:
+                raise RuntimeError("KeyboardInterrupt [while running 'ReadFromCsv']") from None
+            raise
+
+    monkeypatch.setattr(local_runner, "run", interrupted)
+    (tmp_path / "t.csv").write_text("a,b\n" + "\n".join(f"{i % 7},{i % 5}" for i in range(60)) + "\n")
+    before = signal.getsignal(signal.SIGINT)
+    code = run.main(["--data", str(tmp_path / "t.csv"), "--output-root", str(tmp_path / "out"), "--clusters", "2"])
+    assert code == run.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip().startswith(run.INTERRUPTED)
+    assert signal.getsignal(signal.SIGINT) is before, "the previous handler is back"
+    assert run.main(["--data", str(tmp_path / "t.csv"), "--output-root", str(tmp_path / "out"), "--clusters", "2",
+                     "--no-cache"]) == run.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip().startswith(run.INTERRUPTED_WITHOUT_CACHE), "re-running starts over"
+
+    monkeypatch.setattr(local_runner, "run", lambda pipeline: (_ for _ in ()).throw(RuntimeError("a real failure")))
+    with pytest.raises(RuntimeError, match="a real failure"):  # no Ctrl-C: not reported as one
+        run.main(["--data", str(tmp_path / "t.csv"), "--output-root", str(tmp_path / "out"), "--clusters", "2"])

@@ -27,6 +27,9 @@ def test_the_cache_is_used_only_after_a_finished_run_of_the_same_code(tmp_path) 
     assert code_version.cache_usable(record, metadata, "aaaa"), "a fresh output root: nothing cached to distrust"
     Path(metadata).write_bytes(b"")
     assert not code_version.cache_usable(record, metadata, "aaaa"), "ML Metadata from code of unknown version"
-    code_version.record_finished_run(record, "aaaa")
+    code_version.record_run_code(record, "aaaa")
     assert code_version.cache_usable(record, metadata, "aaaa")
     assert not code_version.cache_usable(record, metadata, "bbbb"), "the code changed since that run"
+    code_version.record_run_code(record, None)  # a run of code bbbb started (and may stop half-way)
+    assert not code_version.cache_usable(record, metadata, "aaaa"), "back to aaaa: bbbb's executions are there too"
+    code_version.record_run_code(record, None)  # nothing to remove: no error

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -42,21 +43,29 @@ def test_an_interrupted_first_run_says_so_and_the_same_command_resumes_it(tmp_pa
     with open(tmp_path / "first.err", "w+") as errors:  # --verbose: Keras prints "Epoch N/M" on stdout
         first = subprocess.Popen([*command, "--verbose"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=errors,
                                  text=True)
-        for line in first.stdout:
-            if line.startswith("Epoch 20/"):
-                break
-        first.send_signal(signal.SIGINT)
+        watchdog = threading.Timer(900, first.kill)  # a hang fails this test, never the whole CI run
+        watchdog.start()
         try:
-            first.communicate(timeout=60)
-        except subprocess.TimeoutExpired:  # the first one swallowed by compiled code: the second stops at once
+            for line in first.stdout:
+                if line.startswith("Epoch 20/"):
+                    break
             first.send_signal(signal.SIGINT)
-            first.communicate(timeout=60)
+            try:
+                first.communicate(timeout=120)
+            except subprocess.TimeoutExpired:  # the first one swallowed by compiled code: the second stops at once
+                first.send_signal(signal.SIGINT)
+                first.communicate(timeout=120)
+        finally:
+            watchdog.cancel()
+            if first.poll() is None:
+                first.kill()
+                first.wait()
         errors.seek(0)
         err = errors.read()
     assert first.returncode == run.EXIT_INTERRUPTED, err[-3000:]
     assert "re-run the same command to go on" in err and "Traceback" not in err, err[-3000:]
 
-    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "cache: not used" not in again.stdout, again.stdout
     assert "resuming an interrupted training" in again.stderr, again.stderr[-3000:]
