@@ -8,7 +8,6 @@ run on instead of one built from the ``--beam-arg`` options.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import logging
@@ -19,7 +18,6 @@ import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -40,7 +38,7 @@ from batch_scoring.options import (
     detect_format,
     parse_options,
 )
-from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows, tfrecords
+from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows, open_tfrecords
 from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
 from model.features import CLUSTER_PROBABILITIES, CSV_ENCODING, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
 from serving.feature_spec import FeatureSpec, has_text, model_signatures, read_feature_spec
@@ -96,9 +94,8 @@ def _first_example_features(path: str) -> set[str] | None:
     import tensorflow as tf
 
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-            handle = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw
-            record = next(tfrecords(handle), None)
+        with open_tfrecords(path) as records:
+            record = next(records, None)
             return None if record is None else set(tf.train.Example.FromString(record).features.feature)
     except Exception:  # noqa: BLE001 - damaged framing, gzip or protobuf: left to the job's dead letters
         return None

@@ -10,6 +10,7 @@ tf.Example, of a required feature it dead-letters the row. A model with text col
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import gzip
 import io
@@ -286,9 +287,7 @@ class ReadRows(beam.DoFn):
     def _tfrecord(self, path: str, counter: list) -> Iterable:
         name = os.path.basename(path)
         batch = []
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-            # Python's gzip, unlike Beam's, raises at a stream cut short, so no lost record goes uncounted
-            records = tfrecords(gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw)
+        with open_tfrecords(path) as records:
             index = 0
             while True:
                 try:
@@ -344,6 +343,14 @@ def _masked_crc32c(data: bytes) -> int:
     """The checksum TFRecord framing stores: CRC-32C rotated right by 15 bits plus a constant."""
     crc = _crc32c(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@contextlib.contextmanager
+def open_tfrecords(path: str) -> Iterator[Iterator[bytes]]:
+    """The checked records (:func:`tfrecords`) of a TFRecord file on any Beam filesystem, gzip when it ends in .gz:
+    Python's gzip, unlike Beam's, raises at a stream cut short, so no lost record goes uncounted."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        yield tfrecords(gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw)
 
 
 def tfrecords(handle: BinaryIO) -> Iterator[bytes]:

@@ -170,12 +170,12 @@ def decide(
     for key, bound in thresholds.items():
         if key in CHAMPION_THRESHOLDS and (baseline is None or accept_resegmentation):
             info, value = METRICS[THRESHOLD_KEYS[key][0]], _value(candidate, THRESHOLD_KEYS[key][0])
-            why = "no champion yet" if baseline is None else (
-                f"{info.format(value) if value is not None else 'n/a'}, waived: re-segmentation accepted")
-            passed.append(f"{info.label} not checked ({why})")
-            if baseline is not None:
-                waived.append(f"{info.label} {info.format(value) if value is not None else 'n/a'} not checked "
-                              "(re-segmentation accepted)")
+            if baseline is None:
+                passed.append(f"{info.label} not checked (no champion yet)")
+                continue
+            shown = info.format(value) if value is not None else "n/a"
+            passed.append(f"{info.label} not checked ({shown}, waived: re-segmentation accepted)")
+            waived.append(f"{info.label} {shown} not checked (re-segmentation accepted)")
             continue
         ok, message = _check_threshold(key, bound, candidate)
         (passed if ok else reasons).append(message)
