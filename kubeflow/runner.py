@@ -23,7 +23,7 @@ from typing import Any
 from components.clustering_evaluator import bless_rules
 from kubeflow import config
 from pipeline import configs
-from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
+from pipeline.cli import Parser, add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
 from pipeline.data import CSV, TFRECORD, Column, DataError, column_report, feature_plan, scan_csv_source
 
 VERTEX, TFJOB = "vertex", "tfjob"
@@ -35,7 +35,7 @@ class CompileError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m kubeflow.runner",
         description="Compile the GMVAE clustering pipeline for Kubeflow Pipelines v2 into a pipeline-spec file "
         "(JSON PipelineJob, or IR YAML when --output ends in .yaml). Defaults come from kubeflow/config.py.",

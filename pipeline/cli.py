@@ -16,6 +16,14 @@ from pipeline import configs
 MAX_SEED = 2**32 - 1
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one sentence and a pointer to --help, not the whole usage block (the
+    training CLIs have some twenty flags, whose usage buried the error under 15 lines)."""
+
+    def error(self, message: str) -> None:  # argparse's contract: print and exit 2, never return
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

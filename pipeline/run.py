@@ -23,7 +23,7 @@ from components.clustering_evaluator import bless_rules
 from model.config import MIN_ROWS_PER_CLUSTER
 from model.features import LABEL_KEY
 from pipeline import code_version, configs
-from pipeline.cli import add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
+from pipeline.cli import Parser, add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, label_like_columns, stage
 from pipeline.run_output import console_output, is_blessed, log_path_for, summary_lines
 
@@ -42,7 +42,7 @@ INTERRUPTED_WITHOUT_CACHE = ("interrupted: this run did not use the cache (--no-
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m pipeline.run",
         description="Ingest, validate, transform (and train, evaluate, push) a GMVAE clustering model with TFX "
         "on this machine (LocalDagRunner, Beam DirectRunner, ML Metadata in SQLite).",
@@ -139,6 +139,7 @@ def check_rows(staged: StagedData, settings: configs.ModelSettings) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     paths = configs.output_paths(args.output_root)
+    new_dirs = _missing_dirs(paths.staging)
     try:
         check_args(args)
         staged = stage(args.data, paths.staging, label_column=args.label_column)
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = model_settings(args).resolved(staged.image_shape, scaling)
         check_rows(staged, settings)
     except DataError as err:
+        for directory in new_dirs:  # a refused input leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -247,6 +251,15 @@ def main(argv: list[str] | None = None) -> int:
               "why.", file=sys.stderr)
         return EXIT_NOT_BLESSED
     return 0
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path) and path != os.path.dirname(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 @contextlib.contextmanager

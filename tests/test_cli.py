@@ -29,6 +29,17 @@ def test_missing_data_path_fails_with_one_sentence(tmp_path, capsys):
     assert err == f"error: input '{missing}' does not exist."
 
 
+def test_a_refused_input_leaves_no_empty_folders_and_keeps_what_was_there(tmp_path, capsys):
+    src = tmp_path / "words.csv"
+    src.write_text("name\nada\nbob\n")
+    assert run.main(["--data", str(src), "--output-root", str(tmp_path / "new" / "out")]) == 2
+    assert sorted(os.listdir(tmp_path)) == ["words.csv"]
+    kept = tmp_path / "old"
+    (kept / "data").mkdir(parents=True)
+    assert run.main(["--data", str(src), "--output-root", str(kept)]) == 2
+    assert (kept / "data").is_dir(), "folders the run did not make stay"
+
+
 def test_csv_without_numeric_columns_fails_with_one_sentence(tmp_path, capsys):
     src = tmp_path / "words.csv"
     src.write_text("name,colour\nada,red\nbob,blue\n")
@@ -128,7 +139,8 @@ def test_bad_options_are_refused_while_the_arguments_are_read(flags, message, ca
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(flags)
         assert exit_info.value.code == 2
-        assert message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert message in err and err.endswith("--help)\n") and err.count("\n") == 1, "one line, no usage block"
 
 
 def test_good_options_parse_to_typed_values():
