@@ -15,7 +15,9 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -24,6 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from batch_scoring.infer import PredictBatches, run_inference
 from batch_scoring.options import (
     AUTO,
+    BLANK_IDS,
     CSV,
     DEAD,
     DOFN,
@@ -31,6 +34,7 @@ from batch_scoring.options import (
     READ,
     RUNINFERENCE,
     SCORED,
+    SHARED_IDS,
     TFRECORD,
     InputError,
     ScoringError,
@@ -38,7 +42,7 @@ from batch_scoring.options import (
     detect_format,
     parse_options,
 )
-from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows, open_tfrecords
+from batch_scoring.read import COUNT_TAG, DEAD_TAG, IDS_TAG, ReadRows, open_tfrecords
 from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
 from model.features import CLUSTER_PROBABILITIES, CSV_ENCODING, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
 from serving.feature_spec import FeatureSpec, has_text, model_signatures, read_feature_spec
@@ -47,14 +51,47 @@ from serving.store import resolve_model_dir
 log = logging.getLogger(__name__)
 
 
+ID_HASHES = 64  # the ids are counted in this many groups (by a hash that every worker computes alike)
+
+
+def by_id_hash(ids: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """A batch's ids, grouped by ``crc32(id) % ID_HASHES``: equal ids meet in one group, and the count shuffles
+    lists, not one element per row."""
+    groups: dict[int, list[str]] = {}
+    for row_id in ids:
+        groups.setdefault(zlib.crc32(row_id.encode("utf-8")) % ID_HASHES, []).append(row_id)
+    yield from groups.items()
+
+
+class SharedRows(beam.CombineFn):
+    """Lists of ids -> the number of rows whose id occurs more than once."""
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, accumulator: Counter, ids: list[str]) -> Counter:
+        accumulator.update(ids)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[Counter]) -> Counter:
+        merged = Counter()
+        for accumulator in accumulators:
+            merged.update(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: Counter) -> int:
+        return sum(n for n in accumulator.values() if n > 1)
+
+
 def build_pipeline(p: beam.Pipeline, files: list[str], fmt: str, spec: FeatureSpec, model_dir: str, tmp_dir: str,
                    options: ScoringOptions, engine: str, dense: bool = True) -> None:
     """Add read -> score -> write (scores, dead letters, counts into ``tmp_dir``) to ``p``; CSV/Parquet rows are
     read as dense raw values when ``dense`` (the model has ``predict_features``), else as tf.Examples."""
-    reader = ReadRows(fmt, spec, options.batch_size, dense=dense, id_column=options.row_key)
+    reader = ReadRows(fmt, spec, options.batch_size, dense=dense, id_column=options.row_key,
+                      id_required=options.id_column is not None)
     read = (p
             | "Files" >> beam.Create(files)
-            | "ReadRows" >> beam.ParDo(reader).with_outputs(DEAD_TAG, COUNT_TAG, main="batches"))
+            | "ReadRows" >> beam.ParDo(reader).with_outputs(DEAD_TAG, COUNT_TAG, IDS_TAG, main="batches"))
     batches = read.batches | "Redistribute" >> beam.Reshuffle()  # spread one big file's batches over the workers
     if engine == RUNINFERENCE:
         scored = run_inference(batches, model_dir, spec, options.num_shards)
@@ -67,7 +104,11 @@ def build_pipeline(p: beam.Pipeline, files: list[str], fmt: str, spec: FeatureSp
                    | "OneDeadShard" >> beam.Map(lambda kv: (0, kv))
                    | "GroupDead" >> beam.GroupByKey()
                    | "WriteDead" >> beam.ParDo(WriteDeadLetters(tmp_dir)))
-    _ = ((read[COUNT_TAG], score_counts, dead_counts)
+    shared_ids = (read[IDS_TAG]
+                  | "IdsByHash" >> beam.FlatMap(by_id_hash)
+                  | "SharedPerHash" >> beam.CombinePerKey(SharedRows())
+                  | "SharedIds" >> beam.Map(lambda kv: (SHARED_IDS, kv[1])))
+    _ = ((read[COUNT_TAG], score_counts, dead_counts, shared_ids)
          | "AllCounts" >> beam.Flatten()
          | "CountList" >> beam.combiners.ToList()
          | "WriteCounts" >> beam.ParDo(WriteCounts(tmp_dir)))
@@ -194,6 +235,8 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
         READ: counts[READ],
         SCORED: counts[SCORED],
         DEAD: counts[DEAD],
+        BLANK_IDS: counts[BLANK_IDS],
+        SHARED_IDS: counts[SHARED_IDS],
         "pipeline_seconds": round(pipeline_seconds, 3),
         "total_seconds": round(time.monotonic() - started, 3),
         "rows_per_second": round(counts[READ] / max(pipeline_seconds, 1e-9), 1),
@@ -227,4 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"read {summary[READ]}, scored {summary[SCORED]}, dead-lettered {summary[DEAD]} "
           f"in {summary['pipeline_seconds']:.1f} s ({summary['rows_per_second']:.0f} rows/s); outputs in "
           f"{options.output}")
+    for name, says in ((BLANK_IDS, "no {key!r}, so {they} keyed <file>:<position>"),
+                       (SHARED_IDS, "a {key!r} that another row also has (every row is scored)")):
+        if summary[name]:
+            n = summary[name]
+            rows = f"{n} row{'s' * (n != 1)}"
+            print(f"note: {rows} had " + says.format(key=options.row_key, they="it is" if n == 1 else "they are"),
+                  file=sys.stderr)
     return 0

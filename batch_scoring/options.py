@@ -18,6 +18,9 @@ FORMATS: dict[str, tuple[str, ...]] = {
 RUNINFERENCE, DOFN = "runinference", "dofn"
 ENGINES = (RUNINFERENCE, DOFN)  # AUTO: dofn for CSV/Parquet if the model has predict_features, else runinference
 READ, SCORED, DEAD = "read", "scored", "dead_lettered"  # the counts the job checks and reports
+# Counts about the ids, reported beside them: rows keyed ``<file>:<position>`` because their id was blank (or, with
+# --id-column, a TFRecord record lacked the feature), and rows whose id another row also has.
+BLANK_IDS, SHARED_IDS = "blank_ids", "shared_ids"
 
 
 class InputError(ValueError):

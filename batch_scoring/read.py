@@ -29,12 +29,13 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from batch_scoring.options import CSV, PARQUET, READ, TFRECORD
+from batch_scoring.options import BLANK_IDS, CSV, PARQUET, READ, TFRECORD
 from model.features import CSV_ENCODING, ID_KEY
 from serving.feature_spec import INT64, FeatureSpec, RawFeature, RequestError, build_example, to_value
 
 DEAD_TAG = "dead"  # tagged output: ((source, position), dead-letter record)
-COUNT_TAG = "count"  # tagged output: (READ, rows read from one file)
+COUNT_TAG = "count"  # tagged output: (READ or BLANK_IDS, rows of one file)
+IDS_TAG = "ids"  # tagged output: the ids a batch of rows gave themselves (not the position ones), for SHARED_IDS
 Batch = tuple[list, list, Any]  # (keys, ids, float32 [n, F] array or serialized tf.Examples)
 _crc32c = crcmod.predefined.mkPredefinedCrcFun("crc-32c")
 
@@ -117,10 +118,34 @@ def _examples_batch(items: list) -> Batch:
     return [k for k, _, _ in items], [i for _, i, _ in items], [e for _, _, e in items]
 
 
+class _Rows:
+    """What one file's reader counts (READ, BLANK_IDS) and the ids its rows gave themselves, yielded in lists
+    (IDS_TAG) for the job's count of shared ids."""
+
+    def __init__(self, chunk: int) -> None:
+        self.counts = {READ: 0, BLANK_IDS: 0}
+        self._chunk = chunk
+        self._given: list[str] = []
+
+    def row_id(self, given: str | None, fallback: str, blank_counts: bool) -> str:
+        """``given``, else ``fallback``, counted as a blank id when ``blank_counts`` (the input has the id column)."""
+        if given:
+            self._given.append(given)
+            return given
+        self.counts[BLANK_IDS] += blank_counts
+        return fallback
+
+    def given_ids(self, last: bool = False) -> Iterator[beam.pvalue.TaggedOutput]:
+        if self._given and (last or len(self._given) >= self._chunk):
+            yield beam.pvalue.TaggedOutput(IDS_TAG, self._given)
+            self._given = []
+
+
 class ReadRows(beam.DoFn):
     """One input file -> batches ``(keys, ids, inputs)``, dead letters and a read count.
 
-    A row's id is its value of ``id_column`` (a column, or a TFRecord feature), else ``<file name>:<position>``.
+    A row's id is its value of ``id_column`` (a column, or a TFRecord feature), else ``<file name>:<position>``;
+    such rows are counted (BLANK_IDS) where the file has the column, or, with ``id_required``, in every format.
 
     ``keys`` are ``(source, position)``; ``inputs`` is a float32 ``[n, F]`` array of raw values in the model's feature
     order (CSV, Parquet, when ``dense``: the model has ``predict_features``; NaN where an optional feature is missing)
@@ -129,24 +154,27 @@ class ReadRows(beam.DoFn):
     """
 
     def __init__(self, fmt: str, spec: FeatureSpec, batch_size: int = 256, dense: bool = True,
-                 id_column: str = ID_KEY) -> None:
+                 id_column: str = ID_KEY, id_required: bool = False) -> None:
         self._fmt = fmt
         self._id_column = id_column
+        self._id_required = id_required
         self._spec = spec
         self._batch_size = batch_size
         self._dense = dense
         self._int_mask = np.array([feature.dtype == INT64 for feature in spec.values()], dtype=bool)
 
     def process(self, path: str) -> Iterable:
-        counter = [0]
+        rows = _Rows(self._batch_size)
         reader = {CSV: self._csv, TFRECORD: self._tfrecord, PARQUET: self._parquet}[self._fmt]
-        yield from reader(path, counter)
-        beam.metrics.Metrics.counter("score", READ).inc(counter[0])
-        yield beam.pvalue.TaggedOutput(COUNT_TAG, (READ, counter[0]))
+        yield from reader(path, rows)
+        yield from rows.given_ids(last=True)
+        for name, n in rows.counts.items():
+            beam.metrics.Metrics.counter("score", name).inc(n)
+            yield beam.pvalue.TaggedOutput(COUNT_TAG, (name, n))
 
     # ---- CSV ------------------------------------------------------------------------------------------------------
 
-    def _csv(self, path: str, counter: list) -> Iterable:
+    def _csv(self, path: str, rows: _Rows) -> Iterable:
         name = os.path.basename(path)
         with FileSystems.open(path) as binary:
             reader = csv.reader(io.TextIOWrapper(binary, encoding=CSV_ENCODING, errors="replace", newline=""))
@@ -161,14 +189,14 @@ class ReadRows(beam.DoFn):
                 except StopIteration:
                     break
                 except csv.Error as err:
-                    counter[0] += 1
+                    rows.counts[READ] += 1
                     yield _dead(path, line, None, f"unparsable CSV record ({err}).", "")
                     continue
                 if not fields:
                     continue  # blank line: not a row
-                counter[0] += 1
-                row_id = fields[id_col] if id_col is not None and id_col < len(fields) else ""
-                row_id = row_id or f"{name}:{line}"
+                rows.counts[READ] += 1
+                given = fields[id_col] if id_col is not None and id_col < len(fields) else ""
+                row_id = rows.row_id(given, f"{name}:{line}", id_col is not None or self._id_required)
                 if len(fields) != len(header):
                     yield _dead(path, line, row_id, f"the row has {len(fields)} fields but the header has "
                                 f"{len(header)}.", _csv_line(fields))
@@ -176,6 +204,7 @@ class ReadRows(beam.DoFn):
                 pending.append((line, row_id, fields))
                 if len(pending) >= self._batch_size:
                     yield from self._csv_batch(path, header, columns, pending)
+                    yield from rows.given_ids()
                     pending = []
             if pending:
                 yield from self._csv_batch(path, header, columns, pending)
@@ -197,7 +226,7 @@ class ReadRows(beam.DoFn):
 
     # ---- Parquet --------------------------------------------------------------------------------------------------
 
-    def _parquet(self, path: str, counter: list) -> Iterable:
+    def _parquet(self, path: str, rows: _Rows) -> Iterable:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -206,28 +235,30 @@ class ReadRows(beam.DoFn):
             index = 0
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=self._batch_size):
                 n = batch.num_rows
-                counter[0] += n
+                rows.counts[READ] += n
                 names = batch.schema.names
-                given = (batch.column(names.index(self._id_column)).to_pylist() if self._id_column in names
-                         else [None] * n)
-                ids = [id_text(g) or f"{name}:{index + i}" for i, g in enumerate(given)]
+                has_id = self._id_column in names
+                given = batch.column(names.index(self._id_column)).to_pylist() if has_id else [None] * n
+                ids = [rows.row_id(id_text(g), f"{name}:{index + i}", has_id or self._id_required)
+                       for i, g in enumerate(given)]
                 columns = [batch.column(names.index(f)) for f in self._spec]
                 parsed = [None] * n
                 if self._dense and all(pa.types.is_integer(c.type) or pa.types.is_floating(c.type) for c in columns):
                     # nulls become NaN here, fail the finite check and go through the row check (missing values)
                     matrix = np.column_stack([c.to_numpy(zero_copy_only=False).astype(np.float64) for c in columns])
                     parsed = list(matrix)
-                rows = {}
+                as_dicts = {}
 
-                def row(i: int, batch=batch, rows=rows) -> dict:
-                    if not rows:
-                        rows.update(enumerate(batch.to_pylist()))
-                    return rows[i]
+                def row(i: int, batch=batch, as_dicts=as_dicts) -> dict:
+                    if not as_dicts:
+                        as_dicts.update(enumerate(batch.to_pylist()))
+                    return as_dicts[i]
 
                 yield from self._emit(
                     path, [((path, index + i), ids[i]) for i in range(n)], parsed,
                     raw_values=lambda i, row=row: {k: v for k, v in row(i).items() if v is not None},
                     raw_text=lambda i, row=row: json.dumps(row(i), default=str, allow_nan=True))
+                yield from rows.given_ids()
                 index += n
 
     # ---- validation shared by CSV and Parquet ---------------------------------------------------------------------
@@ -284,7 +315,7 @@ class ReadRows(beam.DoFn):
 
     # ---- TFRecord -------------------------------------------------------------------------------------------------
 
-    def _tfrecord(self, path: str, counter: list) -> Iterable:
+    def _tfrecord(self, path: str, rows: _Rows) -> Iterable:
         name = os.path.basename(path)
         batch = []
         with open_tfrecords(path) as records:
@@ -295,24 +326,25 @@ class ReadRows(beam.DoFn):
                 except StopIteration:
                     break
                 except (ValueError, OSError, EOFError, zlib.error) as err:  # bad framing/checksum, cut short, bad gzip
-                    counter[0] += 1
+                    rows.counts[READ] += 1
                     yield _dead(path, index, None, f"unreadable TFRecord data from record {index} on; the rest of "
                                 f"the file is skipped ({str(err)[:100]}).", "")
                     break
-                counter[0] += 1
-                row_id, example, reason = self._example_row(record, f"{name}:{index}")
+                rows.counts[READ] += 1
+                row_id, example, reason = self._example_row(record, f"{name}:{index}", rows)
                 if reason is None:
                     batch.append(((path, index), row_id, example))
                 else:
                     yield _dead(path, index, row_id, reason, base64.b64encode(record).decode("ascii"))
                 if len(batch) >= self._batch_size:
                     yield _examples_batch(batch)
+                    yield from rows.given_ids()
                     batch = []
                 index += 1
         if batch:
             yield _examples_batch(batch)
 
-    def _example_row(self, record: bytes, default_id: str) -> tuple[str, bytes | None, str | None]:
+    def _example_row(self, record: bytes, default_id: str, rows: _Rows) -> tuple[str, bytes | None, str | None]:
         """One TFRecord record -> (id, the tf.Example rebuilt with the model's kinds, None) or (id, None, reason)."""
         import tensorflow as tf
         from google.protobuf.message import DecodeError
@@ -321,7 +353,7 @@ class ReadRows(beam.DoFn):
             feats = tf.train.Example.FromString(record).features.feature
         except (DecodeError, RuntimeWarning) as err:
             return default_id, None, f"the record is not a tf.Example ({err})."
-        row_id = _example_id(feats.get(self._id_column)) or default_id
+        row_id = rows.row_id(_example_id(feats.get(self._id_column)), default_id, self._id_required)
         values = {}
         for key, feature in self._spec.items():
             if key not in feats:

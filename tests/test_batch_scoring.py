@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from batch_scoring.infer import dense_to_examples
 from batch_scoring.job import main, run
-from batch_scoring.options import CSV, ENGINES, PARQUET, TFRECORD
-from batch_scoring.read import DEAD_TAG, ReadRows
+from batch_scoring.options import CSV, ENGINES, PARQUET, READ, TFRECORD
+from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows
 from model import features
 from model.config import GMVAEConfig
 from model.export import export_saved_model
@@ -184,7 +184,8 @@ def test_id_column_keys_rows_by_the_users_own_column_without_tensorflow_noise(se
         writer = csv.writer(f)
         writer.writerow(["customer_id", "id", *NAMES])
         for i, row in enumerate(images.reshape(len(images), -1)[:6].tolist()):
-            writer.writerow([f"c{i}" if i != 4 else "", f"other{i}", *(["x"] if i == 5 else []), *row[i == 5:]])
+            customer = {3: "c1", 4: ""}.get(i, f"c{i}")  # a shared id and a blank one
+            writer.writerow([customer, f"other{i}", *(["x"] if i == 5 else []), *row[i == 5:]])
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"PYTHONPATH": root}
     out = tmp_path / "out"
@@ -194,10 +195,13 @@ def test_id_column_keys_rows_by_the_users_own_column_without_tensorflow_noise(se
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cuda" not in done.stderr.lower() and "tensorflow/core" not in done.stderr, done.stderr
     assert "deprecated" not in done.stderr, "tfx-bsl's loader notes, twice"
-    assert sorted(r["id"] for r in _read_scores(out)) == ["c0", "c1", "c2", "c3", "customers.csv:6"]
+    assert sorted(r["id"] for r in _read_scores(out)) == ["c0", "c1", "c1", "c2", "customers.csv:6"]
     dead = json.loads((out / "dead_letter-00000-of-00001.jsonl").read_text())
     assert dead["id"] == "c5" and "non-numeric" in dead["reason"]
-    assert json.loads((out / "summary.json").read_text())["id_column"] == "customer_id"
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["id_column"], summary["blank_ids"], summary["shared_ids"]) == ("customer_id", 1, 2)
+    assert "note: 1 row had no 'customer_id', so it is keyed <file>:<position>" in done.stderr
+    assert "note: 2 rows had a 'customer_id' that another row also has (every row is scored)" in done.stderr
 
 
 def test_id_column_in_parquet_and_tfrecord_and_a_missing_one_is_one_sentence(served, tmp_path, capsys) -> None:
@@ -215,17 +219,22 @@ def test_id_column_in_parquet_and_tfrecord_and_a_missing_one_is_one_sentence(ser
         summary = run(["--model", base, "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / column),
                        "--id-column", column], test_pipeline=test_pipeline.TestPipeline(argv=[]))
         assert summary["scored"] == 4 and summary["id_column"] == column
+        assert (summary["blank_ids"], summary["shared_ids"]) == (1, 0)
         assert sorted(r["id"] for r in _read_scores(tmp_path / column)) == want
 
     with tf.io.TFRecordWriter(str(tmp_path / "in.tfrecord")) as writer:
         for i, row in enumerate(flat):
             feats = {n: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
                      for n, v in zip(NAMES, row, strict=True)}
-            feats["account"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"a{i}".encode()]))
+            if i != 3:  # the first record must have the feature; a later one may lack it
+                feats["account"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"a{i % 2}".encode()]))
             writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-    run(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "tfr"),
-         "--id-column", "account"])
-    assert sorted(r["id"] for r in _read_scores(tmp_path / "tfr")) == ["a0", "a1", "a2", "a3"]
+    summary = run(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "tfr"),
+                   "--id-column", "account"])
+    assert sorted(r["id"] for r in _read_scores(tmp_path / "tfr")) == ["a0", "a0", "a1", "in.tfrecord:3"]
+    assert (summary["blank_ids"], summary["shared_ids"]) == (1, 2)
+    summary = run(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "tfr")])
+    assert (summary["blank_ids"], summary["shared_ids"]) == (0, 0), "no id feature asked for, none expected"
     assert main(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "x"),
                  "--id-column", "acount"]) == 2
     assert "in.tfrecord has no feature 'acount' (--id-column); its features start account, px_00" in \
@@ -319,7 +328,7 @@ def _read_directly(path, fmt, spec, batch_size):
         if isinstance(item, beam.pvalue.TaggedOutput):
             if item.tag == DEAD_TAG:
                 dead[item.value[0][1]] = item.value[1]
-            else:
+            elif item.tag == COUNT_TAG and item.value[0] == READ:
                 read = item.value[1]
             continue
         keys, ids, inputs = item
