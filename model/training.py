@@ -552,11 +552,12 @@ def fit_gmvae(
     if pretrained:
         _restore(model, checkpoint_dir, PRETRAIN)
         history["resumed_stages"].append(PRETRAIN)
+        history[seconds_key(PRETRAIN)] = pretrained.get("seconds", 0.0)  # the stage's time when it was made
     else:
         history.update(pretrain(model, data, strategy, verbose, checkpoint_dir))
-        _mark_done(model, checkpoint_dir, PRETRAIN, {"stage": PRETRAIN,
-                                                        "binary_features": config.binary_features}, strategy)
-    history[seconds_key(PRETRAIN)] = time.perf_counter() - start
+        history[seconds_key(PRETRAIN)] = time.perf_counter() - start
+        _mark_done(model, checkpoint_dir, PRETRAIN, {"stage": PRETRAIN, "binary_features": config.binary_features,
+                                                        "seconds": history[seconds_key(PRETRAIN)]}, strategy)
     if on_stage:
         on_stage(PRETRAIN, model)
     start = time.perf_counter()
@@ -568,14 +569,16 @@ def fit_gmvae(
         model = _with_components(model, decision.n_components, strategy)
         _restore(model, checkpoint_dir, INIT)
         history["resumed_stages"].append(INIT)
+        init_seconds = initialised.get("seconds", 0.0)
     else:
         decision, mixture, init_labels = _cluster_codes(model, data, config, strategy)
         model = _with_components(model, decision.n_components, strategy)
         model.prior.set_mixture(*mixture)
-        _mark_done(model, checkpoint_dir, INIT, {"decision": dataclasses.asdict(decision),
+        init_seconds = time.perf_counter() - start
+        _mark_done(model, checkpoint_dir, INIT, {"decision": dataclasses.asdict(decision), "seconds": init_seconds,
                                                    "sample_labels": init_labels.labels.tolist()}, strategy)
     history.update(n_components=decision.n_components, k_reason=decision.reason, k_scores=decision.scores,
-                   init_method=decision.method, **{seconds_key(INIT): time.perf_counter() - start})
+                   init_method=decision.method, **{seconds_key(INIT): init_seconds})
     if on_stage:
         on_stage(INIT, model)
     start = time.perf_counter()

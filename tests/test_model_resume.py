@@ -1,11 +1,14 @@
 """Training that survives interruption (resume from the last finished epoch) and stops clearly on NaN losses."""
 
+import json
+import os
+
 import numpy as np
 import pytest
 import tf_keras as keras
 
 from model import metrics, training
-from model.config import GMVAEConfig
+from model.config import GMVAEConfig, seconds_key
 from model.training import TrainingDivergedError, fit_gmvae
 from pipeline.data import load_digits_arrays
 
@@ -52,6 +55,10 @@ def test_killed_fine_tuning_resumes_from_its_last_epoch(tmp_path, digits, uninte
     model, history = fit_gmvae(x, CONFIG, verbose=0, checkpoint_dir=checkpoint_dir)
     assert history["resumed_stages"] == ["pretrain", "init"], "finished stages are reloaded, not retrained"
     assert "pretrain_loss" not in history
+    for stage in ("pretrain", "init"):  # a reloaded stage reports the time it took when it was made
+        with open(os.path.join(checkpoint_dir, stage, "DONE")) as f:
+            made = json.load(f)["seconds"]
+        assert history[seconds_key(stage)] == made > 0
     assert len(history["loss"]) == CONFIG.epochs - 7, "fine-tuning continued after epoch 7"
 
     _, full_history, full_acc = uninterrupted
