@@ -64,7 +64,8 @@ def by_id_hash(ids: list[str]) -> Iterator[tuple[int, list[str]]]:
 
 
 class SharedRows(beam.CombineFn):
-    """Lists of ids -> the number of rows whose id occurs more than once."""
+    """Lists of ids -> the number of rows whose id occurs more than once. One hash group's distinct ids are held in
+    memory (1/`ID_HASHES` of them), so 64 workers at most share this step."""
 
     def create_accumulator(self) -> Counter:
         return Counter()
@@ -270,11 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"read {summary[READ]}, scored {summary[SCORED]}, dead-lettered {summary[DEAD]} "
           f"in {summary['pipeline_seconds']:.1f} s ({summary['rows_per_second']:.0f} rows/s); outputs in "
           f"{options.output}")
-    for name, says in ((BLANK_IDS, "no {key!r}, so {they} keyed <file>:<position>"),
-                       (SHARED_IDS, "a {key!r} that another row also has (every row is scored)")):
+    key = options.row_key
+    for name, says in ((BLANK_IDS, f"no usable {key!r} (blank, or for TFRecord not one value) and are keyed "
+                                   "<file>:<position>"),
+                       (SHARED_IDS, f"the same {key!r} as another row (each has its own line in the scores or the "
+                                    "dead letters)")):
         if summary[name]:
-            n = summary[name]
-            rows = f"{n} row{'s' * (n != 1)}"
-            print(f"note: {rows} had " + says.format(key=options.row_key, they="it is" if n == 1 else "they are"),
-                  file=sys.stderr)
+            print(f"note: rows with {says}: {summary[name]}", file=sys.stderr)
     return 0

@@ -136,16 +136,18 @@ class _Rows:
         return fallback
 
     def given_ids(self, last: bool = False) -> Iterator[beam.pvalue.TaggedOutput]:
+        """The ids given since the last call, as one IDS_TAG list, once ``chunk`` have gathered (or at the ``last``)."""
         if self._given and (last or len(self._given) >= self._chunk):
             yield beam.pvalue.TaggedOutput(IDS_TAG, self._given)
             self._given = []
 
 
 class ReadRows(beam.DoFn):
-    """One input file -> batches ``(keys, ids, inputs)``, dead letters and a read count.
+    """One input file -> batches ``(keys, ids, inputs)``, dead letters, its counts and the lists of its rows' ids.
 
     A row's id is its value of ``id_column`` (a column, or a TFRecord feature), else ``<file name>:<position>``;
-    such rows are counted (BLANK_IDS) where the file has the column, or, with ``id_required``, in every format.
+    such rows are counted (BLANK_IDS) where the file (for TFRecord: the record) has the column, or everywhere with
+    ``id_required`` (the user named the column). Ids a row gave itself go out in lists (IDS_TAG) to be counted.
 
     ``keys`` are ``(source, position)``; ``inputs`` is a float32 ``[n, F]`` array of raw values in the model's feature
     order (CSV, Parquet, when ``dense``: the model has ``predict_features``; NaN where an optional feature is missing)
@@ -353,7 +355,8 @@ class ReadRows(beam.DoFn):
             feats = tf.train.Example.FromString(record).features.feature
         except (DecodeError, RuntimeWarning) as err:
             return default_id, None, f"the record is not a tf.Example ({err})."
-        row_id = rows.row_id(_example_id(feats.get(self._id_column)), default_id, self._id_required)
+        row_id = rows.row_id(_example_id(feats.get(self._id_column)), default_id,
+                             self._id_required or self._id_column in feats)
         values = {}
         for key, feature in self._spec.items():
             if key not in feats:

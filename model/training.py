@@ -530,7 +530,8 @@ def fit_gmvae(
     and keeps the stage checkpoints.
     Returns the model (its config has the chosen K and, for tables, the two-valued columns `binary_columns` found,
     kept in the stage checkpoints so a resumed run uses the same) and a history dict (per-epoch losses of the stages
-    run, stage seconds, `resumed_stages`, `n_components`, `k_reason`, `k_scores`, `init_method`).
+    run, stage seconds, `resumed_stages`, `n_components`, `k_reason`, `k_scores`, `init_method`). A reloaded stage
+    reports the seconds it took when it was made; a stage that went on after an interruption, those after the resume.
     """
     data = as_training_data(x)
     if data.input_dim != config.input_dim:
@@ -552,7 +553,8 @@ def fit_gmvae(
     if pretrained:
         _restore(model, checkpoint_dir, PRETRAIN)
         history["resumed_stages"].append(PRETRAIN)
-        history[seconds_key(PRETRAIN)] = pretrained.get("seconds", 0.0)  # the stage's time when it was made
+        # the stage's time when it was made (a record written before it kept that: the time to reload)
+        history[seconds_key(PRETRAIN)] = pretrained.get("seconds", time.perf_counter() - start)
     else:
         history.update(pretrain(model, data, strategy, verbose, checkpoint_dir))
         history[seconds_key(PRETRAIN)] = time.perf_counter() - start
@@ -569,7 +571,7 @@ def fit_gmvae(
         model = _with_components(model, decision.n_components, strategy)
         _restore(model, checkpoint_dir, INIT)
         history["resumed_stages"].append(INIT)
-        init_seconds = initialised.get("seconds", 0.0)
+        init_seconds = initialised.get("seconds", time.perf_counter() - start)
     else:
         decision, mixture, init_labels = _cluster_codes(model, data, config, strategy)
         model = _with_components(model, decision.n_components, strategy)

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import difflib
 import json
-from typing import Any
+from typing import Any, NoReturn
 
 from components.clustering_evaluator.decision import parse_thresholds, parse_tolerances
 from model.config import AUTO_COMPONENTS, GMVAEConfig
@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one sentence and a pointer to --help, not the whole usage block (the
     training CLIs have some twenty flags, whose usage buried the error under 15 lines)."""
 
-    def error(self, message: str) -> None:  # argparse's contract: print and exit 2, never return
+    def error(self, message: str) -> NoReturn:  # argparse's contract: print and exit 2
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 

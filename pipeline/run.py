@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ct
 
 INTERRUPTED = ("interrupted: re-run the same command to go on (finished components are reused from the cache and "
                "the Trainer resumes after its last finished epoch)")
+INTERRUPTED_OUTSIDE = "interrupted outside the pipeline's components (nothing half-done); re-run the same command"
 INTERRUPTED_WITHOUT_CACHE = ("interrupted: this run did not use the cache (--no-cache, or code that has not finished a "
                              "run under this output root yet), so re-running the same command starts over")
 
@@ -148,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = model_settings(args).resolved(staged.image_shape, scaling)
         check_rows(staged, settings)
     except DataError as err:
-        for directory in new_dirs:  # a refused input leaves no empty folders behind
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
+        if new_dirs:  # a refused input leaves nothing behind in folders this run made (a staged copy included)
+            shutil.rmtree(new_dirs[-1], ignore_errors=True)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _missing_dirs(path: str) -> list[str]:
-    """``path`` and its ancestors that do not exist yet, deepest first."""
+    """``path`` and its ancestors that do not exist yet, deepest first (the last is the top one to make)."""
     missing, path = [], os.path.abspath(path)
     while not os.path.exists(path) and path != os.path.dirname(path):
         missing.append(path)
@@ -290,9 +291,14 @@ def _second_interrupt_stops_at_once(message: str) -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m pipeline.run``: `main`, and a Ctrl-C before or after the components (nothing to resume)."""
     try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # before or after the components: nothing to resume
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        return main(argv)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED_OUTSIDE}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

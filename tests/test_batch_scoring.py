@@ -200,8 +200,10 @@ def test_id_column_keys_rows_by_the_users_own_column_without_tensorflow_noise(se
     assert dead["id"] == "c5" and "non-numeric" in dead["reason"]
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["id_column"], summary["blank_ids"], summary["shared_ids"]) == ("customer_id", 1, 2)
-    assert "note: 1 row had no 'customer_id', so it is keyed <file>:<position>" in done.stderr
-    assert "note: 2 rows had a 'customer_id' that another row also has (every row is scored)" in done.stderr
+    assert "note: rows with no usable 'customer_id' (blank, or for TFRecord not one value) and are keyed " \
+        "<file>:<position>: 1" in done.stderr
+    assert "note: rows with the same 'customer_id' as another row (each has its own line in the scores or the dead " \
+        "letters): 2" in done.stderr
 
 
 def test_id_column_in_parquet_and_tfrecord_and_a_missing_one_is_one_sentence(served, tmp_path, capsys) -> None:
@@ -234,7 +236,17 @@ def test_id_column_in_parquet_and_tfrecord_and_a_missing_one_is_one_sentence(ser
     assert sorted(r["id"] for r in _read_scores(tmp_path / "tfr")) == ["a0", "a0", "a1", "in.tfrecord:3"]
     assert (summary["blank_ids"], summary["shared_ids"]) == (1, 2)
     summary = run(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "tfr")])
-    assert (summary["blank_ids"], summary["shared_ids"]) == (0, 0), "no id feature asked for, none expected"
+    assert (summary["blank_ids"], summary["shared_ids"]) == (0, 0), "no record has an 'id' feature: none expected"
+    with tf.io.TFRecordWriter(str(tmp_path / "ids.tfrecord")) as writer:
+        for i, row in enumerate(flat):
+            feats = {n: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+                     for n, v in zip(NAMES, row, strict=True)}
+            values = [[b"r0"], [b""], [b"r2", b"r3"], None][i]  # given, blank, two values, absent
+            if values is not None:
+                feats["id"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    summary = run(["--model", base, "--input", str(tmp_path / "ids.tfrecord"), "--output", str(tmp_path / "ids")])
+    assert summary["blank_ids"] == 2, "a blank id and one of two values count where the record has the feature"
     assert main(["--model", base, "--input", str(tmp_path / "in.tfrecord"), "--output", str(tmp_path / "x"),
                  "--id-column", "acount"]) == 2
     assert "in.tfrecord has no feature 'acount' (--id-column); its features start account, px_00" in \

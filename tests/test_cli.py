@@ -38,6 +38,10 @@ def test_a_refused_input_leaves_no_empty_folders_and_keeps_what_was_there(tmp_pa
     (kept / "data").mkdir(parents=True)
     assert run.main(["--data", str(src), "--output-root", str(kept)]) == 2
     assert (kept / "data").is_dir(), "folders the run did not make stay"
+    small = tmp_path / "small.csv"  # refused after staging, which had copied the data
+    small.write_text("a,b\n" + "".join(f"{i}.5,{i % 3}\n" for i in range(12)))
+    assert run.main(["--data", str(small), "--clusters", "5", "--output-root", str(tmp_path / "late")]) == 2
+    assert not (tmp_path / "late").exists()
 
 
 def test_csv_without_numeric_columns_fails_with_one_sentence(tmp_path, capsys):
@@ -221,3 +225,12 @@ def test_ctrl_c_in_a_run_is_one_sentence_and_exit_130(tmp_path, capsys, monkeypa
     monkeypatch.setattr(local_runner, "run", lambda pipeline: (_ for _ in ()).throw(RuntimeError("a real failure")))
     with pytest.raises(RuntimeError, match="a real failure"):  # no Ctrl-C: not reported as one
         run.main(["--data", str(tmp_path / "t.csv"), "--output-root", str(tmp_path / "out"), "--clusters", "2"])
+
+
+def test_ctrl_c_outside_the_components_says_there_is_nothing_to_resume(tmp_path, capsys, monkeypatch):
+    def staging(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "stage", staging)
+    assert run.cli(["--output-root", str(tmp_path / "out")]) == run.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip() == run.INTERRUPTED_OUTSIDE
