@@ -42,7 +42,7 @@ from batch_scoring.options import (
     detect_format,
     parse_options,
 )
-from batch_scoring.read import COUNT_TAG, DEAD_TAG, IDS_TAG, ReadRows, open_tfrecords
+from batch_scoring.read import COUNT_TAG, DEAD_TAG, IDS_TAG, ReadRows, open_tfrecords, source_labels
 from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
 from model.features import CLUSTER_PROBABILITIES, CSV_ENCODING, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
 from serving.feature_spec import FeatureSpec, has_text, model_signatures, read_feature_spec
@@ -89,7 +89,7 @@ def build_pipeline(p: beam.Pipeline, files: list[str], fmt: str, spec: FeatureSp
     """Add read -> score -> write (scores, dead letters, counts into ``tmp_dir``) to ``p``; CSV/Parquet rows are
     read as dense raw values when ``dense`` (the model has ``predict_features``), else as tf.Examples."""
     reader = ReadRows(fmt, spec, options.batch_size, dense=dense, id_column=options.row_key,
-                      id_required=options.id_column is not None)
+                      id_required=options.id_column is not None, labels=source_labels(files))
     read = (p
             | "Files" >> beam.Create(files)
             | "ReadRows" >> beam.ParDo(reader).with_outputs(DEAD_TAG, COUNT_TAG, IDS_TAG, main="batches"))

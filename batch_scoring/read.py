@@ -118,6 +118,18 @@ def _examples_batch(items: list) -> Batch:
     return [k for k, _, _ in items], [i for _, i, _ in items], [e for _, _, e in items]
 
 
+def source_labels(files: list[str]) -> dict[str, str]:
+    """How position keys name each input file: its base name, or, when two inputs share one (``2026-11/part.csv``
+    and ``2026-12/part.csv``), its path below the folder common to all inputs."""
+    if len({os.path.basename(f) for f in files}) == len(files):
+        return {f: os.path.basename(f) for f in files}
+    parts = [f.split("/") for f in files]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return {f: "/".join(p[common:]) for f, p in zip(files, parts, strict=True)}
+
+
 class _Rows:
     """What one file's reader counts (READ, BLANK_IDS) and the ids its rows gave themselves, yielded in lists
     (IDS_TAG) for the job's count of shared ids."""
@@ -145,7 +157,8 @@ class _Rows:
 class ReadRows(beam.DoFn):
     """One input file -> batches ``(keys, ids, inputs)``, dead letters, its counts and the lists of its rows' ids.
 
-    A row's id is its value of ``id_column`` (a column, or a TFRecord feature), else ``<file name>:<position>``;
+    A row's id is its value of ``id_column`` (a column, or a TFRecord feature), else ``<file>:<position>``, the file
+    named by ``labels`` (`source_labels`) or else by its base name;
     such rows are counted (BLANK_IDS) where the file (for TFRecord: the record) has the column, or everywhere with
     ``id_required`` (the user named the column). Ids a row gave itself go out in lists (IDS_TAG) to be counted.
 
@@ -156,8 +169,9 @@ class ReadRows(beam.DoFn):
     """
 
     def __init__(self, fmt: str, spec: FeatureSpec, batch_size: int = 256, dense: bool = True,
-                 id_column: str = ID_KEY, id_required: bool = False) -> None:
+                 id_column: str = ID_KEY, id_required: bool = False, labels: dict[str, str] | None = None) -> None:
         self._fmt = fmt
+        self._labels = labels or {}
         self._id_column = id_column
         self._id_required = id_required
         self._spec = spec
@@ -177,7 +191,7 @@ class ReadRows(beam.DoFn):
     # ---- CSV ------------------------------------------------------------------------------------------------------
 
     def _csv(self, path: str, rows: _Rows) -> Iterable:
-        name = os.path.basename(path)
+        name = self._labels.get(path, os.path.basename(path))
         with FileSystems.open(path) as binary:
             reader = csv.reader(io.TextIOWrapper(binary, encoding=CSV_ENCODING, errors="replace", newline=""))
             header = next(reader, None) or []
@@ -232,7 +246,7 @@ class ReadRows(beam.DoFn):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        name = os.path.basename(path)
+        name = self._labels.get(path, os.path.basename(path))
         with FileSystems.open(path) as handle:
             index = 0
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=self._batch_size):
@@ -318,7 +332,7 @@ class ReadRows(beam.DoFn):
     # ---- TFRecord -------------------------------------------------------------------------------------------------
 
     def _tfrecord(self, path: str, rows: _Rows) -> Iterable:
-        name = os.path.basename(path)
+        name = self._labels.get(path, os.path.basename(path))
         batch = []
         with open_tfrecords(path) as records:
             index = 0

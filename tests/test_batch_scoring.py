@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from batch_scoring.infer import dense_to_examples
 from batch_scoring.job import main, run
 from batch_scoring.options import CSV, ENGINES, PARQUET, READ, TFRECORD
-from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows
+from batch_scoring.read import COUNT_TAG, DEAD_TAG, ReadRows, source_labels
 from model import features
 from model.config import GMVAEConfig
 from model.export import export_saved_model
@@ -136,6 +136,21 @@ def test_rerun_is_idempotent_and_ids_default_to_file_and_line(served, tmp_path) 
     ids = [r["id"] for r in _read_scores(out)]
     assert sorted(ids) == sorted(f"no_id.csv:{line}" for line in range(2, 12))
     assert json.loads(first["dead_letter-00000-of-00001.jsonl"])["id"] == "no_id.csv:12"
+
+
+def test_inputs_of_the_same_name_in_different_folders_keep_distinct_position_ids(served, tmp_path) -> None:
+    _, images, base = served
+    for month in ("2026-11", "2026-12"):
+        (tmp_path / "lake" / month).mkdir(parents=True)
+        with open(tmp_path / "lake" / month / "part.csv", "w", newline="") as f:  # no id column
+            csv.writer(f).writerows([NAMES, *images.reshape(len(images), -1)[:2].tolist()])
+    out = tmp_path / "out"
+    assert main(["--model", base, "--input", str(tmp_path / "lake" / "*" / "part.csv"), "--output", str(out)]) == 0
+    assert sorted(r["id"] for r in _read_scores(out)) == [f"2026-{m}/part.csv:{line}" for m in (11, 12)
+                                                          for line in (2, 3)]
+    assert source_labels(["gs://b/a.csv", "gs://b/x/b.csv"]) == {"gs://b/a.csv": "a.csv", "gs://b/x/b.csv": "b.csv"}
+    assert source_labels(["gs://b/x/p.csv", "gs://b/y/p.csv"]) == {"gs://b/x/p.csv": "x/p.csv",
+                                                                   "gs://b/y/p.csv": "y/p.csv"}
 
 
 def test_tfrecord_and_parquet_inputs(served, tmp_path) -> None:
