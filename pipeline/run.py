@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()  # the closing line times the whole command, start-up and staging included
     args = build_parser().parse_args(argv)
     paths = configs.output_paths(args.output_root)
-    new_dirs = _missing_dirs(paths.staging)
+    made_here = _top_missing_dir(paths.staging)
     try:
         check_args(args)
         staged = stage(args.data, paths.staging, label_column=args.label_column)
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = model_settings(args).resolved(staged.image_shape, scaling)
         check_rows(staged, settings)
     except DataError as err:
-        if new_dirs:  # a refused input leaves nothing behind in folders this run made (a staged copy included)
-            shutil.rmtree(new_dirs[-1], ignore_errors=True)
+        if made_here:  # a refused input leaves nothing behind in folders this run made (a staged copy included)
+            shutil.rmtree(made_here, ignore_errors=True)
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         print("outputs:")
         for o in outputs:
             print(f"  {o.component:<22} {o.kind:<22} {o.state:<9} {o.uri}")
-    print(f"\npipeline {args.pipeline_name} finished in {time.monotonic() - began:.1f} s (components "
-          f"{time.monotonic() - start:.1f} s)")
+    now = time.monotonic()
+    print(f"\npipeline {args.pipeline_name} finished in {now - began:.1f} s (components {now - start:.1f} s)")
     print("\n".join(summary_lines(outputs, paths.metadata, log_path)))
     if args.fail_if_not_blessed and not is_blessed(outputs):
         print("error: the candidate was not blessed, so nothing was pushed (--fail-if-not-blessed); the report says "
@@ -256,13 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _missing_dirs(path: str) -> list[str]:
-    """``path`` and its ancestors that do not exist yet, deepest first (the last is the top one to make)."""
-    missing, path = [], os.path.abspath(path)
+def _top_missing_dir(path: str) -> str | None:
+    """The outermost of ``path`` and its ancestors that does not exist yet (None when ``path`` exists)."""
+    top, path = None, os.path.abspath(path)
     while not os.path.exists(path) and path != os.path.dirname(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    return missing
+        top, path = path, os.path.dirname(path)
+    return top
 
 
 @contextlib.contextmanager
