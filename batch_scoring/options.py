@@ -6,12 +6,12 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from model.features import ID_KEY
+from model.features import CSV_SUFFIXES, ID_KEY
 
 CSV, TFRECORD, PARQUET, AUTO = "csv", "tfrecord", "parquet", "auto"
 # The input formats and their file name endings, in detection order (.csv.gz before the bare .gz of TFRecord).
 FORMATS: dict[str, tuple[str, ...]] = {
-    CSV: (".csv", ".csv.gz"),
+    CSV: CSV_SUFFIXES,
     PARQUET: (".parquet", ".pq"),
     TFRECORD: (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz"),
 }

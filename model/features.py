@@ -35,6 +35,8 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 # How CSV input is read, by staging and by batch scoring: UTF-8, and "-sig" drops the byte-order mark spreadsheet
 # programs write, which would otherwise stick to the first column's name (a "label" column would become a feature).
 CSV_ENCODING = "utf-8-sig"
+# The file name endings of CSV input, plain or gzip-compressed (a compressed export is read as it is).
+CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
 def is_feature(name: str) -> bool:

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import csv
 import glob
+import gzip
 import hashlib
 import math
 import os
 import re
 import shutil
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TextIO
 
 import numpy as np
 
-from model.features import CSV_ENCODING, ID_KEY, LABEL_KEY, MISSING_TOKENS, is_feature, natural_key
+from model.features import CSV_ENCODING, CSV_SUFFIXES, ID_KEY, LABEL_KEY, MISSING_TOKENS, is_feature, natural_key
 from pipeline.configs import FeaturePlan
 
 DEFAULT_SOURCE = "digits"
 CSV = "csv"
 TFRECORD = "tfrecord"
+# TFRecord files, gzip-compressed or not (ExampleGen's own outputs end in a bare .gz); a .csv.gz is a CSV.
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecord.gz", ".tfrecords", ".gz")
 # Everything staging writes into its folder: CSV and TFRecord copies as NNNNN-<input name>, images as data.csv, each
 # briefly with a .tmp suffix while written. Nothing else may live there (`_check_staging_dir`).
@@ -141,13 +145,24 @@ def write_images_csv(images: np.ndarray, labels: np.ndarray | None, path: str) -
     return names
 
 
+def _is_csv_name(path: str) -> bool:
+    return path.lower().endswith(CSV_SUFFIXES)
+
+
 def _csv_files(source: str) -> list[str]:
     if os.path.isdir(source):
-        files = sorted(glob.glob(os.path.join(source, "*.csv")))
+        files = sorted(p for p in glob.glob(os.path.join(source, "*")) if os.path.isfile(p) and _is_csv_name(p))
         if not files:
-            raise DataError(f"{source} is a directory with no .csv files in it.")
+            raise DataError(f"{source} is a directory with no .csv or .csv.gz files in it.")
         return files
     return [source]
+
+
+def _open_csv(path: str) -> TextIO:
+    """A CSV file as text for `csv.reader`, decompressed when its name ends in .gz."""
+    if path.lower().endswith(".gz"):
+        return gzip.open(path, "rt", newline="", encoding=CSV_ENCODING)
+    return open(path, newline="", encoding=CSV_ENCODING)
 
 
 def _number(value: str) -> float | None:
@@ -310,7 +325,7 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
     """The scans of a CSV's feature columns (header order) over all its rows, and whether it has the ``label`` column
     (`LABEL_KEY` unless the user named another)."""
     try:
-        with open(path, newline="", encoding=CSV_ENCODING) as f:
+        with _open_csv(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if not header:
@@ -344,6 +359,9 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
                         scan.add(value, path, reader.line_num)
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path} is not a text CSV file ({err}).") from err
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataError(f"{path} cannot be decompressed as gzip ({err or 'it ends early'}); compress it "
+                        "again or give the plain CSV.") from err
     if rows == 0:
         raise DataError(f"{path} has a header but no data rows.")
     return [scan for scan in scans if scan is not None], label in header
@@ -365,7 +383,7 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
 
     def write(f) -> None:
         nonlocal rows
-        with open(source, newline="", encoding=CSV_ENCODING) as src:
+        with _open_csv(source) as src:
             reader = csv.reader(src)
             header = next(reader)
             index = {name: i for i, name in enumerate(header)}
@@ -501,7 +519,7 @@ def _stage_images(images: np.ndarray, labels: np.ndarray | None, staging_dir: st
 
 def _tfrecord_files(source: str) -> list[str]:
     candidates = sorted(glob.glob(os.path.join(source, "*") if os.path.isdir(source) else source))
-    return [p for p in candidates if os.path.isfile(p) and p.endswith(_TFRECORD_SUFFIXES)]
+    return [p for p in candidates if os.path.isfile(p) and p.endswith(_TFRECORD_SUFFIXES) and not _is_csv_name(p)]
 
 
 def _stage_tfrecords(files: list[str], staging_dir: str) -> StagedData:
@@ -534,8 +552,11 @@ def _copy_if_changed(files: list[str], targets: list[str]) -> None:
 
 
 def _staged_names(files: list[str]) -> list[str]:
-    """The names of the copies of ``files`` in the staging folder (numbered, so that two inputs never clash)."""
-    return [f"{i:05d}-{os.path.basename(path)}" for i, path in enumerate(files)]
+    """The names of the copies of ``files`` in the staging folder (numbered, so that two inputs never clash); a
+    compressed CSV is staged as plain text, so its copy loses the .gz."""
+    names = [os.path.basename(path) for path in files]
+    return [f"{i:05d}-{name[:-3] if _is_csv_name(name) and name.lower().endswith('.gz') else name}"
+            for i, name in enumerate(names)]
 
 
 def _check_staging_dir(staging_dir: str, sources: list[str]) -> None:

@@ -1,6 +1,7 @@
 """Staging of every supported input source into ExampleGen's layout, and the clear errors on bad input."""
 
 import csv
+import gzip
 import os
 
 import numpy as np
@@ -119,6 +120,37 @@ def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
     src.write_text(content)
     with pytest.raises(data.DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.stage(str(src), str(tmp_path / "staged"))
+
+
+def test_a_gzip_compressed_csv_is_staged_as_plain_text_alone_and_beside_plain_ones(tmp_path):
+    """A compressed export (``.csv.gz``, which batch scoring reads too) is a CSV, not a TFRecord; ExampleGen gets a
+    decompressed copy, whose name loses the .gz."""
+    table = "id,x,colour\n7,1.5,red\n8,,blue\n" + "".join(f"{i},{i},red\n" for i in range(10, 14))
+    with gzip.open(tmp_path / "part.csv.gz", "wt", encoding="utf-8") as f:
+        f.write(table)
+    staged = data.stage(str(tmp_path / "part.csv.gz"), str(tmp_path / "one"))
+    assert staged.format == data.CSV and staged.num_rows == 6 and staged.feature_names == ("colour", "x")
+    assert os.listdir(tmp_path / "one") == ["00000-part.csv"]
+    assert _read_csv(tmp_path / "one" / "00000-part.csv")[:3] == [["id", "colour", "x"], ["7", "red", "1.5"],
+                                                                  ["8", "blue", ""]]
+    (tmp_path / "lake").mkdir()
+    os.replace(tmp_path / "part.csv.gz", tmp_path / "lake" / "a.csv.gz")
+    (tmp_path / "lake" / "b.csv").write_text("id,x,colour\n9,2.5,red\n")
+    staged = data.stage(str(tmp_path / "lake"), str(tmp_path / "two"))
+    assert staged.num_rows == 7 and sorted(os.listdir(tmp_path / "two")) == ["00000-a.csv", "00001-b.csv"]
+
+
+_NUMBERS = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(2000))
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"a,b\n1,2\n", "Not a gzipped file"),
+                                                  (gzip.compress(_NUMBERS)[:2000], "it ends early|ended")],
+                         ids=["not-gzip", "cut-short"])
+def test_a_csv_gz_that_does_not_decompress_is_refused_in_one_sentence(tmp_path, content, message):
+    (tmp_path / "t.csv.gz").write_bytes(content)
+    with pytest.raises(data.DataError, match=rf"t\.csv\.gz cannot be decompressed as gzip \(.*({message}).*\); "
+                                             "compress it again or give the plain CSV"):
+        data.stage(str(tmp_path / "t.csv.gz"), str(tmp_path / "staged"))
 
 
 @pytest.mark.parametrize(
