@@ -6,13 +6,13 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from model.features import CSV_SUFFIXES, ID_KEY
+from model.features import CSV_SUFFIXES, ID_KEY, PARQUET_SUFFIXES
 
 CSV, TFRECORD, PARQUET, AUTO = "csv", "tfrecord", "parquet", "auto"
 # The input formats and their file name endings, in detection order (.csv.gz before the bare .gz of TFRecord).
 FORMATS: dict[str, tuple[str, ...]] = {
     CSV: CSV_SUFFIXES,
-    PARQUET: (".parquet", ".pq"),
+    PARQUET: PARQUET_SUFFIXES,
     TFRECORD: (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".gz"),
 }
 RUNINFERENCE, DOFN = "runinference", "dofn"

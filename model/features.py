@@ -35,8 +35,10 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 # How CSV input is read, by staging and by batch scoring: UTF-8, and "-sig" drops the byte-order mark spreadsheet
 # programs write, which would otherwise stick to the first column's name (a "label" column would become a feature).
 CSV_ENCODING = "utf-8-sig"
-# The file name endings of CSV input, plain or gzip-compressed (a compressed export is read as it is).
+# The file name endings of table input: CSV, plain or gzip-compressed (a compressed export is read as it is), and
+# Parquet (staging writes it as CSV, each value as batch scoring reads it).
 CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def is_feature(name: str) -> bool:

@@ -9,22 +9,33 @@ fingerprint (and with it every cached downstream step) stays valid on a re-run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import gzip
 import hashlib
+import io
 import math
 import os
 import re
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any
 
 import numpy as np
 
-from model.features import CSV_ENCODING, CSV_SUFFIXES, ID_KEY, LABEL_KEY, MISSING_TOKENS, is_feature, natural_key
+from model.features import (
+    CSV_ENCODING,
+    CSV_SUFFIXES,
+    ID_KEY,
+    LABEL_KEY,
+    MISSING_TOKENS,
+    PARQUET_SUFFIXES,
+    is_feature,
+    natural_key,
+)
 from pipeline.configs import FeaturePlan
 
 DEFAULT_SOURCE = "digits"
@@ -145,24 +156,68 @@ def write_images_csv(images: np.ndarray, labels: np.ndarray | None, path: str) -
     return names
 
 
-def _is_csv_name(path: str) -> bool:
-    return path.lower().endswith(CSV_SUFFIXES)
+def _is_table_name(path: str) -> bool:
+    """True for the file names staging reads as tables: CSV (plain or .csv.gz) and Parquet."""
+    return path.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
 
 
 def _csv_files(source: str) -> list[str]:
     if os.path.isdir(source):
-        files = sorted(p for p in glob.glob(os.path.join(source, "*")) if os.path.isfile(p) and _is_csv_name(p))
+        files = sorted(p for p in glob.glob(os.path.join(source, "*")) if os.path.isfile(p) and _is_table_name(p))
         if not files:
-            raise DataError(f"{source} is a directory with no .csv or .csv.gz files in it.")
+            raise DataError(f"{source} is a directory with no .csv, .csv.gz or .parquet files in it.")
         return files
     return [source]
 
 
-def _open_csv(path: str) -> TextIO:
-    """A CSV file as text for `csv.reader`, decompressed when its name ends in .gz."""
-    if path.lower().endswith(".gz"):
-        return gzip.open(path, "rt", newline="", encoding=CSV_ENCODING)
-    return open(path, newline="", encoding=CSV_ENCODING)
+# Rows converted at a time when a Parquet file is read as CSV lines.
+PARQUET_BATCH_ROWS = 8192
+
+
+@contextlib.contextmanager
+def _open_csv(path: str) -> Iterator[Iterable[str]]:
+    """The lines of a table file for `csv.reader`: a CSV as text, decompressed when its name ends in .gz, or a
+    Parquet file converted row by row (`_parquet_lines`)."""
+    lower = path.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            with pq.ParquetFile(path) as table:
+                yield _parquet_lines(table, path)
+        except pa.ArrowException as err:
+            raise DataError(f"{path} is not a readable Parquet file ({err}).") from err
+        return
+    opener = gzip.open if lower.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding=CSV_ENCODING) as f:
+        yield f
+
+
+def _parquet_lines(table: Any, path: str) -> Iterator[str]:
+    """A header line, then one CSV line per row of the `pyarrow.parquet.ParquetFile` ``table``: each value as batch
+    scoring reads it from Parquet (a number as Python writes it, text as it is, a null or NaN blank)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+
+    def line(values: Iterable[str]) -> str:
+        out.seek(0)
+        out.truncate()
+        writer.writerow(values)
+        return out.getvalue()
+
+    yield line(table.schema_arrow.names)
+    for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+            yield line(_parquet_text(value) for value in row)
+
+
+def _parquet_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def _number(value: str) -> float | None:
@@ -357,7 +412,10 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
                 for scan, value in zip(scans, row, strict=True):
                     if scan is not None:
                         scan.add(value, path, reader.line_num)
-    except (UnicodeDecodeError, csv.Error) as err:
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text ({err}); save it as UTF-8 CSV (a spreadsheet's \"CSV UTF-8\").") \
+            from err
+    except csv.Error as err:
         raise DataError(f"{path} is not a text CSV file ({err}).") from err
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise DataError(f"{path} cannot be decompressed as gzip ({err or 'it ends early'}); compress it "
@@ -432,7 +490,8 @@ def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> Stage
     image_input = source == DEFAULT_SOURCE or source.endswith(".npz")
     tfrecords = [] if image_input else _tfrecord_files(source)
     if label_column != LABEL_KEY and (image_input or tfrecords):
-        raise DataError(f"a label column ({label_column!r}) can only be named for CSV input; {source!r} is not CSV.")
+        raise DataError(f"a label column ({label_column!r}) can only be named for CSV or Parquet input; {source!r} is "
+                        "neither.")
     if label_column == ID_KEY:
         raise DataError(f"the {ID_KEY!r} column identifies rows and cannot be the label; name the column of true "
                         "classes.")
@@ -519,7 +578,7 @@ def _stage_images(images: np.ndarray, labels: np.ndarray | None, staging_dir: st
 
 def _tfrecord_files(source: str) -> list[str]:
     candidates = sorted(glob.glob(os.path.join(source, "*") if os.path.isdir(source) else source))
-    return [p for p in candidates if os.path.isfile(p) and p.endswith(_TFRECORD_SUFFIXES) and not _is_csv_name(p)]
+    return [p for p in candidates if os.path.isfile(p) and p.endswith(_TFRECORD_SUFFIXES) and not _is_table_name(p)]
 
 
 def _stage_tfrecords(files: list[str], staging_dir: str) -> StagedData:
@@ -553,10 +612,15 @@ def _copy_if_changed(files: list[str], targets: list[str]) -> None:
 
 def _staged_names(files: list[str]) -> list[str]:
     """The names of the copies of ``files`` in the staging folder (numbered, so that two inputs never clash); a
-    compressed CSV is staged as plain text, so its copy loses the .gz."""
-    names = [os.path.basename(path) for path in files]
-    return [f"{i:05d}-{name[:-3] if _is_csv_name(name) and name.lower().endswith('.gz') else name}"
-            for i, name in enumerate(names)]
+    compressed CSV or a Parquet file is staged as a plain CSV, named so."""
+    names = []
+    for i, path in enumerate(files):
+        name = os.path.basename(path)
+        for suffix in (*CSV_SUFFIXES[1:], *PARQUET_SUFFIXES):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)] + ".csv"
+        names.append(f"{i:05d}-{name}")
+    return names
 
 
 def _check_staging_dir(staging_dir: str, sources: list[str]) -> None:

@@ -64,13 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
         help="input: 'digits' (scikit-learn's bundled 8x8 digits), an MNIST-style .npz with 'images' "
-        "[N,H,W] and optional 'labels', a CSV file or directory of CSVs, plain or .csv.gz (numeric and text "
-        "columns, blanks allowed, optional 'id' and 'label'; the label, numbers or class names, only scores the "
-        "clusters), or "
-        "TFRecord files of tf.Example (file, directory or glob)")
+        "[N,H,W] and optional 'labels', a CSV or Parquet file or a directory of them, CSVs plain or .csv.gz "
+        "(numeric and text columns, blanks allowed, optional 'id' and 'label'; the label, numbers or class names, "
+        "only scores the clusters), or TFRecord files of tf.Example (file, directory or glob)")
     parser.add_argument("--label-column", default=LABEL_KEY, metavar="NAME",
-                        help="CSV column holding the true classes (numbers or names, e.g. scikit-learn's 'target' "
-                        "or 'species'): never a feature, it only scores the clusters (ACC, NMI, ARI)")
+                        help="CSV or Parquet column holding the true classes (numbers or names, e.g. scikit-learn's "
+                        "'target' or 'species'): never a feature, it only scores the clusters (ACC, NMI, ARI)")
     parser.add_argument("--fail-if-not-blessed", action="store_true",
                         help="exit 6 instead of 0 when the run completes but its candidate is not blessed (nothing "
                         "pushed; the champion keeps serving), so that a scheduler such as cron reports the night; "

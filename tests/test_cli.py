@@ -72,7 +72,7 @@ def test_a_label_column_that_cannot_be_used_fails_with_one_sentence(tmp_path, ca
 def test_a_label_column_for_input_that_is_not_csv_fails_with_one_sentence(tmp_path, capsys):
     assert run.main(["--label-column", "target", "--output-root", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: a label column ('target') can only be named for CSV input; 'digits' is not CSV.")
+        "error: a label column ('target') can only be named for CSV or Parquet input; 'digits' is neither.")
 
 
 def test_missing_schema_fails_before_anything_runs(tmp_path, capsys):

@@ -140,6 +140,58 @@ def test_a_gzip_compressed_csv_is_staged_as_plain_text_alone_and_beside_plain_on
     assert staged.num_rows == 7 and sorted(os.listdir(tmp_path / "two")) == ["00000-a.csv", "00001-b.csv"]
 
 
+def test_a_csv_in_another_encoding_is_refused_with_how_to_save_it(tmp_path):
+    (tmp_path / "t.csv").write_bytes("caf\u00e9,x\n1,2\n".encode("cp1252"))
+    with pytest.raises(data.DataError, match=r"t\.csv is not UTF-8 text \(.*\); save it as UTF-8 CSV"):
+        data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+
+
+def test_a_parquet_file_is_staged_as_csv_with_each_value_as_batch_scoring_reads_it(tmp_path):
+    """Numbers, text with nulls, booleans (text "True"/"False", as batch scoring's str()), NaN as a blank, dates
+    dropped as dates; the label named by --label-column; the copy is a CSV ExampleGen reads."""
+    import pandas as pd
+
+    n = 30
+    frame = pd.DataFrame({
+        "customer_id": [f"c{i}" for i in range(n)],
+        "target": [i % 3 for i in range(n)],
+        "spend": [float(i) if i != 4 else float("nan") for i in range(n)],
+        "visits": list(range(100, 100 + n))[::-1],
+        "plan": [None if i == 2 else ("gold", "basic")[i % 2] for i in range(n)],
+        "active": [i % 2 == 0 for i in range(n)],
+        "joined": pd.date_range("2024-01-01", periods=n),
+    })
+    frame.to_parquet(tmp_path / "customers.parquet")
+    staged = data.stage(str(tmp_path / "customers.parquet"), str(tmp_path / "staged"), label_column="target")
+    kinds = {c.name: (c.kind, c.missing) for c in staged.columns}
+    assert kinds == {"active": ("categorical", 0), "customer_id": ("dropped", 0), "joined": ("dropped", 0),
+                     "plan": ("categorical", 1), "spend": ("numeric", 1), "visits": ("numeric", 0)}
+    assert staged.has_label and staged.num_rows == n and os.listdir(tmp_path / "staged") == ["00000-customers.csv"]
+    rows = _read_csv(tmp_path / "staged" / "00000-customers.csv")
+    assert rows[0] == ["id", "label", "active", "plan", "spend", "visits"]
+    assert rows[1] == ["0", "0", "True", "gold", "0.0", "129"] and rows[3][3] == "" and rows[5][4] == ""
+    from serving.feature_spec import STRING, RawFeature, to_value
+
+    scored = [to_value(value, RawFeature("f", STRING, optional=True)) for value in (True, None, "gold")]
+    assert scored == [b"True", None, b"gold"], "batch scoring reads the Parquet values as training saw them"
+
+
+def test_parquet_and_csv_files_of_one_directory_are_staged_together(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "lake").mkdir()
+    pd.DataFrame({"x": [1.5, 2.5, 3.5], "y": [1, 2, 2]}).to_parquet(tmp_path / "lake" / "a.pq")
+    (tmp_path / "lake" / "b.csv").write_text("x,y\n4.5,1\n")
+    staged = data.stage(str(tmp_path / "lake"), str(tmp_path / "staged"))
+    assert staged.num_rows == 4 and sorted(os.listdir(tmp_path / "staged")) == ["00000-a.csv", "00001-b.csv"]
+
+
+def test_a_parquet_file_that_does_not_read_is_refused_in_one_sentence(tmp_path):
+    (tmp_path / "t.parquet").write_text("a,b\n1,2\n")
+    with pytest.raises(data.DataError, match=r"t\.parquet is not a readable Parquet file \(.*magic bytes.*\)\.$"):
+        data.stage(str(tmp_path / "t.parquet"), str(tmp_path / "staged"))
+
+
 _NUMBERS = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(2000))
 
 
@@ -220,7 +272,7 @@ def test_many_columns_are_summarised_in_the_report():
 def test_a_file_that_is_not_csv_at_all_is_refused(tmp_path):
     src = tmp_path / "picture.csv"
     src.write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(data.DataError, match="is not a text CSV file"):
+    with pytest.raises(data.DataError, match="is not UTF-8 text"):
         data.stage(str(src), str(tmp_path / "staged"))
 
 
