@@ -162,12 +162,17 @@ def _is_table_name(path: str) -> bool:
 
 
 def _csv_files(source: str) -> list[str]:
-    if os.path.isdir(source):
-        files = sorted(p for p in glob.glob(os.path.join(source, "*")) if os.path.isfile(p) and _is_table_name(p))
-        if not files:
-            raise DataError(f"{source} is a directory with no .csv, .csv.gz or .parquet files in it.")
-        return files
-    return [source]
+    """The table files of ``source``: the file itself (whatever its name), or the CSV and Parquet files in a directory
+    or matching a glob pattern (``lake/*/part.csv``)."""
+    if os.path.isfile(source):
+        return [source]
+    folder = os.path.isdir(source)
+    files = sorted(p for p in glob.glob(os.path.join(source, "*") if folder else source)
+                   if os.path.isfile(p) and _is_table_name(p))
+    if not files:
+        where = "is a directory with" if folder else "matches"
+        raise DataError(f"{source} {where} no .csv, .csv.gz or .parquet files.")
+    return files
 
 
 # Rows converted at a time when a Parquet file is read as CSV lines.

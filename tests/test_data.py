@@ -186,6 +186,17 @@ def test_parquet_and_csv_files_of_one_directory_are_staged_together(tmp_path):
     assert staged.num_rows == 4 and sorted(os.listdir(tmp_path / "staged")) == ["00000-a.csv", "00001-b.csv"]
 
 
+def test_a_glob_of_table_files_across_folders_is_staged_and_one_that_matches_none_is_refused(tmp_path):
+    """``lake/*/part.csv`` as batch scoring takes it; before, the pattern was opened as a file (a traceback)."""
+    for month, value in (("2026-11", 1.5), ("2026-12", 2.5)):
+        (tmp_path / month).mkdir()
+        (tmp_path / month / "part.csv").write_text(f"x,y\n{value},1\n{value},2\n")
+    staged = data.stage(str(tmp_path / "*" / "part.csv"), str(tmp_path / "staged"))
+    assert staged.num_rows == 4 and sorted(os.listdir(tmp_path / "staged")) == ["00000-part.csv", "00001-part.csv"]
+    with pytest.raises(data.DataError, match=r"/\* matches no \.csv, \.csv\.gz or \.parquet files\.$"):
+        data.stage(str(tmp_path / "*"), str(tmp_path / "staged2"))
+
+
 def test_a_parquet_file_that_does_not_read_is_refused_in_one_sentence(tmp_path):
     (tmp_path / "t.parquet").write_text("a,b\n1,2\n")
     with pytest.raises(data.DataError, match=r"t\.parquet is not a readable Parquet file \(.*magic bytes.*\)\.$"):
