@@ -167,7 +167,7 @@ def _csv_files(source: str) -> list[str]:
     if os.path.isfile(source):
         return [source]
     folder = os.path.isdir(source)
-    files = sorted(p for p in glob.glob(os.path.join(source, "*") if folder else source)
+    files = sorted(p for p in glob.glob(os.path.join(glob.escape(source), "*") if folder else source)
                    if os.path.isfile(p) and _is_table_name(p))
     if not files:
         where = "is a directory with" if folder else "matches"
@@ -189,21 +189,33 @@ def _open_csv(path: str) -> Iterator[Iterable[str]]:
         import pyarrow.parquet as pq
 
         try:
-            with pq.ParquetFile(path) as table:
-                yield _parquet_lines(table, path)
-        except pa.ArrowException as err:
-            raise DataError(f"{path} is not a readable Parquet file ({err}).") from err
+            table = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as err:
+            raise _unreadable_parquet(path, err) from err
+        with table:
+            yield _parquet_lines(table, path)
         return
     opener = gzip.open if lower.endswith(".gz") else open
     with opener(path, "rt", newline="", encoding=CSV_ENCODING) as f:
         yield f
 
 
+def _unreadable_parquet(path: str, err: Exception) -> DataError:
+    """One sentence for a Parquet file that does not read: Arrow's first clause says why."""
+    lines = str(err).strip().splitlines()
+    why = lines[0].split(". ")[0].rstrip(".") if lines else type(err).__name__
+    return DataError(f"{path} is not a readable Parquet file ({why}).")
+
+
 def _parquet_lines(table: Any, path: str) -> Iterator[str]:
     """A header line, then one CSV line per row of the `pyarrow.parquet.ParquetFile` ``table``: each value as batch
-    scoring reads it from Parquet (a number as Python writes it, text as it is, a null or NaN blank)."""
+    scoring reads it from Parquet (a number or decimal as Python writes it, text as it is, a null or NaN blank).
+    Binary values that are not UTF-8 and text with a NUL character, which a CSV cannot carry, stop staging."""
+    import pyarrow as pa
+
     out = io.StringIO()
     writer = csv.writer(out)
+    names = table.schema_arrow.names
 
     def line(values: Iterable[str]) -> str:
         out.seek(0)
@@ -211,18 +223,28 @@ def _parquet_lines(table: Any, path: str) -> Iterator[str]:
         writer.writerow(values)
         return out.getvalue()
 
-    yield line(table.schema_arrow.names)
-    for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
-            yield line(_parquet_text(value) for value in row)
+    def text(value: Any, column: int, row: int) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        try:
+            value = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError:
+            raise DataError(f"{path}, row {row}, column {names[column]}: bytes that are not UTF-8 text; store the "
+                            "column as text or leave it out.") from None
+        if "\0" in value:
+            raise DataError(f"{path}, row {row}, column {names[column]}: text with a NUL character, which a CSV "
+                            "cannot carry; remove it.")
+        return value
 
-
-def _parquet_text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+    yield line(names)
+    row = 0
+    try:
+        for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                row += 1
+                yield line(text(value, j, row) for j, value in enumerate(values))
+    except (pa.ArrowException, OSError, OverflowError) as err:
+        raise _unreadable_parquet(path, err) from err
 
 
 def _number(value: str) -> float | None:
@@ -540,8 +562,9 @@ def label_like_columns(staged: StagedData) -> list[str]:
 
 
 def scan_csv_source(source: str) -> list[Column]:
-    """The feature columns of a CSV file or a directory of CSVs, classified from every row as staging does."""
-    if not os.path.exists(source):
+    """The feature columns of a table file, a directory or a glob of them (CSV, .csv.gz, Parquet), classified from
+    every row as staging does."""
+    if not os.path.exists(source) and not glob.glob(source):
         raise DataError(f"{source} does not exist.")
     return _scan_csv_files(_csv_files(source))[0]
 
@@ -582,7 +605,8 @@ def _stage_images(images: np.ndarray, labels: np.ndarray | None, staging_dir: st
 
 
 def _tfrecord_files(source: str) -> list[str]:
-    candidates = sorted(glob.glob(os.path.join(source, "*") if os.path.isdir(source) else source))
+    folder = os.path.isdir(source)
+    candidates = sorted(glob.glob(os.path.join(glob.escape(source), "*") if folder else source))
     return [p for p in candidates if os.path.isfile(p) and p.endswith(_TFRECORD_SUFFIXES) and not _is_table_name(p)]
 
 

@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -165,6 +166,8 @@ def to_number(value: Any, feature: RawFeature) -> int | float:
     """One raw value (number or numeric string) as the Python number the model parses; RequestError otherwise."""
     if isinstance(value, bool) or value is None:
         raise RequestError(f"feature {feature.name!r} has a non-numeric value {value!r}.")
+    if isinstance(value, Decimal):  # a Parquet or database decimal column: parsed from its text, as staging wrote it
+        value = str(value)
     if isinstance(value, str | bytes):
         text = value.decode() if isinstance(value, bytes) else value
         if not text.strip():

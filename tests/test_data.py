@@ -199,8 +199,39 @@ def test_a_glob_of_table_files_across_folders_is_staged_and_one_that_matches_non
 
 def test_a_parquet_file_that_does_not_read_is_refused_in_one_sentence(tmp_path):
     (tmp_path / "t.parquet").write_text("a,b\n1,2\n")
-    with pytest.raises(data.DataError, match=r"t\.parquet is not a readable Parquet file \(.*magic bytes.*\)\.$"):
+    with pytest.raises(data.DataError, match=r"t\.parquet is not a readable Parquet file \(Parquet magic bytes not "
+                                             r"found in footer\)\.$"):
         data.stage(str(tmp_path / "t.parquet"), str(tmp_path / "staged"))
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ([b"ok", b"\xff"], r"row 2, column v: bytes that are not UTF-8 text; store the column as text or leave it out\."),
+    (["ok", "a\0b"], r"row 2, column v: text with a NUL character, which a CSV cannot carry; remove it\."),
+], ids=["binary", "nul"])
+def test_parquet_values_a_csv_cannot_carry_as_batch_scoring_reads_them_stop_staging(tmp_path, values, message):
+    import pandas as pd
+
+    pd.DataFrame({"x": [1.0, 2.0], "v": values}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(data.DataError, match=message):
+        data.stage(str(tmp_path / "t.parquet"), str(tmp_path / "staged"))
+
+
+def test_a_decimal_parquet_column_is_a_number_in_training_and_in_scoring(tmp_path):
+    """Database exports keep money as decimals: staged as their text, and parsed from it at scoring too."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.feature_spec import FLOAT32, RawFeature, to_number
+
+    prices = [Decimal(f"{i}.50") for i in range(12)]
+    pq.write_table(pa.table({"price": pa.array(prices, pa.decimal128(6, 2)), "n": list(range(12))[::-1]}),
+                   tmp_path / "t.parquet")
+    staged = data.stage(str(tmp_path / "t.parquet"), str(tmp_path / "staged"))
+    assert {c.name: c.kind for c in staged.columns} == {"n": "numeric", "price": "numeric"}
+    assert _read_csv(tmp_path / "staged" / "00000-t.csv")[1] == ["0", "11", "0.50"]
+    assert to_number(prices[1], RawFeature("price", FLOAT32)) == 1.5
 
 
 _NUMBERS = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(2000))
