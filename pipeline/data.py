@@ -111,8 +111,18 @@ def load_npz_arrays(path: str) -> tuple[np.ndarray, np.ndarray | None]:
         if isinstance(err, DataError):
             raise
         raise DataError(f"{path} is not a readable .npz file ({err}).") from err
+    if images.ndim == 4 and images.shape[0] > 0 and images.shape[-1] in (3, 4):
+        raise DataError(f"{path}: 'images' are colour images {images.shape}, and the model reads grey ones [N, "
+                        "height, width]; save them as grey, e.g. images.mean(axis=-1).")
     if images.ndim != 3 or images.shape[0] == 0:
         raise DataError(f"{path}: 'images' must have shape [N, height, width] with N > 0, got {images.shape}.")
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise DataError(f"{path}: 'images' must hold numbers, not {images.dtype}.")
+    bad = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
+    if bad:
+        first = int(np.nonzero(~np.isfinite(images.reshape(len(images), -1)).all(1))[0][0])
+        raise DataError(f"{path}: 'images' hold {bad} NaN or infinite pixel values (the first in image {first}); "
+                        "fill or drop those images.")
     if labels is not None and labels.shape != (images.shape[0],):
         raise DataError(f"{path}: 'labels' must have shape [{images.shape[0]}], got {labels.shape}.")
     return images, labels
@@ -137,6 +147,15 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _label_text(label: Any) -> int | str:
+    """An image's label as the evaluator reads it, a category: whole numbers as integers (3.0 -> 3), names as text."""
+    if isinstance(label, bytes):
+        return label.decode("utf-8", "replace")
+    if isinstance(label, np.integer | int) or (isinstance(label, np.floating | float) and float(label).is_integer()):
+        return int(label)
+    return str(label)
+
+
 def write_images_csv(images: np.ndarray, labels: np.ndarray | None, path: str) -> list[str]:
     """Write images as one CSV row each: ``id``, optional ``label``, then ``px_###`` pixel columns."""
     names = pixel_names(int(np.prod(images.shape[1:])))
@@ -149,7 +168,7 @@ def write_images_csv(images: np.ndarray, labels: np.ndarray | None, path: str) -
         writer.writerow(header)
         for i, row in enumerate(flat):
             values = row.astype(np.int64) if integral else row
-            prefix = [i] + ([int(labels[i])] if labels is not None else [])
+            prefix = [i] + ([_label_text(labels[i])] if labels is not None else [])
             writer.writerow(prefix + values.tolist())
 
     _write_if_changed(path, rows)

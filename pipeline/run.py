@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
-        help="input: 'digits' (scikit-learn's bundled 8x8 digits), an MNIST-style .npz with 'images' "
+        help="input: 'digits' (scikit-learn's bundled 8x8 digits), an MNIST-style .npz with grey 'images' "
         "[N,H,W] and optional 'labels', a CSV or Parquet file or a directory of them, CSVs plain or .csv.gz "
         "(numeric and text columns, blanks allowed, optional 'id' and 'label'; the label, numbers or class names, "
         "only scores the clusters), or TFRecord files of tf.Example (file, directory or glob)")

@@ -339,6 +339,30 @@ def test_bad_npz_is_refused(tmp_path):
         data.stage(str(tmp_path / "y.npz"), str(tmp_path / "staged"))
 
 
+@pytest.mark.parametrize(("images", "message"), [
+    (np.zeros((2, 4, 4, 3)), r"are colour images \(2, 4, 4, 3\), and the model reads grey ones \[N, height, width\]; "
+                             r"save them as grey, e\.g\. images\.mean\(axis=-1\)\.$"),
+    (np.where(np.arange(32).reshape(2, 4, 4) == 20, np.nan, 1.0),
+     r"'images' hold 1 NaN or infinite pixel values \(the first in image 1\); fill or drop those images\.$"),
+    (np.full((2, 4, 4), "a"), r"'images' must hold numbers, not <U1\.$"),
+], ids=["colour", "nan", "text"])
+def test_images_the_model_cannot_read_are_refused_in_one_sentence(tmp_path, images, message):
+    np.savez(tmp_path / "x.npz", images=images)
+    with pytest.raises(data.DataError, match=message):
+        data.stage(str(tmp_path / "x.npz"), str(tmp_path / "staged"))
+
+
+def test_image_labels_may_be_class_names_or_whole_floats(tmp_path):
+    """The evaluator reads labels as categories, as a CSV's; names had ended in int()'s ValueError traceback."""
+    images = np.zeros((3, 4, 4), np.uint8)
+    np.savez(tmp_path / "names.npz", images=images, labels=np.array(["cat", "dog", "cat"]))
+    np.savez(tmp_path / "floats.npz", images=images, labels=np.array([1.0, 2.0, 1.5]))
+    data.stage(str(tmp_path / "names.npz"), str(tmp_path / "a"))
+    data.stage(str(tmp_path / "floats.npz"), str(tmp_path / "b"))
+    assert [row[1] for row in _read_csv(tmp_path / "a" / "data.csv")] == ["label", "cat", "dog", "cat"]
+    assert [row[1] for row in _read_csv(tmp_path / "b" / "data.csv")] == ["label", "1", "2", "1.5"]
+
+
 def test_a_file_named_tfrecord_that_is_not_one_is_refused(tmp_path):
     src = tmp_path / "part.tfrecord"
     src.write_bytes(b"this is not a TFRecord file at all" * 10)
