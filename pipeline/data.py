@@ -32,6 +32,7 @@ from model.features import (
     ID_KEY,
     LABEL_KEY,
     MISSING_TOKENS,
+    OUTPUT_KEYS,
     PARQUET_SUFFIXES,
     is_feature,
     natural_key,
@@ -50,6 +51,9 @@ STAGED_NAME = re.compile(r"(\d{5}-.+|data\.csv)(\.tmp)?")
 OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 
 NUMERIC, CATEGORICAL, DROPPED = "numeric", "categorical", "dropped"
+# Why a column named like a model output is left out: BulkInferrer adds the outputs to every example it scores, and
+# refuses an example that already has a feature of that name.
+_OUTPUT_NAME = f"named like a model output ({', '.join(OUTPUT_KEYS)}), which BulkInferrer adds to every example"
 # A text column with more distinct values than this is free text or an identifier, not a category.
 MAX_CATEGORIES = 50
 # Thousands separators, currency signs and percent signs: text that is a number without them was exported formatted
@@ -381,6 +385,8 @@ class _ColumnScan:
         if not self.name.strip():
             return _column(self.name, DROPPED, self.missing,
                            note="no name in the header (a row index, such as pandas' to_csv writes by default)")
+        if self.name in OUTPUT_KEYS:
+            return _column(self.name, DROPPED, self.missing, note=f"{_OUTPUT_NAME}; rename it to use it")
         if self.present == 0:
             return _column(self.name, DROPPED, self.missing, note="every value is missing")
         numeric_share = self.numbers / self.present
@@ -585,7 +591,11 @@ def scan_csv_source(source: str) -> list[Column]:
     every row as staging does."""
     if not os.path.exists(source) and not glob.glob(source):
         raise DataError(f"{source} does not exist.")
-    return _scan_csv_files(_csv_files(source))[0]
+    columns = _scan_csv_files(_csv_files(source))[0]
+    for column in columns:
+        if column.name in OUTPUT_KEYS:  # the cluster's ExampleGen reads the data as it is, so it cannot be left out
+            raise DataError(f"{source}: column {column.name!r} is {_OUTPUT_NAME}; rename it in the data.")
+    return columns
 
 
 def feature_plan(columns: list[Column] | tuple[Column, ...], scaling: str) -> FeaturePlan:
@@ -645,6 +655,9 @@ def _stage_tfrecords(files: list[str], staging_dir: str) -> StagedData:
     names = sorted((k for k, v in feats.items() if is_feature(k) and v.WhichOneof("kind") in numeric), key=natural_key)
     if not names:
         raise DataError(f"{files[0]} has no numeric features (features: {', '.join(sorted(feats)) or 'none'}).")
+    clashing = sorted(set(feats) & set(OUTPUT_KEYS))
+    if clashing:
+        raise DataError(f"{files[0]}: feature {', '.join(map(repr, clashing))} is {_OUTPUT_NAME}; rename it.")
     staged = _staged_names(files)
     _copy_if_changed(files, [os.path.join(staging_dir, name) for name in staged])
     _clear_except(staging_dir, set(staged))

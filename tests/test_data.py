@@ -103,6 +103,29 @@ def test_stage_tfrecord(tmp_path):
     assert os.listdir(tmp_path / "staged") == ["00000-part.tfrecord"]
 
 
+def test_a_column_named_like_a_model_output_is_dropped_or_refused_where_it_cannot_be(tmp_path):
+    """BulkInferrer adds cluster, elbo, ... to each example and refuses one that has them (a 300-line traceback after
+    training): staging leaves such a column out, a TFRecord input or the cluster's raw CSV (Kubeflow) is refused."""
+    import tensorflow as tf
+
+    rows = "".join(f"{i % 3},{i * 0.5},{i % 2}\n" for i in range(12))
+    (tmp_path / "t.csv").write_text("cluster,x,features\n" + rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    assert staged.feature_names == ("features", "x"), "'features' is the model input's name, not an output"
+    assert [c.note for c in staged.columns if c.kind == "dropped"] == [
+        "named like a model output (cluster, cluster_probabilities, latent_mean, elbo), which BulkInferrer adds to "
+        "every example; rename it to use it"]
+    with pytest.raises(data.DataError, match=r"t\.csv: column 'cluster' is named like a model output \(.*\), "
+                                             r"which BulkInferrer adds to every example; rename it in the data\.$"):
+        data.scan_csv_source(str(tmp_path / "t.csv"))
+    with tf.io.TFRecordWriter(str(tmp_path / "part.tfrecord")) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            name: tf.train.Feature(float_list=tf.train.FloatList(value=[1.0])) for name in ("x", "elbo")})
+        ).SerializeToString())
+    with pytest.raises(data.DataError, match=r"part\.tfrecord: feature 'elbo' is named like a model output"):
+        data.stage(str(tmp_path / "part.tfrecord"), str(tmp_path / "staged2"))
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
