@@ -44,7 +44,14 @@ from batch_scoring.options import (
 )
 from batch_scoring.read import COUNT_TAG, DEAD_TAG, IDS_TAG, ReadRows, open_tfrecords, source_labels
 from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
-from model.features import CLUSTER_PROBABILITIES, CSV_ENCODING, FEATURES_SIGNATURE, LATENT_MEAN, SERVING_SIGNATURE
+from model.features import (
+    CLUSTER_PROBABILITIES,
+    CSV_ENCODING,
+    CSV_READER_OPTIONS,
+    FEATURES_SIGNATURE,
+    LATENT_MEAN,
+    SERVING_SIGNATURE,
+)
 from serving.feature_spec import FeatureSpec, has_text, model_signatures, read_feature_spec
 from serving.store import resolve_model_dir
 
@@ -155,7 +162,8 @@ def check_columns(files: list[str], fmt: str, spec: FeatureSpec, id_column: str 
             continue
         if fmt == CSV:
             with FileSystems.open(path) as f:
-                header = next(csv.reader(io.TextIOWrapper(f, encoding=CSV_ENCODING, errors="replace", newline="")), [])
+                text = io.TextIOWrapper(f, encoding=CSV_ENCODING, errors="replace", newline="")
+                header = next(csv.reader(text, **CSV_READER_OPTIONS), [])
         elif fmt == PARQUET:
             import pyarrow.parquet as pq
 

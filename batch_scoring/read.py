@@ -30,7 +30,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from batch_scoring.options import BLANK_IDS, CSV, PARQUET, READ, TFRECORD
-from model.features import CSV_ENCODING, ID_KEY
+from model.features import CSV_ENCODING, CSV_READER_OPTIONS, ID_KEY
 from serving.feature_spec import INT64, FeatureSpec, RawFeature, RequestError, build_example, to_value
 
 DEAD_TAG = "dead"  # tagged output: ((source, position), dead-letter record)
@@ -193,7 +193,8 @@ class ReadRows(beam.DoFn):
     def _csv(self, path: str, rows: _Rows) -> Iterable:
         name = self._labels.get(path, os.path.basename(path))
         with FileSystems.open(path) as binary:
-            reader = csv.reader(io.TextIOWrapper(binary, encoding=CSV_ENCODING, errors="replace", newline=""))
+            reader = csv.reader(io.TextIOWrapper(binary, encoding=CSV_ENCODING, errors="replace", newline=""),
+                                **CSV_READER_OPTIONS)
             header = next(reader, None) or []
             id_col = header.index(self._id_column) if self._id_column in header else None
             columns = [header.index(feature) for feature in self._spec]

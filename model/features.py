@@ -35,6 +35,9 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 # How CSV input is read, by staging and by batch scoring: UTF-8, and "-sig" drops the byte-order mark spreadsheet
 # programs write, which would otherwise stick to the first column's name (a "label" column would become a feature).
 CSV_ENCODING = "utf-8-sig"
+# Options of every csv reader of the project (staging, batch scoring, the request helper): spaces after a comma, as in
+# "1, 2, label" typed by hand, are not part of the next field, so " label" is the label and " 0.5" a number.
+CSV_READER_OPTIONS = {"skipinitialspace": True}
 # The file name endings of table input: CSV, plain or gzip-compressed (a compressed export is read as it is), and
 # Parquet (staging writes it as CSV, each value as batch scoring reads it).
 CSV_SUFFIXES = (".csv", ".csv.gz")

@@ -28,6 +28,7 @@ import numpy as np
 
 from model.features import (
     CSV_ENCODING,
+    CSV_READER_OPTIONS,
     CSV_SUFFIXES,
     ID_KEY,
     LABEL_KEY,
@@ -433,7 +434,7 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
     (`LABEL_KEY` unless the user named another)."""
     try:
         with _open_csv(path) as f:
-            reader = csv.reader(f)
+            reader = csv.reader(f, **CSV_READER_OPTIONS)
             header = next(reader, None)
             if not header:
                 raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row.")
@@ -494,7 +495,7 @@ def copy_checked_csv(source: str, target: str, columns: list[Column], has_label:
     def write(f) -> None:
         nonlocal rows
         with _open_csv(source) as src:
-            reader = csv.reader(src)
+            reader = csv.reader(src, **CSV_READER_OPTIONS)
             header = next(reader)
             index = {name: i for i, name in enumerate(header)}
             writer = csv.writer(f)
@@ -591,7 +592,17 @@ def scan_csv_source(source: str) -> list[Column]:
     every row as staging does."""
     if not os.path.exists(source) and not glob.glob(source):
         raise DataError(f"{source} does not exist.")
-    columns = _scan_csv_files(_csv_files(source))[0]
+    files = _csv_files(source)
+    for path in files:  # what the cluster's CsvExampleGen reads as it is, without staging
+        if path.lower().endswith(PARQUET_SUFFIXES):
+            raise DataError(f"{path} is Parquet, and the pipeline's CsvExampleGen on the cluster reads CSV; give it "
+                            "the data as CSV.")
+        with _open_csv(path) as f:
+            spaced = [name for name in next(csv.reader(f), []) if name != name.lstrip()]
+        if spaced:
+            raise DataError(f"{path} has spaces after the commas of its header ({spaced[0]!r}), which the cluster's "
+                            "CsvExampleGen keeps in the column names; save it without them.")
+    columns = _scan_csv_files(files)[0]
     for column in columns:
         if column.name in OUTPUT_KEYS:  # the cluster's ExampleGen reads the data as it is, so it cannot be left out
             raise DataError(f"{source}: column {column.name!r} is {_OUTPUT_NAME}; rename it in the data.")

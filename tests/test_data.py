@@ -103,6 +103,18 @@ def test_stage_tfrecord(tmp_path):
     assert os.listdir(tmp_path / "staged") == ["00000-part.tfrecord"]
 
 
+def test_spaces_after_commas_are_not_part_of_names_or_values_but_the_cluster_s_raw_csv_is_refused(tmp_path):
+    """"x, y, label" as typed by hand: " label" had become a feature (the answer deciding the clusters) and " 0.5"
+    text; Kubeflow's ExampleGen reads the raw file, so --columns-from refuses it."""
+    rows = "".join(f"{i * 0.5}, {i % 2}, {('red', 'blue')[i % 2]}, {i % 3}\n" for i in range(12))
+    (tmp_path / "t.csv").write_text("x, y, colour, label\n" + rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    assert staged.has_label and staged.feature_names == ("colour", "x", "y")
+    assert _read_csv(tmp_path / "staged" / "00000-t.csv")[1] == ["0", "0", "red", "0.0", "0"]
+    with pytest.raises(data.DataError, match=r"t\.csv has spaces after the commas of its header \(' y'\)"):
+        data.scan_csv_source(str(tmp_path / "t.csv"))
+
+
 def test_a_column_named_like_a_model_output_is_dropped_or_refused_where_it_cannot_be(tmp_path):
     """BulkInferrer adds cluster, elbo, ... to each example and refuses one that has them (a 300-line traceback after
     training): staging leaves such a column out, a TFRecord input or the cluster's raw CSV (Kubeflow) is refused."""
