@@ -71,6 +71,9 @@ NUMERIC_SHARE = 0.9
 # this many rows: pandas writes its index back as "Unnamed: 0" when a read CSV is saved again, and databases export
 # auto-increment keys.
 MIN_ROWS_FOR_ROW_NUMBERS = 20
+# Names of identifier columns (customer_id, order-key, userId, UUID): such a column of whole numbers, a different one
+# in every row, is a key in any order, not a feature (in tables of at least MIN_ROWS_FOR_ROW_NUMBERS rows).
+ID_NAME = re.compile(r"((^|[\s_.-])([iI][dD]|[uU]?[uU][iI][dD]|[gG][uU][iI][dD]|[kK][eE][yY])|[a-z](Id|ID|Key))$")
 
 
 class DataError(ValueError):
@@ -335,11 +338,13 @@ class _ColumnScan:
         # per file, the first and last value while every value counts up by one from the row before (None once one
         # does not): a row number or sequential identifier, `_row_numbers`
         self.counting: list[tuple[int, int]] | None = []
+        # the whole numbers of a column named like an identifier while each is new (None once one is not): a key
+        self.keys: set[int] | None = set() if ID_NAME.search(name) else None
 
     def add(self, value: str, path: str, line: int) -> None:
         if is_missing(value):
             self.missing += 1
-            self.counting = None
+            self.counting = self.keys = None
             return
         self.present += 1
         if len(self.values) <= MAX_CATEGORIES:
@@ -353,6 +358,15 @@ class _ColumnScan:
         else:
             self.numbers += 1
         self._count(number)
+        self._key(number)
+
+    def _key(self, number: float | None) -> None:
+        if self.keys is None:
+            return
+        if number is None or not math.isfinite(number) or not number.is_integer() or int(number) in self.keys:
+            self.keys = None
+        else:
+            self.keys.add(int(number))
 
     def _count(self, number: float | None) -> None:
         if self.counting is None:
@@ -380,6 +394,8 @@ class _ColumnScan:
         self.first_infinite = self.first_infinite or other.first_infinite
         self.plain_text = self.plain_text or other.plain_text
         self.counting = None if self.counting is None or other.counting is None else self.counting + other.counting
+        shared = self.keys is None or other.keys is None or not self.keys.isdisjoint(other.keys)
+        self.keys = None if shared else self.keys | other.keys
 
     def column(self) -> Column:
         """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
@@ -402,6 +418,10 @@ class _ColumnScan:
                 return _column(self.name, DROPPED, self.missing, note=(
                     f"whole numbers {first}..{last} counting up by one from row to row (a row number or a sequential "
                     "identifier)"))
+            if self.keys is not None and self.present >= MIN_ROWS_FOR_ROW_NUMBERS:
+                return _column(self.name, DROPPED, self.missing, note=(
+                    "whole numbers, a different one in every row, in a column named like an identifier (a key); "
+                    "rename it to use it as a number"))
             return _column(self.name, NUMERIC, self.missing)
         column = _column(self.name, CATEGORICAL, self.missing, frozenset(self.values), present=self.present)
         if column.kind == DROPPED and len(self.values) > 1 and all(DATE.fullmatch(v.strip()) for v in self.values):

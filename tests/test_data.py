@@ -486,6 +486,25 @@ def test_row_numbers_and_sequential_ids_are_dropped_with_the_reason(tmp_path):
     assert staged.feature_names == ("gap", "group", "half", "rank"), "counting down, a repeat, halves: features"
 
 
+def test_unique_whole_numbers_in_a_column_named_like_an_identifier_are_dropped_as_a_key(tmp_path):
+    """A customer_id of random account numbers is a key in any order; a repeat, a fraction, another name or a short
+    table keeps the column."""
+    order = np.random.default_rng(0).permutation(30)
+    rows = [[70_000 + 37 * int(j), 500 + int(j), int(j) % 7, 1000 + int(j), i % 3] for i, j in enumerate(order)]
+    _write_rows(tmp_path / "t.csv", ["customer_id", "income", "store_id", "userKey", "x"], rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    notes = {c.name: c.note for c in staged.columns if c.kind == "dropped"}
+    assert notes == dict.fromkeys(("customer_id", "userKey"), (
+        "whole numbers, a different one in every row, in a column named like an identifier (a key); rename it to use "
+        "it as a number"))
+    assert staged.feature_names == ("income", "store_id", "x")
+    (tmp_path / "lake").mkdir()
+    _write_rows(tmp_path / "lake" / "a.csv", ["account id", "x"], [[i * 7, i % 2] for i in range(15)])
+    _write_rows(tmp_path / "lake" / "b.csv", ["account id", "x"], [[i * 7 + 3, i % 2] for i in range(14)] + [[0, 1]])
+    assert data.stage(str(tmp_path / "lake"), str(tmp_path / "s2")).feature_names == ("account id", "x"), \
+        "0 is in both files: a repeat"
+
+
 def test_row_numbers_over_the_files_of_a_directory_are_dropped_and_a_repeat_keeps_them(tmp_path):
     """Shards that go on counting or each count from 0 hold row numbers; a file where the count stalls does not."""
     for folder, first, second in (("joined", range(15, 30), range(15)), ("restarting", range(15), range(15)),
