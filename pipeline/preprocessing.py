@@ -12,6 +12,9 @@ the pixel order the model's image augmentation relies on.
 
 from __future__ import annotations
 
+import re
+import zlib
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -60,8 +63,13 @@ def _z_score(x: tf.Tensor) -> tf.Tensor:
 
 
 def vocabulary_name(column: str) -> str:
-    """The tf.Transform vocabulary file of a categorical column (`tft.TFTransformOutput.vocabulary_by_name`)."""
-    return f"vocab_{column}"
+    """The tf.Transform vocabulary file of a categorical column (`tft.TFTransformOutput.vocabulary_by_name`).
+
+    tf.Transform makes TensorFlow name scopes of it, which take only ASCII letters, digits and ``_.-/>``: other
+    characters (``région``, ``価格``, spaces) become ``_``, and a hash of the name keeps two such columns apart."""
+    if re.fullmatch(r"[A-Za-z0-9_.\-/]+", column):
+        return f"vocab_{column}"
+    return f"vocab_{re.sub(r'[^A-Za-z0-9_.-]', '_', column)}_{zlib.crc32(column.encode('utf-8')):08x}"
 
 
 def _categorical(name: str, tensor, n_categories: int) -> tf.Tensor:
