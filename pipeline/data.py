@@ -274,6 +274,10 @@ def _parquet_lines(table: Any, path: str) -> Iterator[str]:
         raise _unreadable_parquet(path, err) from err
 
 
+def _whole(number: float) -> bool:
+    return math.isfinite(number) and number.is_integer()
+
+
 def _number(value: str) -> float | None:
     """The float in a CSV field (possibly inf), or None when it is not a number."""
     try:
@@ -463,6 +467,11 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
                     if separator in header[0]:
                         raise DataError(f"{path} has one column named {header[0]!r}, which looks separated by {name}, "
                                         "not commas; save it as comma-separated values.")
+            numbers = [_number(name) for name in header]
+            # distinct whole numbers can name columns (years); fractions or repeats are a first row of data
+            if None not in numbers and (len(set(numbers)) < len(numbers) or not all(map(_whole, numbers))):
+                raise DataError(f"{path} starts with a row of numbers ({', '.join(header[:3])}, ...), not a header; "
+                                "add a first row naming the columns.")
             named = [name for name in header if name.strip()]
             if len(set(named)) != len(named):
                 duplicates = sorted({name for name in named if named.count(name) > 1})

@@ -147,6 +147,8 @@ def test_a_column_named_like_a_model_output_is_dropped_or_refused_where_it_canno
         ("a,b\n", "has a header but no data rows"),
         ("a,b\n1\n", "the first data row has 1 fields but the header has 2"),
         ("a;b;c\n1;2;3\n4;5;6\n", "has one column named 'a;b;c', which looks separated by semicolons, not commas"),
+        ("5.1,3.5,0\n4.9,3.0,1\n", "starts with a row of numbers (5.1, 3.5, 0, ...), not a header; add a first row"),
+        ("0,0,5,13\n0,1,6,12\n", "starts with a row of numbers (0, 0, 5, ...), not a header; add a first row naming"),
         ("a\tb\n1\t2\n", "which looks separated by tabs, not commas; save it as comma-separated values"),
     ],
 )
