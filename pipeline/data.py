@@ -48,6 +48,8 @@ _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecord.gz", ".tfrecords", ".gz")
 # Everything staging writes into its folder: CSV and TFRecord copies as NNNNN-<input name>, images as data.csv, each
 # briefly with a .tmp suffix while written. Nothing else may live there (`_check_staging_dir`).
 STAGED_NAME = re.compile(r"(\d{5}-.+|data\.csv)(\.tmp)?")
+# Workbooks of spreadsheet programs, which a user may pass for their table.
+SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
 # Separators of other delimited text exports: a one-column header holding one of them is a file to re-save.
 OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 
@@ -588,6 +590,9 @@ def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> Stage
     if tfrecords:
         return _stage_tfrecords(tfrecords, staging_dir)
     files = _csv_files(source)
+    for path in files:
+        if path.lower().endswith(SPREADSHEET_SUFFIXES):
+            raise DataError(f"{path} is a spreadsheet workbook; export the sheet as CSV UTF-8 (or save it as Parquet).")
     columns, has_label = _scan_csv_files(files, label_column)
     if _image_shape_for([c.name for c in columns]):
         for column in columns:

@@ -348,6 +348,12 @@ def test_many_columns_are_summarised_in_the_report():
     assert report[-1] == "  t: dropped, free text" and len(report) == 3
 
 
+def test_a_spreadsheet_workbook_is_refused_with_how_to_export_it(tmp_path):
+    (tmp_path / "sales.xlsx").write_bytes(b"PK\x03\x04 a zip archive")
+    with pytest.raises(data.DataError, match=r"sales\.xlsx is a spreadsheet workbook; export the sheet as CSV UTF-8"):
+        data.stage(str(tmp_path / "sales.xlsx"), str(tmp_path / "staged"))
+
+
 def test_a_file_that_is_not_csv_at_all_is_refused(tmp_path):
     src = tmp_path / "picture.csv"
     src.write_bytes(bytes(range(256)) * 4)
