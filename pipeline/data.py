@@ -75,7 +75,7 @@ NUMERIC_SHARE = 0.9
 MIN_ROWS_FOR_ROW_NUMBERS = 20
 # Names of identifier columns (customer_id, order-key, userId, UUID): such a column of whole numbers, a different one
 # in every row, is a key in any order, not a feature (in tables of at least MIN_ROWS_FOR_ROW_NUMBERS rows).
-ID_NAME = re.compile(r"((^|[\s_.-])([iI][dD]|[uU]?[uU][iI][dD]|[gG][uU][iI][dD]|[kK][eE][yY])|[a-z](Id|ID|Key))$")
+ID_NAME = re.compile(r"(?i:(^|[\s_.-])(id|u?uid|guid|key)([\s_.-]|$)|[\s_.-](no|nr|number)$)|[a-z](Id|ID|Key)$")
 
 
 class DataError(ValueError):
@@ -135,6 +135,9 @@ def load_npz_arrays(path: str) -> tuple[np.ndarray, np.ndarray | None]:
                         "fill or drop those images.")
     if labels is not None and labels.shape != (images.shape[0],):
         raise DataError(f"{path}: 'labels' must have shape [{images.shape[0]}], got {labels.shape}.")
+    if labels is not None and np.issubdtype(labels.dtype, np.floating) and not np.isfinite(labels).all():
+        raise DataError(f"{path}: 'labels' hold NaN or infinite values; give every image a label, or leave 'labels' "
+                        "out to run without them.")
     return images, labels
 
 
@@ -161,7 +164,8 @@ def _label_text(label: Any) -> int | str:
     """An image's label as the evaluator reads it, a category: whole numbers as integers (3.0 -> 3), names as text."""
     if isinstance(label, bytes):
         return label.decode("utf-8", "replace")
-    if isinstance(label, np.integer | int) or (isinstance(label, np.floating | float) and float(label).is_integer()):
+    if isinstance(label, np.integer | int | np.bool_) or (isinstance(label, np.floating | float)
+                                                           and float(label).is_integer()):
         return int(label)
     return str(label)
 
@@ -276,8 +280,12 @@ def _parquet_lines(table: Any, path: str) -> Iterator[str]:
         raise _unreadable_parquet(path, err) from err
 
 
-def _whole(number: float) -> bool:
-    return math.isfinite(number) and number.is_integer()
+def _looks_like_data(header: list[str]) -> bool:
+    """True for a first row that is data rather than names: at least half of it (and two fields) numbers, which do
+    not count up strictly from left to right as names that are numbers do (years, wavelengths 400.5, 401.5, ...)."""
+    numbers = [n for n in map(_number, header) if n is not None]
+    return (len(numbers) >= max(2, len(header) / 2)
+            and any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)))
 
 
 def _number(value: str) -> float | None:
@@ -345,7 +353,7 @@ class _ColumnScan:
         # does not): a row number or sequential identifier, `_row_numbers`
         self.counting: list[tuple[int, int]] | None = []
         # the whole numbers of a column named like an identifier while each is new (None once one is not): a key
-        self.keys: set[int] | None = set() if ID_NAME.search(name) else None
+        self.keys: set[int] | None = set() if ID_NAME.search(name.strip()) else None
 
     def add(self, value: str, path: str, line: int) -> None:
         if is_missing(value):
@@ -401,7 +409,10 @@ class _ColumnScan:
         self.plain_text = self.plain_text or other.plain_text
         self.counting = None if self.counting is None or other.counting is None else self.counting + other.counting
         shared = self.keys is None or other.keys is None or not self.keys.isdisjoint(other.keys)
-        self.keys = None if shared else self.keys | other.keys
+        if shared:
+            self.keys = None
+        else:
+            self.keys |= other.keys
 
     def column(self) -> Column:
         """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
@@ -469,11 +480,10 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
                     if separator in header[0]:
                         raise DataError(f"{path} has one column named {header[0]!r}, which looks separated by {name}, "
                                         "not commas; save it as comma-separated values.")
-            numbers = [_number(name) for name in header]
-            # distinct whole numbers can name columns (years); fractions or repeats are a first row of data
-            if None not in numbers and (len(set(numbers)) < len(numbers) or not all(map(_whole, numbers))):
-                raise DataError(f"{path} starts with a row of numbers ({', '.join(header[:3])}, ...), not a header; "
-                                "add a first row naming the columns.")
+            if _looks_like_data(header):
+                shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
+                raise DataError(f"{path} starts with a row of values ({shown}), not a header; add a first row "
+                                "naming the columns.")
             named = [name for name in header if name.strip()]
             if len(set(named)) != len(named):
                 duplicates = sorted({name for name in named if named.count(name) > 1})
@@ -590,9 +600,7 @@ def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> Stage
     if tfrecords:
         return _stage_tfrecords(tfrecords, staging_dir)
     files = _csv_files(source)
-    for path in files:
-        if path.lower().endswith(SPREADSHEET_SUFFIXES):
-            raise DataError(f"{path} is a spreadsheet workbook; export the sheet as CSV UTF-8 (or save it as Parquet).")
+    _refuse_workbooks(files)
     columns, has_label = _scan_csv_files(files, label_column)
     if _image_shape_for([c.name for c in columns]):
         for column in columns:
@@ -621,22 +629,31 @@ def label_like_columns(staged: StagedData) -> list[str]:
     return [c.name for c in used_columns(staged.columns) if c.name.strip().lower() in LABEL_LIKE_NAMES]
 
 
+def _refuse_workbooks(files: list[str]) -> None:
+    for path in files:
+        if path.lower().endswith(SPREADSHEET_SUFFIXES):
+            raise DataError(f"{path} is a spreadsheet workbook; export the sheet as CSV UTF-8 (or save it as Parquet).")
+
+
 def scan_csv_source(source: str) -> list[Column]:
-    """The feature columns of a table file, a directory or a glob of them (CSV, .csv.gz, Parquet), classified from
-    every row as staging does."""
+    """The feature columns of a CSV file (plain or .csv.gz), a directory or a glob of them, classified from every row
+    as staging does, for a pipeline whose CsvExampleGen reads them as they are (Kubeflow): Parquet, and a header with
+    spaces after its commas, are refused."""
     if not os.path.exists(source) and not glob.glob(source):
         raise DataError(f"{source} does not exist.")
     files = _csv_files(source)
-    for path in files:  # what the cluster's CsvExampleGen reads as it is, without staging
+    _refuse_workbooks(files)
+    for path in files:
         if path.lower().endswith(PARQUET_SUFFIXES):
             raise DataError(f"{path} is Parquet, and the pipeline's CsvExampleGen on the cluster reads CSV; give it "
                             "the data as CSV.")
+    columns = _scan_csv_files(files)[0]  # refuses files that do not read, in one sentence
+    for path in files:
         with _open_csv(path) as f:
             spaced = [name for name in next(csv.reader(f), []) if name != name.lstrip()]
         if spaced:
             raise DataError(f"{path} has spaces after the commas of its header ({spaced[0]!r}), which the cluster's "
                             "CsvExampleGen keeps in the column names; save it without them.")
-    columns = _scan_csv_files(files)[0]
     for column in columns:
         if column.name in OUTPUT_KEYS:  # the cluster's ExampleGen reads the data as it is, so it cannot be left out
             raise DataError(f"{source}: column {column.name!r} is {_OUTPUT_NAME}; rename it in the data.")
@@ -702,7 +719,8 @@ def _stage_tfrecords(files: list[str], staging_dir: str) -> StagedData:
         raise DataError(f"{files[0]} has no numeric features (features: {', '.join(sorted(feats)) or 'none'}).")
     clashing = sorted(set(feats) & set(OUTPUT_KEYS))
     if clashing:
-        raise DataError(f"{files[0]}: feature {', '.join(map(repr, clashing))} is {_OUTPUT_NAME}; rename it.")
+        what = f"feature {clashing[0]!r} is" if len(clashing) == 1 else f"features {', '.join(map(repr, clashing))} are"
+        raise DataError(f"{files[0]}: {what} {_OUTPUT_NAME}; rename it.")
     staged = _staged_names(files)
     _copy_if_changed(files, [os.path.join(staging_dir, name) for name in staged])
     _clear_except(staging_dir, set(staged))

@@ -65,11 +65,12 @@ def _z_score(x: tf.Tensor) -> tf.Tensor:
 def vocabulary_name(column: str) -> str:
     """The tf.Transform vocabulary file of a categorical column (`tft.TFTransformOutput.vocabulary_by_name`).
 
-    tf.Transform makes TensorFlow name scopes of it, which take only ASCII letters, digits and ``_.-/>``: other
-    characters (``région``, ``価格``, spaces) become ``_``, and a hash of the name keeps two such columns apart."""
-    if re.fullmatch(r"[A-Za-z0-9_.\-/]+", column):
+    tf.Transform makes TensorFlow name scopes of it, which take only ASCII, and rewrites some characters itself (so
+    ``a.b`` and ``a_b`` had shared one vocabulary): a name of other characters than ASCII letters, digits and ``_``
+    has them replaced by ``_`` and gets a hash of the name, which keeps every column's vocabulary apart."""
+    if re.fullmatch(r"[A-Za-z0-9_]+", column):
         return f"vocab_{column}"
-    return f"vocab_{re.sub(r'[^A-Za-z0-9_.-]', '_', column)}_{zlib.crc32(column.encode('utf-8')):08x}"
+    return f"vocab_{re.sub(r'[^A-Za-z0-9_]', '_', column)}_{zlib.crc32(column.encode('utf-8')):08x}"
 
 
 def _categorical(name: str, tensor, n_categories: int) -> tf.Tensor:

@@ -147,8 +147,9 @@ def test_a_column_named_like_a_model_output_is_dropped_or_refused_where_it_canno
         ("a,b\n", "has a header but no data rows"),
         ("a,b\n1\n", "the first data row has 1 fields but the header has 2"),
         ("a;b;c\n1;2;3\n4;5;6\n", "has one column named 'a;b;c', which looks separated by semicolons, not commas"),
-        ("5.1,3.5,0\n4.9,3.0,1\n", "starts with a row of numbers (5.1, 3.5, 0, ...), not a header; add a first row"),
-        ("0,0,5,13\n0,1,6,12\n", "starts with a row of numbers (0, 0, 5, ...), not a header; add a first row naming"),
+        ("5.1,3.5,0\n4.9,3.0,1\n", "starts with a row of values (5.1, 3.5, 0), not a header; add a first row naming"),
+        ("0,0,5,13\n0,1,6,12\n", "starts with a row of values (0, 0, 5, ...), not a header; add a first row naming"),
+        ("5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n", "starts with a row of values (5.1, 3.5, 1.4, ...)"),
         ("a\tb\n1\t2\n", "which looks separated by tabs, not commas; save it as comma-separated values"),
     ],
 )
@@ -348,6 +349,12 @@ def test_many_columns_are_summarised_in_the_report():
     assert report[-1] == "  t: dropped, free text" and len(report) == 3
 
 
+def test_numbers_that_count_up_can_name_columns(tmp_path):
+    """Years or wavelengths as column names are a header; a first row of data does not count up."""
+    (tmp_path / "t.csv").write_text("400.5,401.5,402.5\n" + "".join(f"{i % 3},{i % 5},{i % 2}\n" for i in range(9)))
+    assert data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged")).feature_names == ("400.5", "401.5", "402.5")
+
+
 def test_a_spreadsheet_workbook_is_refused_with_how_to_export_it(tmp_path):
     (tmp_path / "sales.xlsx").write_bytes(b"PK\x03\x04 a zip archive")
     with pytest.raises(data.DataError, match=r"sales\.xlsx is a spreadsheet workbook; export the sheet as CSV UTF-8"):
@@ -400,6 +407,9 @@ def test_image_labels_may_be_class_names_or_whole_floats(tmp_path):
     images = np.zeros((3, 4, 4), np.uint8)
     np.savez(tmp_path / "names.npz", images=images, labels=np.array(["cat", "dog", "cat"]))
     np.savez(tmp_path / "floats.npz", images=images, labels=np.array([1.0, 2.0, 1.5]))
+    np.savez(tmp_path / "nan.npz", images=images, labels=np.array([1.0, np.nan, 1.5]))
+    with pytest.raises(data.DataError, match=r"'labels' hold NaN or infinite values; give every image a label"):
+        data.stage(str(tmp_path / "nan.npz"), str(tmp_path / "c"))
     data.stage(str(tmp_path / "names.npz"), str(tmp_path / "a"))
     data.stage(str(tmp_path / "floats.npz"), str(tmp_path / "b"))
     assert [row[1] for row in _read_csv(tmp_path / "a" / "data.csv")] == ["label", "cat", "dog", "cat"]
@@ -498,11 +508,12 @@ def test_unique_whole_numbers_in_a_column_named_like_an_identifier_are_dropped_a
     """A customer_id of random account numbers is a key in any order; a repeat, a fraction, another name or a short
     table keeps the column."""
     order = np.random.default_rng(0).permutation(30)
-    rows = [[70_000 + 37 * int(j), 500 + int(j), int(j) % 7, 1000 + int(j), i % 3] for i, j in enumerate(order)]
-    _write_rows(tmp_path / "t.csv", ["customer_id", "income", "store_id", "userKey", "x"], rows)
+    rows = [[70_000 + 37 * int(j), 500 + int(j), int(j) % 7, 1000 + int(j), i % 3, 9 * int(j)]
+            for i, j in enumerate(order)]
+    _write_rows(tmp_path / "t.csv", ["customer_id", "income", "store_id", "userKey", "x", "account_number "], rows)
     staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
     notes = {c.name: c.note for c in staged.columns if c.kind == "dropped"}
-    assert notes == dict.fromkeys(("customer_id", "userKey"), (
+    assert notes == dict.fromkeys(("account_number ", "customer_id", "userKey"), (
         "whole numbers, a different one in every row, in a column named like an identifier (a key); rename it to use "
         "it as a number"))
     assert staged.feature_names == ("income", "store_id", "x")

@@ -96,16 +96,17 @@ def test_the_scaling_does_not_depend_on_how_beam_batches_or_orders_the_rows(tmp_
 
 
 def test_text_columns_named_in_any_language_get_vocabularies(tmp_path) -> None:
-    """TensorFlow scope names take only ASCII: 'région/zone' had stopped Transform with a 100-line traceback. Two
-    names that differ only outside ASCII keep apart vocabularies."""
-    names = ("région/zone", "rágion/zone", "価格 (円)")
+    """TensorFlow scope names take only ASCII: 'région/zone' had stopped Transform with a 100-line traceback. Names
+    that differ only outside ASCII, or that tf.Transform rewrites alike ('a.b', 'a_b': they had shared one vocabulary
+    and a_b's one-hot block was all zeros), keep apart vocabularies."""
+    names = ("région/zone", "rágion/zone", "価格 (円)", "a.b", "a_b")
     rows = [{name: [value] for name in names} for value in ("a", "b", "a", "c", "a")]
     spec = {name: tf.io.VarLenFeature(tf.string) for name in names}
     plan = FeaturePlan(scaling=ZSCORE, columns=names, categorical=dict.fromkeys(names, 3))
     x = _transformed(rows, spec, plan, tmp_path, transform_dir=str(tmp_path / "transform"))
-    assert x.shape == (5, 12)
+    assert x.shape == (5, 20)
     output = tft.TFTransformOutput(str(tmp_path / "transform"))
-    assert len({vocabulary_name(name) for name in names}) == 3
+    assert len({vocabulary_name(name) for name in names}) == 5
     for name in names:
         vocabulary = output.vocabulary_by_name(vocabulary_name(name))
         assert vocabulary[:2] == [b"__missing__", b"a"] and sorted(vocabulary[2:]) == [b"b", b"c"]
