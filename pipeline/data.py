@@ -371,26 +371,27 @@ class _ColumnScan:
             self.first_infinite = self.first_infinite or (path, line, value)
         else:
             self.numbers += 1
-        self._count(number)
-        self._key(number)
+        whole = int(number) if number is not None and math.isfinite(number) and number.is_integer() else None
+        self._count(whole)
+        self._key(whole)
 
-    def _key(self, number: float | None) -> None:
+    def _key(self, whole: int | None) -> None:
         if self.keys is None:
             return
-        if number is None or not math.isfinite(number) or not number.is_integer() or int(number) in self.keys:
+        if whole is None or whole in self.keys:
             self.keys = None
         else:
-            self.keys.add(int(number))
+            self.keys.add(whole)
 
-    def _count(self, number: float | None) -> None:
+    def _count(self, whole: int | None) -> None:
         if self.counting is None:
             return
-        if number is None or not math.isfinite(number) or not number.is_integer():
+        if whole is None:
             self.counting = None
         elif not self.counting:
-            self.counting = [(int(number), int(number))]
-        elif int(number) == self.counting[-1][1] + 1:
-            self.counting[-1] = (self.counting[-1][0], int(number))
+            self.counting = [(whole, whole)]
+        elif whole == self.counting[-1][1] + 1:
+            self.counting[-1] = (self.counting[-1][0], whole)
         else:
             self.counting = None
 
