@@ -296,6 +296,18 @@ def _number(value: str) -> float | None:
         return None
 
 
+_INT64 = np.iinfo(np.int64)
+
+
+def _beyond_int64(value: str) -> bool:
+    """True for a whole number written without a point or exponent that int64 cannot hold (a 20-digit account
+    number, an unsigned 64-bit hash), which ExampleGen's CSV reader takes for text, as staging must too."""
+    try:
+        return not _INT64.min <= int(value) <= _INT64.max
+    except ValueError:
+        return False
+
+
 def is_missing(value: str) -> bool:
     """True for the spellings of a missing value: an empty field, NA, N/A, NaN, null, None, ?."""
     return value.strip().lower() in MISSING_TOKENS
@@ -363,10 +375,11 @@ class _ColumnScan:
         self.present += 1
         if len(self.values) <= MAX_CATEGORIES:
             self.values.add(value)
-        number = _number(value)
+        too_long = _beyond_int64(value)
+        number = None if too_long else _number(value)
         if number is None:
             self.first_text = self.first_text or (path, line, value)
-            self.plain_text = self.plain_text or _number(FORMATTING.sub("", value)) is None
+            self.plain_text = self.plain_text or too_long or _number(FORMATTING.sub("", value)) is None
         elif not math.isfinite(number):
             self.first_infinite = self.first_infinite or (path, line, value)
         else:
@@ -427,6 +440,8 @@ class _ColumnScan:
         numeric_share = self.numbers / self.present
         if self.first_text is None or numeric_share >= NUMERIC_SHARE:
             for found, what in ((self.first_text, "is not a number"), (self.first_infinite, "is not finite")):
+                if found and _beyond_int64(found[2]):
+                    what = "is a whole number beyond the 64-bit range, which the pipeline reads as text,"
                 if found:
                     raise DataError(
                         f"{found[0]}, line {found[1]}, column {self.name}: {found[2]!r} {what} but {numeric_share:.0%} "
@@ -741,9 +756,9 @@ def _staged_names(files: list[str]) -> list[str]:
     names = []
     for i, path in enumerate(files):
         name = os.path.basename(path)
-        for suffix in (*CSV_SUFFIXES[1:], *PARQUET_SUFFIXES):
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)] + ".csv"
+        suffix = next((s for s in sorted(CSV_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True)
+                       if name.lower().endswith(s)), "")
+        name = name[: len(name) - len(suffix)] + ".csv" if suffix else name
         names.append(f"{i:05d}-{name}")
     return names
 

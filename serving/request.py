@@ -44,6 +44,7 @@ if __name__ == "__main__":  # the CLI only, not importers: TensorFlow's C++ star
 import numpy as np  # noqa: E402 - after the variable, which TensorFlow reads on import
 
 from model.features import (  # noqa: E402
+    CSV_ENCODING,
     CSV_READER_OPTIONS,
     FEATURES_INPUT_KEY,
     FEATURES_SIGNATURE,
@@ -250,10 +251,9 @@ def read_csv_rows(path: str, rows: int) -> list[dict[str, str]]:
 
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"CSV {path!r} does not exist.")
-    with tf.io.gfile.GFile(path, "r") as f:
-        reader = csv.DictReader(f, **CSV_READER_OPTIONS)
-        if reader.fieldnames:  # a spreadsheet's byte-order mark is not part of the first column's name
-            reader.fieldnames[0] = reader.fieldnames[0].removeprefix(codecs.BOM_UTF8.decode())
+    with tf.io.gfile.GFile(path, "rb") as f:
+        # decoded as staging reads it: a spreadsheet's byte-order mark is no part of the first name, even quoted
+        reader = csv.DictReader(codecs.iterdecode(f, CSV_ENCODING), **CSV_READER_OPTIONS)
         out = []
         for row in reader:
             if len(out) >= rows:

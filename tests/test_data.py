@@ -524,6 +524,26 @@ def test_unique_whole_numbers_in_a_column_named_like_an_identifier_are_dropped_a
         "0 is in both files: a repeat"
 
 
+def test_whole_numbers_beyond_int64_are_text_as_example_gen_reads_them(tmp_path):
+    """ExampleGen's CSV reader takes an integer that int64 cannot hold for text; staging must not call the column
+    numeric (every scored row was dead-lettered), and one such value in a numeric column is refused in one
+    sentence."""
+    hashes = [str(2**64 - 1 - 7919 * i) for i in range(60)]
+    rows = [[h, i % 3, i % 2, str(2**63 + i % 2)] for i, h in enumerate(hashes)]
+    _write_rows(tmp_path / "t.csv", ["fingerprint", "x", "label", "tier"], rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    kinds = {c.name: (c.kind, c.note) for c in staged.columns}
+    assert kinds["fingerprint"] == ("dropped", "more than 50 distinct text values (free text or an identifier)")
+    assert kinds["tier"] == ("categorical", "2 categories (one-hot), none missing"), "as ExampleGen reads it: text"
+    assert staged.feature_names == ("tier", "x")
+    _write_rows(tmp_path / "mixed.csv", ["big", "x"], [[2**63 if i == 40 else i * 3, i % 2] for i in range(60)])
+    with pytest.raises(data.DataError, match=r"line 42, column big: '9223372036854775808' is a whole number beyond the "
+                                             r"64-bit range, which the pipeline reads as text, but 98% .* fix the "):
+        data.stage(str(tmp_path / "mixed.csv"), str(tmp_path / "s2"))
+    _write_rows(tmp_path / "edge.csv", ["v", "x"], [[2**63 - 1 if i == 5 else -(2**63), i % 2] for i in range(30)])
+    assert data.stage(str(tmp_path / "edge.csv"), str(tmp_path / "s3")).feature_names == ("v", "x"), "int64 bounds"
+
+
 def test_row_numbers_over_the_files_of_a_directory_are_dropped_and_a_repeat_keeps_them(tmp_path):
     """Shards that go on counting or each count from 0 hold row numbers; a file where the count stalls does not."""
     for folder, first, second in (("joined", range(15, 30), range(15)), ("restarting", range(15), range(15)),

@@ -380,10 +380,13 @@ def test_auto_engine_follows_the_model() -> None:
 
 
 def test_request_rows_from_a_spreadsheet_csv(tmp_path, capsys):
-    """A byte-order mark is not part of the first column's name; --rows must be at least 1."""
+    """A byte-order mark is not part of the first column's name, quoted or not, and a quoted field may hold a line
+    break; --rows must be at least 1."""
     path = tmp_path / "excel.csv"
-    path.write_bytes("colour,count\nblue,4\nred,2\n".encode("utf-8-sig"))
+    path.write_bytes("colour,count\r\nblue,4\r\nred,2\r\n".encode("utf-8-sig"))
     assert sr.read_csv_rows(str(path), 5) == [{"colour": "blue", "count": "4"}, {"colour": "red", "count": "2"}]
+    path.write_bytes('"colour",count\n"dark\nblue",4\nred,2\n'.encode("utf-8-sig"))
+    assert sr.read_csv_rows(str(path), 1) == [{"colour": "dark\nblue", "count": "4"}]
     with pytest.raises(SystemExit) as exit_info:
         sr.main(["--model", str(tmp_path), "--csv", str(path), "--rows", "0"])
     assert exit_info.value.code == 2
