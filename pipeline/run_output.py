@@ -295,6 +295,10 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
                      + ("" if copied else " (already serving, nothing copied)")))
     else:
         rows.append(("pushed", "nothing pushed" + (" (not blessed)" if pushed is not None else "")))
+        if message and message.startswith("not blessed"):
+            rows.append(("if intended", "when a bound does not fit this data (a real small segment, a deliberate "
+                                        "re-segmentation), --thresholds, --tolerances or --accept-resegmentation "
+                                        "change it (see --help)"))
 
     if evaluation is not None and os.path.exists(os.path.join(evaluation.uri, REPORT_MD)):
         rows.append(("report", os.path.join(evaluation.uri, REPORT_MD)))

@@ -93,6 +93,7 @@ def test_summary_of_a_rejected_run_says_why_and_that_nothing_was_pushed(tmp_path
     text = "\n".join(run_output.summary_lines(outputs, "/out/metadata.sqlite"))
     assert "not blessed: nmi 0.8012 < 0.999" in text
     assert "nothing pushed (not blessed)" in text
+    assert "  if intended: when a bound does not fit this data (a real small segment" in text
     assert not run_output.is_blessed(outputs) and run_output.is_blessed(_outputs(tmp_path / "b", blessed=True)[0])
     assert not run_output.is_blessed([o for o in outputs if o.kind != "ModelBlessing"]), "not evaluated"
     assert "ACC" not in text and "silhouette 0.308" in text and "2 empty" in text
