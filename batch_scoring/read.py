@@ -134,17 +134,19 @@ class _Rows:
     """What one file's reader counts (READ, BLANK_IDS) and the ids its rows gave themselves, yielded in lists
     (IDS_TAG) for the job's count of shared ids."""
 
-    def __init__(self, chunk: int) -> None:
+    def __init__(self, chunk: int, id_required: bool) -> None:
         self.counts = {READ: 0, BLANK_IDS: 0}
         self._chunk = chunk
+        self._id_required = id_required
         self._given: list[str] = []
 
-    def row_id(self, given: str | None, fallback: str, blank_counts: bool) -> str:
-        """``given``, else ``fallback``, counted as a blank id when ``blank_counts`` (the input has the id column)."""
+    def row_id(self, given: str | None, fallback: str, has_column: bool) -> str:
+        """``given``, else ``fallback``, counted as a blank id where the input ``has_column`` (the id column) or the
+        user named the column (``id_required``)."""
         if given:
             self._given.append(given)
             return given
-        self.counts[BLANK_IDS] += blank_counts
+        self.counts[BLANK_IDS] += has_column or self._id_required
         return fallback
 
     def given_ids(self, last: bool = False) -> Iterator[beam.pvalue.TaggedOutput]:
@@ -180,7 +182,7 @@ class ReadRows(beam.DoFn):
         self._int_mask = np.array([feature.dtype == INT64 for feature in spec.values()], dtype=bool)
 
     def process(self, path: str) -> Iterable:
-        rows = _Rows(self._batch_size)
+        rows = _Rows(self._batch_size, self._id_required)
         reader = {CSV: self._csv, TFRECORD: self._tfrecord, PARQUET: self._parquet}[self._fmt]
         yield from reader(path, rows)
         yield from rows.given_ids(last=True)
@@ -213,7 +215,7 @@ class ReadRows(beam.DoFn):
                     continue  # blank line: not a row
                 rows.counts[READ] += 1
                 given = fields[id_col] if id_col is not None and id_col < len(fields) else ""
-                row_id = rows.row_id(given, f"{name}:{line}", id_col is not None or self._id_required)
+                row_id = rows.row_id(given, f"{name}:{line}", id_col is not None)
                 if len(fields) != len(header):
                     yield _dead(path, line, row_id, f"the row has {len(fields)} fields but the header has "
                                 f"{len(header)}.", _csv_line(fields))
@@ -256,7 +258,7 @@ class ReadRows(beam.DoFn):
                 names = batch.schema.names
                 has_id = self._id_column in names
                 given = batch.column(names.index(self._id_column)).to_pylist() if has_id else [None] * n
-                ids = [rows.row_id(id_text(g), f"{name}:{index + i}", has_id or self._id_required)
+                ids = [rows.row_id(id_text(g), f"{name}:{index + i}", has_id)
                        for i, g in enumerate(given)]
                 columns = [batch.column(names.index(f)) for f in self._spec]
                 parsed = [None] * n
@@ -370,8 +372,7 @@ class ReadRows(beam.DoFn):
             feats = tf.train.Example.FromString(record).features.feature
         except (DecodeError, RuntimeWarning) as err:
             return default_id, None, f"the record is not a tf.Example ({err})."
-        row_id = rows.row_id(_example_id(feats.get(self._id_column)), default_id,
-                             self._id_required or self._id_column in feats)
+        row_id = rows.row_id(_example_id(feats.get(self._id_column)), default_id, self._id_column in feats)
         values = {}
         for key, feature in self._spec.items():
             if key not in feats:
