@@ -110,17 +110,22 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_npz_arrays(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Images [N, H, W] and optional labels [N] from an MNIST-style ``.npz`` file."""
+    """Images [N, H, W] (saved as that or [N, H, W, 1]) and optional labels [N] from an MNIST-style ``.npz``
+    file."""
     try:
         with np.load(path) as data:
             if "images" not in data:
-                raise DataError(f"{path} has no 'images' array (found: {', '.join(data.files) or 'nothing'}).")
+                raise DataError(f"{path} has no 'images' array (found: {', '.join(data.files) or 'nothing'}); save "
+                                "the images as 'images' and any classes as 'labels', e.g. np.savez(path, "
+                                "images=x_train, labels=y_train).")
             images = data["images"]
             labels = data.get("labels")
     except (OSError, ValueError) as err:
         if isinstance(err, DataError):
             raise
         raise DataError(f"{path} is not a readable .npz file ({err}).") from err
+    if images.ndim == 4 and images.shape[-1] == 1:  # Keras' grey [N, height, width, 1]
+        images = images[..., 0]
     if images.ndim == 4 and images.shape[0] > 0 and images.shape[-1] in (3, 4):
         raise DataError(f"{path}: 'images' are colour images {images.shape}, and the model reads grey ones [N, "
                         "height, width]; save them as grey, e.g. images.mean(axis=-1).")

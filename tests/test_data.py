@@ -382,7 +382,8 @@ def test_missing_input_is_refused(tmp_path):
 
 def test_bad_npz_is_refused(tmp_path):
     np.savez(tmp_path / "x.npz", pictures=np.zeros((2, 2, 2)))
-    with pytest.raises(data.DataError, match="has no 'images' array"):
+    with pytest.raises(data.DataError, match=r"has no 'images' array \(found: pictures\); save the images as "
+                                             r"'images' and any classes as 'labels', e\.g\. np\.savez\("):
         data.stage(str(tmp_path / "x.npz"), str(tmp_path / "staged"))
     (tmp_path / "y.npz").write_bytes(b"not a zip")
     with pytest.raises(data.DataError, match="is not a readable .npz file"):
@@ -400,6 +401,16 @@ def test_images_the_model_cannot_read_are_refused_in_one_sentence(tmp_path, imag
     np.savez(tmp_path / "x.npz", images=images)
     with pytest.raises(data.DataError, match=message):
         data.stage(str(tmp_path / "x.npz"), str(tmp_path / "staged"))
+
+
+def test_grey_images_with_a_channel_axis_are_read_as_grey_images(tmp_path):
+    """Keras keeps grey images as [N, height, width, 1]; they are the same images as [N, height, width]."""
+    images = np.arange(48, dtype=np.uint8).reshape(3, 4, 4)
+    np.savez(tmp_path / "keras.npz", images=images[..., None], labels=np.array([0, 1, 0]))
+    np.savez(tmp_path / "flat.npz", images=images, labels=np.array([0, 1, 0]))
+    assert data.stage(str(tmp_path / "keras.npz"), str(tmp_path / "a")).image_shape == (4, 4)
+    data.stage(str(tmp_path / "flat.npz"), str(tmp_path / "b"))
+    assert _read_csv(tmp_path / "a" / "data.csv") == _read_csv(tmp_path / "b" / "data.csv")
 
 
 def test_image_labels_may_be_class_names_or_whole_floats(tmp_path):
