@@ -4,6 +4,7 @@ cluster profiles of tables; a model without a training summary (older models) st
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -184,6 +185,21 @@ def test_profiles_of_known_clusters() -> None:
     lines = "\n".join(profiles.markdown(result))
     assert "not profiled: comment." in lines
     assert f"| 2 | 30 | 33.3% | income {high:+.1f} sd (" in lines and "| 3 | 0 | 0.0% | n/a | n/a |" in lines
+
+
+def test_profile_tables_keep_one_row_per_cluster_whatever_the_names_and_categories_hold() -> None:
+    """A category with a line break ("New York,\nNY", a quoted CSV field) or a | in a name or value had split or
+    widened the report's Markdown table."""
+    numeric, region, group = _table(0)
+    city = [f"New York,\nNY|{r}" for r in region]
+    result = profiles.cluster_profiles(group, range(3), numeric, ["in|come", "age", "score"], np.array(city)[:, None],
+                                       ["city\nname"])
+    lines = profiles.markdown(result)
+    assert "| cluster | n | share | distinguishing features | most frequent city name |" in lines
+    rows = [line for line in lines if line.startswith(("| 0 |", "| 1 |", "| 2 |"))]
+    assert len(rows) == 3 and all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows), "5 cells each"
+    assert "New York, NY\\|north (" in rows[0] and rows[0].split(" | ")[3].startswith("in\\|come ")
+    assert any(line.startswith("| in\\|come | ") for line in lines)
 
 
 def test_an_older_model_without_a_summary_still_evaluates(assets, tmp_path) -> None:

@@ -76,8 +76,13 @@ def cluster_profiles(
     }
 
 
+def _cell(text: Any) -> str:
+    """User text (a column name, a category) as one Markdown table cell: line breaks as spaces, ``|`` escaped."""
+    return " ".join(str(text).splitlines()).replace("|", "\\|")
+
+
 def _distinguishing(entry: Mapping[str, Any]) -> str:
-    parts = [f"{t['feature']} {t['effect']:+.1f} sd ({_fmt(t['cluster_mean'])} vs {_fmt(t['overall_mean'])})"
+    parts = [f"{_cell(t['feature'])} {t['effect']:+.1f} sd ({_fmt(t['cluster_mean'])} vs {_fmt(t['overall_mean'])})"
              for t in entry.get("top_features", [])]
     return "; ".join(parts) or "n/a"
 
@@ -89,11 +94,11 @@ def markdown(profiles: Mapping[str, Any]) -> list[str]:
              f"What sets each cluster apart: the {TOP_FEATURES} features with the largest |cluster mean - overall "
              "mean| / overall standard deviation (sd) on the eval split.", ""]
     cats = profiles["categorical_features"]
-    header = "| cluster | n | share | distinguishing features |" + "".join(f" most frequent {c} |" for c in cats)
+    header = "| cluster | n | share | distinguishing features |" + "".join(f" most frequent {_cell(c)} |" for c in cats)
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
     for entry in clusters:
         modes = entry.get("modes", {})
-        cells = "".join(f" {modes[c]['value']} ({100 * modes[c]['share']:.0f}%) |" if c in modes else " n/a |"
+        cells = "".join(f" {_cell(modes[c]['value'])} ({100 * modes[c]['share']:.0f}%) |" if c in modes else " n/a |"
                         for c in cats)
         lines.append(f"| {entry['cluster']} | {entry['n']} | {100 * entry['share']:.1f}% | {_distinguishing(entry)} |"
                      + cells)
@@ -110,7 +115,7 @@ def markdown(profiles: Mapping[str, Any]) -> list[str]:
                   "|---|---|" + "---|" * len(clusters)]
         for n in shown:
             cells = "".join(f" {_fmt(e.get('means', {}).get(n, float('nan')))} |" for e in clusters)
-            lines.append(f"| {n} | {_fmt(profiles['overall_mean'][n])} |" + cells)
+            lines.append(f"| {_cell(n)} | {_fmt(profiles['overall_mean'][n])} |" + cells)
     if profiles.get("free_text_features"):
         lines += ["", "Free-text columns (a different value in most rows), not profiled: "
                   + ", ".join(profiles["free_text_features"]) + "."]
