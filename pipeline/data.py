@@ -314,7 +314,8 @@ def _beyond_int64(value: str) -> bool:
 
 
 def is_missing(value: str) -> bool:
-    """True for the spellings of a missing value: an empty field, NA, N/A, NaN, null, None, ?."""
+    """True for the spellings of a missing value (`MISSING_TOKENS`): an empty field, NA, N/A, #N/A, NaN, null,
+    None, ?, -, an Excel error value such as #DIV/0!."""
     return value.strip().lower() in MISSING_TOKENS
 
 
@@ -364,6 +365,8 @@ class _ColumnScan:
         self.values: set[str] = set()
         self.first_text: tuple[str, int, str] | None = None  # (file, line, value) of the first non-number
         self.first_infinite: tuple[str, int, str] | None = None
+        # (file, line, value) of the first missing value written as text (NA, #N/A, -), not left empty
+        self.first_spelled_missing: tuple[str, int, str] | None = None
         # a text that is no number even without thousands separators, currency signs and % was seen
         self.plain_text = False
         # per file, the first and last value while every value counts up by one from the row before (None once one
@@ -376,6 +379,8 @@ class _ColumnScan:
         if is_missing(value):
             self.missing += 1
             self.counting = self.keys = None
+            if value and not self.first_spelled_missing:
+                self.first_spelled_missing = (path, line, value)
             return
         self.present += 1
         if len(self.values) <= MAX_CATEGORIES:
@@ -425,6 +430,7 @@ class _ColumnScan:
         self.values |= other.values
         self.first_text = self.first_text or other.first_text
         self.first_infinite = self.first_infinite or other.first_infinite
+        self.first_spelled_missing = self.first_spelled_missing or other.first_spelled_missing
         self.plain_text = self.plain_text or other.plain_text
         self.counting = None if self.counting is None or other.counting is None else self.counting + other.counting
         shared = self.keys is None or other.keys is None or not self.keys.isdisjoint(other.keys)
@@ -622,7 +628,7 @@ def stage(source: str, staging_dir: str, label_column: str = LABEL_KEY) -> Stage
         return _stage_tfrecords(tfrecords, staging_dir)
     files = _csv_files(source)
     _refuse_workbooks(files)
-    columns, has_label = _scan_csv_files(files, label_column)
+    columns, has_label, _ = _scan_csv_files(files, label_column)
     if _image_shape_for([c.name for c in columns]):
         for column in columns:
             if column.kind != NUMERIC or column.missing:
@@ -668,7 +674,12 @@ def scan_csv_source(source: str) -> list[Column]:
         if path.lower().endswith(PARQUET_SUFFIXES):
             raise DataError(f"{path} is Parquet, and the pipeline's CsvExampleGen on the cluster reads CSV; give it "
                             "the data as CSV.")
-    columns = _scan_csv_files(files)[0]  # refuses files that do not read, in one sentence
+    columns, _, spelled = _scan_csv_files(files)  # refuses files that do not read, in one sentence
+    for column in used_columns(columns):
+        if column.name in spelled:
+            path, line, value = spelled[column.name]
+            raise DataError(f"{path}, line {line}, column {column.name}: the missing value is written {value!r}, "
+                            "which the cluster's CsvExampleGen reads as text; leave missing values empty.")
     for path in files:
         with _open_csv(path) as f:
             spaced = [name for name in next(csv.reader(f), []) if name != name.lstrip()]
@@ -692,9 +703,12 @@ def feature_plan(columns: list[Column] | tuple[Column, ...], scaling: str) -> Fe
     )
 
 
-def _scan_csv_files(files: list[str], label: str = LABEL_KEY) -> tuple[list[Column], bool]:
+def _scan_csv_files(
+    files: list[str], label: str = LABEL_KEY
+) -> tuple[list[Column], bool, dict[str, tuple[str, int, str]]]:
     """The columns of one or several CSV files that share one header: kinds and counts over all their rows (a column
-    that is constant within each file but differs between them is used), and whether there is a ``label`` column."""
+    that is constant within each file but differs between them is used), whether there is a ``label`` column, and
+    per feature column the (file, line, value) of its first missing value written as text rather than left empty."""
     scans, has_label = _scan_file(files[0], label)
     for extra in files[1:]:
         more, extra_label = _scan_file(extra, label)
@@ -707,7 +721,7 @@ def _scan_csv_files(files: list[str], label: str = LABEL_KEY) -> tuple[list[Colu
         where = files[0] if len(files) == 1 else f"the {len(files)} CSV files ({files[0]}, ...)"
         why = "; ".join(f"{c.name or '(no name)'}: {c.note}" for c in columns) or "it has only id and label columns"
         raise DataError(f"{where} has no usable feature columns; {why}.")
-    return columns, has_label
+    return columns, has_label, {s.name: s.first_spelled_missing for s in scans if s.first_spelled_missing}
 
 
 def _stage_images(images: np.ndarray, labels: np.ndarray | None, staging_dir: str) -> StagedData:

@@ -322,6 +322,26 @@ def test_a_row_without_a_label_stops_staging_with_its_line(tmp_path, missing):
     assert os.listdir(tmp_path / "staged") == [], "nothing half-written is left for ExampleGen"
 
 
+def test_spreadsheet_placeholders_are_missing_values_and_the_cluster_s_raw_csv_must_leave_them_empty(tmp_path):
+    """Excel's #N/A and error values and a dash for "none" are missing values, as in pandas: a numeric column with
+    20% of them had been taken for free text and dropped. Kubeflow's ExampleGen reads the raw file, where any spelled
+    missing value makes the column text, so --columns-from refuses it."""
+    spelled = ["#N/A", "-", "#DIV/0!", " NA", "<NA>"]
+    rows = [[spelled[i % 5] if i % 5 == i % 4 else str(i * 0.5), i % 2] for i in range(60)]
+    _write_rows(tmp_path / "t.csv", ["income", "label"], rows)
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
+    income = next(c for c in staged.columns if c.name == "income")
+    assert (income.kind, income.missing) == ("numeric", sum(i % 5 == i % 4 for i in range(60)))
+    staged_rows = _read_csv(tmp_path / "staged" / "00000-t.csv")
+    assert [row[2] for row in staged_rows[1:6]] == ["", "", "", "", "2.0"], "written empty for ExampleGen"
+    with pytest.raises(data.DataError, match=r"t\.csv, line 2, column income: the missing value is written '#N/A', "
+                                             r"which the cluster's CsvExampleGen reads as text; leave missing values "
+                                             r"empty\.$"):
+        data.scan_csv_source(str(tmp_path / "t.csv"))
+    _write_rows(tmp_path / "blank.csv", ["income", "label"], [["" if i % 5 == 0 else i, i % 2] for i in range(60)])
+    assert [c.missing for c in data.scan_csv_source(str(tmp_path / "blank.csv"))] == [12]
+
+
 def test_text_and_missing_values_are_staged_and_reported(tmp_path):
     src = tmp_path / "mixed.csv"
     src.write_text("id,size,colour,note,empty,label\n"

@@ -30,7 +30,7 @@ SHAPES = ["circle", "square"]
 TEXT_SPEC = {"colour": tf.io.FixedLenFeature([1], tf.string), "count": tf.io.FixedLenFeature([1], tf.int64),
              "shape": tf.io.VarLenFeature(tf.string), "size": tf.io.VarLenFeature(tf.float32)}
 NUMERIC_SPEC = {"count": tf.io.FixedLenFeature([1], tf.int64), "size": tf.io.VarLenFeature(tf.float32)}
-MISSING = [None, "", " ", "NA", "n/a", "NaN", "null", "None", "?", float("nan")]
+MISSING = [None, "", " ", "NA", "n/a", "NaN", "null", "None", "?", "#N/A", "-", "#DIV/0!", float("nan")]
 
 
 def _lookup(keys: list[str]) -> tf.lookup.StaticHashTable:
