@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import glob
 import gzip
 import hashlib
@@ -21,7 +22,6 @@ import re
 import shutil
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -82,7 +82,7 @@ class DataError(ValueError):
     """The input data cannot be used; the message says why in one sentence."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class StagedData:
     """Where ExampleGen reads from, and what the data looks like."""
 
@@ -319,7 +319,7 @@ def is_missing(value: str) -> bool:
     return value.strip().lower() in MISSING_TOKENS
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Column:
     """One input column: how the model uses it, or why it is left out."""
 
@@ -472,10 +472,15 @@ class _ColumnScan:
             return _column(self.name, DROPPED, self.missing, note=(
                 f"dates ({self.first_text[2]!r}); derive a number from them, such as days since the date, to use "
                 "the column"))
-        if column.kind == DROPPED and not self.plain_text and self.first_infinite is None:
-            return _column(self.name, DROPPED, self.missing, note=(
-                f"numbers written as text ({self.first_text[2]!r}: thousands separators, currency signs or %); save "
-                "them as plain numbers (1234.5) to use the column"))
+        if not self.plain_text and self.first_infinite is None:  # every text is a number once its signs are gone
+            formatted = (f"numbers written as text ({self.first_text[2]!r}: thousands separators, decimal commas, "
+                         "currency signs or %)")
+            if column.kind == DROPPED:
+                return _column(self.name, DROPPED, self.missing, note=(
+                    f"{formatted}; save them as plain numbers (1234.5) to use the column"))
+            return dataclasses.replace(column, note=(
+                f"{column.note}; {formatted} taken as categories, so their order is not used: save them as plain "
+                "numbers (1234.5) to use them as numbers"))
         return column
 
 
@@ -493,6 +498,17 @@ def column_report(columns: tuple[Column, ...] | list[Column], limit: int = 30) -
     return lines + [f"  {c.describe()}" for c in dropped]
 
 
+def _field_count_hint(header: list[str], row: list[str]) -> str:
+    """What a data row with another field count than the header suggests, as a clause ('' when nothing does)."""
+    if len(row) > len(header) and not any(value.strip() for value in row[len(header):]):
+        return ("; the extra fields are empty, as when data lines end with a comma: remove those commas or name the "
+                "column")
+    for separator, name in OTHER_SEPARATORS.items():
+        if separator in ",".join(header) and separator in ",".join(row):
+            return f"; it looks separated by {name}, not commas: save it as comma-separated values"
+    return ""
+
+
 def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bool]:
     """The scans of a CSV's feature columns (header order) over all its rows, and whether it has the ``label`` column
     (`LABEL_KEY` unless the user named another)."""
@@ -502,11 +518,13 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
             header = next(reader, None)
             if not header:
                 raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row.")
-            if len(header) == 1:
-                for separator, name in OTHER_SEPARATORS.items():
-                    if separator in header[0]:
-                        raise DataError(f"{path} has one column named {header[0]!r}, which looks separated by {name}, "
-                                        "not commas; save it as comma-separated values.")
+            for separator, name in OTHER_SEPARATORS.items():
+                # more fields when split by the separator than by commas ("Preis, EUR;Menge;label": 3 against 2)
+                if sum(field.count(separator) for field in header) + 1 > len(header):
+                    what = (f"one column named {header[0]!r}, which" if len(header) == 1 else
+                            f"a header ({','.join(header)!r}) that")
+                    raise DataError(f"{path} has {what} looks separated by {name}, not commas; save it as "
+                                    "comma-separated values.")
             if _looks_like_data(header):
                 shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
                 raise DataError(f"{path} starts with a row of values ({shown}), not a header; add a first row "
@@ -528,7 +546,8 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
                     continue
                 if len(row) != len(header):
                     what = "the first data row" if rows == 0 else f"line {reader.line_num}"
-                    raise DataError(f"{path}: {what} has {len(row)} fields but the header has {len(header)}.")
+                    raise DataError(f"{path}: {what} has {len(row)} fields but the header has {len(header)}"
+                                    f"{_field_count_hint(header, row)}.")
                 rows += 1
                 for scan, value in zip(scans, row, strict=True):
                     if scan is not None:

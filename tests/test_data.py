@@ -151,6 +151,12 @@ def test_a_column_named_like_a_model_output_is_dropped_or_refused_where_it_canno
         ("0,0,5,13\n0,1,6,12\n", "starts with a row of values (0, 0, 5, ...), not a header; add a first row naming"),
         ("5.1,3.5,1.4,0.2,setosa\n4.9,3.0,1.4,0.2,setosa\n", "starts with a row of values (5.1, 3.5, 1.4, ...)"),
         ("a\tb\n1\t2\n", "which looks separated by tabs, not commas; save it as comma-separated values"),
+        ("a,b\n1,2,\n3,4,\n", "the first data row has 3 fields but the header has 2; the extra fields are empty, as "
+                              "when data lines end with a comma: remove those commas or name the column."),
+        ("Preis, EUR;Menge;label\n3,5;2;0\n", "has a header ('Preis,EUR;Menge;label') that looks separated by "
+                                              "semicolons, not commas; save it as comma-separated values."),
+        ("x;y,label\n1,5;2,0\n", "the first data row has 3 fields but the header has 2; it looks separated by "
+                                 "semicolons, not commas: save it as comma-separated values."),
     ],
 )
 def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
@@ -158,6 +164,11 @@ def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
     src.write_text(content)
     with pytest.raises(data.DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.stage(str(src), str(tmp_path / "staged"))
+
+
+def test_a_name_with_a_semicolon_or_bar_in_a_comma_separated_header_is_a_name(tmp_path):
+    (tmp_path / "t.csv").write_text("x,a;b,c|d,label\n1,2,3,0\n2,1,4,1\n")
+    assert data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s")).feature_names == ("a;b", "c|d", "x")
 
 
 def test_a_gzip_compressed_csv_is_staged_as_plain_text_alone_and_beside_plain_ones(tmp_path):
@@ -600,11 +611,26 @@ def test_numbers_exported_with_formatting_are_named_as_such_when_dropped(tmp_pat
     _write_rows(tmp_path / "t.csv", ["income", "share", "price", "phone", "x"], rows)
     staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
     notes = {c.name: c.note for c in staged.columns if c.kind == "dropped"}
-    assert notes["income"] == ("numbers written as text ('1,025': thousands separators, currency signs or %); save "
+    assert notes["income"] == ("numbers written as text ('1,025': thousands separators, decimal commas, currency "
+                               "signs or %); save "
                                "them as plain numbers (1234.5) to use the column"), "plain 100..988 as well"
     assert "'0%'" in notes["share"] and "'$0.50'" in notes["price"]
     assert notes["phone"] == "more than 50 distinct text values (free text or an identifier)", "not numbers to use"
     assert staged.feature_names == ("x",)
+
+
+def test_few_numbers_written_as_text_are_categories_and_the_note_says_how_to_use_them_as_numbers(tmp_path):
+    """Four price levels "1,000" .. "12,000", shares "10%" and decimal commas "0,5" are one-hot categories (their order
+    is lost), and the column report says so and how to keep them numbers."""
+    rows = [[f"{(1000, 2500, 5000, 12000)[i % 4]:,}", f"{10 * (i % 3 + 1)}%", f"{i % 5},5", ("a1", "b2")[i % 2], i]
+            for i in range(40)]
+    _write_rows(tmp_path / "t.csv", ["price", "share", "rating", "code", "x"], rows)
+    notes = {c.name: (c.kind, c.note) for c in data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s")).columns}
+    assert notes["price"] == ("categorical", "4 categories (one-hot), none missing; numbers written as text ('1,000': "
+                              "thousands separators, decimal commas, currency signs or %) taken as categories, so "
+                              "their order is not used: save them as plain numbers (1234.5) to use them as numbers")
+    assert "('10%':" in notes["share"][1] and "('0,5':" in notes["rating"][1]
+    assert notes["code"] == ("categorical", "2 categories (one-hot), none missing"), "text, not formatted numbers"
 
 
 def test_dates_are_named_as_dates_when_dropped_and_a_few_stay_categories(tmp_path):
