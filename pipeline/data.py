@@ -442,8 +442,9 @@ class _ColumnScan:
     def column(self) -> Column:
         """The column's kind, or a DataError when a mostly numeric column holds text or infinities."""
         if not self.name.strip():
-            return _column(self.name, DROPPED, self.missing,
-                           note="no name in the header (a row index, such as pandas' to_csv writes by default)")
+            return _column(self.name, DROPPED, self.missing, note=(
+                "no name in the header and no values (as when every line ends with a comma)" if self.present == 0
+                else "no name in the header (a row index, such as pandas' to_csv writes by default)"))
         if self.name in OUTPUT_KEYS:
             return _column(self.name, DROPPED, self.missing, note=f"{_OUTPUT_NAME}; rename it to use it")
         if self.present == 0:

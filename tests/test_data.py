@@ -534,6 +534,14 @@ def _write_rows(path, header, rows):
         csv.writer(f).writerows([header, *rows])
 
 
+def test_an_empty_last_column_from_lines_ending_with_a_comma_is_dropped_as_such(tmp_path):
+    (tmp_path / "t.csv").write_text("x,y,label,\n1,2,0,\n3,1,1,\n")
+    staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s"))
+    assert staged.feature_names == ("x", "y")
+    assert [c.note for c in staged.columns if c.kind == "dropped"] == [
+        "no name in the header and no values (as when every line ends with a comma)"]
+
+
 def test_row_numbers_and_sequential_ids_are_dropped_with_the_reason(tmp_path):
     """A pandas index saved back ("Unnamed: 0") or an auto-increment key is not a feature; near misses stay features."""
     rows = [[i, 1000 + i, 30 - i, i + (i == 7), 0.5 * i, i % 3] for i in range(30)]
