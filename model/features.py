@@ -28,12 +28,13 @@ MEAN_ELBO = "mean_elbo"  # added by the evaluator, which scores the ELBO
 N_EXAMPLES, N_CLUSTERS = "n_examples", "n_clusters"  # beside the metrics in the evaluation: what they are over
 LABELLED_METRICS = (ACC, NMI, ARI)  # computed only when every example has a label
 
-# The spellings of a missing value in a table (compared stripped and lower-cased): pandas' default NA strings,
-# "?" (UCI files), "-" and Excel's error values. Staging writes them as empty fields, serving and batch scoring leave
-# the feature out of the tf.Example (NaN in a dense predict_features row).
+# The spellings of a missing value in a table (compared stripped and lower-cased): pandas' default NA strings, "?"
+# (UCI files) and Excel's error values; not "-", a class in some files (UCI credit approval's +/-). Staging writes
+# them as empty fields, serving and batch scoring leave the feature out of the tf.Example (NaN in a dense
+# predict_features row).
 MISSING_TOKENS = frozenset({
     "", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>", "n/a", "na", "nan",
-    "null", "none", "?", "-", "#div/0!", "#value!", "#ref!", "#num!", "#name?", "#null!",
+    "null", "none", "?", "#div/0!", "#value!", "#ref!", "#num!", "#name?", "#null!",
 })
 
 # How CSV input is read, by staging and by batch scoring: UTF-8, and "-sig" drops the byte-order mark spreadsheet

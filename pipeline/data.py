@@ -16,6 +16,7 @@ import glob
 import gzip
 import hashlib
 import io
+import itertools
 import math
 import os
 import re
@@ -66,6 +67,9 @@ FORMATTING = re.compile(r"[,$€£¥%]")
 # such a column has too many values to be a category and is named as dates when it has to be dropped.
 _DAY, _MONTH, _YEAR = r"(0?[1-9]|[12]\d|3[01])", r"(0?[1-9]|1[0-2])", r"(19|20)\d\d"
 DATE = re.compile(rf"({_YEAR}[-/]{_MONTH}[-/]{_DAY}|{_DAY}[/.-]{_DAY}[/.-]{_YEAR})([T ][\d:.]+(Z|[+-][\d:]+)?)?")
+# A column mostly of numbers with at most this many distinct texts (placeholders such as "-" or "n.a.") is named as
+# such in the column report, with how to use it as numbers.
+FEW_TEXTS = 3
 # A column whose present values are at least this share numbers is numeric; any text in it is an error to fix.
 NUMERIC_SHARE = 0.9
 # A complete column of whole numbers that count up by one from row to row (0..n-1, 1..n, 1000..1000+n-1; in a
@@ -294,7 +298,10 @@ def _looks_like_data(header: list[str]) -> bool:
 
 
 def _number(value: str) -> float | None:
-    """The float in a CSV field (possibly inf), or None when it is not a number."""
+    """The float in a CSV field (possibly inf), or None when it is not a number; digits other than ASCII ones
+    (full-width, Arabic-Indic), which ExampleGen's CSV reader takes for text, make no number."""
+    if not value.isascii():
+        return None
     try:
         return float(value)
     except ValueError:
@@ -315,7 +322,7 @@ def _beyond_int64(value: str) -> bool:
 
 def is_missing(value: str) -> bool:
     """True for the spellings of a missing value (`MISSING_TOKENS`): an empty field, NA, N/A, #N/A, NaN, null,
-    None, ?, -, an Excel error value such as #DIV/0!."""
+    None, ?, an Excel error value such as #DIV/0!."""
     return value.strip().lower() in MISSING_TOKENS
 
 
@@ -365,8 +372,10 @@ class _ColumnScan:
         self.values: set[str] = set()
         self.first_text: tuple[str, int, str] | None = None  # (file, line, value) of the first non-number
         self.first_infinite: tuple[str, int, str] | None = None
-        # (file, line, value) of the first missing value written as text (NA, #N/A, -), not left empty
+        # (file, line, value) of the first missing value written as text (NA, #N/A), not left empty
         self.first_spelled_missing: tuple[str, int, str] | None = None
+        # the distinct texts that are no numbers, while there are at most `FEW_TEXTS` (a placeholder such as "-")
+        self.texts: set[str] = set()
         # a text that is no number even without thousands separators, currency signs and % was seen
         self.plain_text = False
         # per file, the first and last value while every value counts up by one from the row before (None once one
@@ -389,6 +398,8 @@ class _ColumnScan:
         number = None if too_long else _number(value)
         if number is None:
             self.first_text = self.first_text or (path, line, value)
+            if len(self.texts) <= FEW_TEXTS:
+                self.texts.add(value)
             self.plain_text = self.plain_text or too_long or _number(FORMATTING.sub("", value)) is None
         elif not math.isfinite(number):
             self.first_infinite = self.first_infinite or (path, line, value)
@@ -431,6 +442,7 @@ class _ColumnScan:
         self.first_text = self.first_text or other.first_text
         self.first_infinite = self.first_infinite or other.first_infinite
         self.first_spelled_missing = self.first_spelled_missing or other.first_spelled_missing
+        self.texts |= other.texts
         self.plain_text = self.plain_text or other.plain_text
         self.counting = None if self.counting is None or other.counting is None else self.counting + other.counting
         shared = self.keys is None or other.keys is None or not self.keys.isdisjoint(other.keys)
@@ -482,6 +494,13 @@ class _ColumnScan:
             return dataclasses.replace(column, note=(
                 f"{column.note}; {formatted} taken as categories, so their order is not used: save them as plain "
                 "numbers (1234.5) to use them as numbers"))
+        if self.numbers >= self.present / 2 and len(self.texts) <= FEW_TEXTS:  # numbers and a placeholder or two
+            texts = ", ".join(map(repr, sorted(self.texts)))
+            mixed = f"numbers mixed with the text {texts} in {1 - numeric_share:.0%} of the values"
+            advice = "write missing values as empty fields (or NA) to use the column as numbers"
+            if column.kind == DROPPED:
+                return _column(self.name, DROPPED, self.missing, note=f"{mixed}; {advice}")
+            return dataclasses.replace(column, note=f"{column.note}; {mixed} taken as categories: {advice}")
         return column
 
 
@@ -519,13 +538,16 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
             header = next(reader, None)
             if not header:
                 raise DataError(f"{path} is empty: a CSV needs a header row and at least one data row.")
+            first = next(reader, None)
             for separator, name in OTHER_SEPARATORS.items():
-                # more fields when split by the separator than by commas ("Preis, EUR;Menge;label": 3 against 2)
-                if sum(field.count(separator) for field in header) + 1 > len(header):
-                    what = (f"one column named {header[0]!r}, which" if len(header) == 1 else
-                            f"a header ({','.join(header)!r}) that")
-                    raise DataError(f"{path} has {what} looks separated by {name}, not commas; save it as "
-                                    "comma-separated values.")
+                if len(header) == 1 and separator in header[0]:
+                    raise DataError(f"{path} has one column named {header[0]!r}, which looks separated by {name}, not "
+                                    "commas; save it as comma-separated values.")
+                # header and first row both split into more fields by the separator than by commas: "Preis, EUR;
+                # Menge;label" over "3,5;2;0" (names such as "sales|2023" over comma-separated numbers are names)
+                if first and all(sum(f.count(separator) for f in row) + 1 > len(row) for row in (header, first)):
+                    raise DataError(f"{path}'s header and first data row split into more fields by {name} than by "
+                                    "commas, so it looks separated by them; save it as comma-separated values.")
             if _looks_like_data(header):
                 shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
                 raise DataError(f"{path} starts with a row of values ({shown}), not a header; add a first row "
@@ -542,7 +564,7 @@ def _scan_file(path: str, label: str = LABEL_KEY) -> tuple[list[_ColumnScan], bo
                                 "or remove one of them.")
             scans = [_ColumnScan(name) if is_feature(name) and name != label else None for name in header]
             rows = 0
-            for row in reader:
+            for row in itertools.chain([first] if first is not None else [], reader):
                 if not row:
                     continue
                 if len(row) != len(header):
@@ -699,7 +721,7 @@ def scan_csv_source(source: str) -> list[Column]:
         if column.name in spelled:
             path, line, value = spelled[column.name]
             raise DataError(f"{path}, line {line}, column {column.name}: the missing value is written {value!r}, "
-                            "which the cluster's CsvExampleGen reads as text; leave missing values empty.")
+                            "which the cluster's CsvExampleGen does not read as missing; leave missing values empty.")
     for path in files:
         with _open_csv(path) as f:
             spaced = [name for name in next(csv.reader(f), []) if name != name.lstrip()]

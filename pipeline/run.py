@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=DEFAULT_SOURCE,
         help="input: 'digits' (scikit-learn's bundled 8x8 digits), an MNIST-style .npz with grey 'images' "
         "[N,H,W] or [N,H,W,1] and optional 'labels', a CSV or Parquet file, a directory or glob of them, CSVs plain "
-        "or .csv.gz (numeric and text columns, missing values blank or NA, #N/A, - ..., optional 'id' and 'label'; "
+        "or .csv.gz (numeric and text columns, missing values blank or NA, #N/A ..., optional 'id' and 'label'; "
         "the label, numbers or class names, "
         "only scores the clusters), or TFRecord files of tf.Example (file, directory or glob)")
     parser.add_argument("--label-column", default=LABEL_KEY, metavar="NAME",

@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import codecs
 import csv
+import io
 import json
 import math
 import os
@@ -245,6 +245,21 @@ def _positive(text: str) -> int:
     return value
 
 
+class _GFileRaw(io.RawIOBase):
+    """A ``tf.io.gfile.GFile`` opened "rb" as a raw byte stream, so that Python's own text layer can decode it."""
+
+    def __init__(self, gfile: Any) -> None:
+        self._gfile = gfile
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._gfile.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def read_csv_rows(path: str, rows: int) -> list[dict[str, str]]:
     """The first ``rows`` data rows of a CSV file with a header row (any ``tf.io.gfile`` path)."""
     import tensorflow as tf
@@ -252,8 +267,10 @@ def read_csv_rows(path: str, rows: int) -> list[dict[str, str]]:
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"CSV {path!r} does not exist.")
     with tf.io.gfile.GFile(path, "rb") as f:
-        # decoded as staging reads it: a spreadsheet's byte-order mark is no part of the first name, even quoted
-        reader = csv.DictReader(codecs.iterdecode(f, CSV_ENCODING), **CSV_READER_OPTIONS)
+        # read as staging reads a file: a byte-order mark is no part of the first name, even quoted, and line breaks
+        # stay as they are (GFile's own lines turn a quoted \r\n into \n and do not end a line at a lone \r)
+        text = io.TextIOWrapper(io.BufferedReader(_GFileRaw(f)), encoding=CSV_ENCODING, newline="")
+        reader = csv.DictReader(text, **CSV_READER_OPTIONS)
         out = []
         for row in reader:
             if len(out) >= rows:

@@ -153,8 +153,9 @@ def test_a_column_named_like_a_model_output_is_dropped_or_refused_where_it_canno
         ("a\tb\n1\t2\n", "which looks separated by tabs, not commas; save it as comma-separated values"),
         ("a,b\n1,2,\n3,4,\n", "the first data row has 3 fields but the header has 2; the extra fields are empty, as "
                               "when data lines end with a comma: remove those commas or name the column."),
-        ("Preis, EUR;Menge;label\n3,5;2;0\n", "has a header ('Preis,EUR;Menge;label') that looks separated by "
-                                              "semicolons, not commas; save it as comma-separated values."),
+        ("Preis, EUR;Menge;label\n3,5;2;0\n", "'s header and first data row split into more fields by semicolons "
+                                              "than by commas, so it looks separated by them; save it as "
+                                              "comma-separated values."),
         ("x;y,label\n1,5;2,0\n", "the first data row has 3 fields but the header has 2; it looks separated by "
                                  "semicolons, not commas: save it as comma-separated values."),
     ],
@@ -166,9 +167,21 @@ def test_bad_csv_is_refused_with_a_reason(tmp_path, content, message):
         data.stage(str(src), str(tmp_path / "staged"))
 
 
-def test_a_name_with_a_semicolon_or_bar_in_a_comma_separated_header_is_a_name(tmp_path):
+def test_names_with_semicolons_or_bars_in_a_comma_separated_header_are_names(tmp_path):
+    """Flattened pandas column levels ("sales|2023") are names when the data rows split by commas."""
     (tmp_path / "t.csv").write_text("x,a;b,c|d,label\n1,2,3,0\n2,1,4,1\n")
     assert data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s")).feature_names == ("a;b", "c|d", "x")
+    rows = "".join(f"{i * 7 % 11},{i % 3}\n" for i in range(30))
+    (tmp_path / "m.csv").write_text("sales|2023|q1,sales|2023|q2\n" + rows)
+    assert data.stage(str(tmp_path / "m.csv"), str(tmp_path / "s2")).feature_names == ("sales|2023|q1", "sales|2023|q2")
+
+
+def test_digits_other_than_ascii_are_text_as_example_gen_reads_them(tmp_path):
+    """float() reads full-width and Arabic-Indic digits, ExampleGen's CSV reader takes them for text."""
+    rows = [["１２" if i % 2 else "３", "١٢٣" if i % 3 else "٤", i % 4] for i in range(30)]
+    _write_rows(tmp_path / "t.csv", ["wide", "arabic", "x"], rows)
+    kinds = {c.name: c.kind for c in data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s")).columns}
+    assert kinds == {"arabic": "categorical", "wide": "categorical", "x": "numeric"}
 
 
 def test_a_gzip_compressed_csv_is_staged_as_plain_text_alone_and_beside_plain_ones(tmp_path):
@@ -334,23 +347,40 @@ def test_a_row_without_a_label_stops_staging_with_its_line(tmp_path, missing):
 
 
 def test_spreadsheet_placeholders_are_missing_values_and_the_cluster_s_raw_csv_must_leave_them_empty(tmp_path):
-    """Excel's #N/A and error values and a dash for "none" are missing values, as in pandas: a numeric column with
-    20% of them had been taken for free text and dropped. Kubeflow's ExampleGen reads the raw file, where any spelled
-    missing value makes the column text, so --columns-from refuses it."""
-    spelled = ["#N/A", "-", "#DIV/0!", " NA", "<NA>"]
-    rows = [[spelled[i % 5] if i % 5 == i % 4 else str(i * 0.5), i % 2] for i in range(60)]
+    """Excel's #N/A and error values are missing values, as are pandas' NA spellings: a numeric column with 20% of
+    them had been taken for free text and dropped. Kubeflow's ExampleGen reads the raw file, where a spelled missing
+    value is text or NaN, so --columns-from refuses it. A dash is a value (a +/- class), named in the report."""
+    spelled = ["#N/A", "#DIV/0!", " NA", "<NA>", "nan"]
+    rows = [[spelled[i // 4 % 5] if i % 4 == 0 else str(i * 0.5), i % 2] for i in range(60)]
     _write_rows(tmp_path / "t.csv", ["income", "label"], rows)
     staged = data.stage(str(tmp_path / "t.csv"), str(tmp_path / "staged"))
     income = next(c for c in staged.columns if c.name == "income")
-    assert (income.kind, income.missing) == ("numeric", sum(i % 5 == i % 4 for i in range(60)))
+    assert (income.kind, income.missing) == ("numeric", 15)
     staged_rows = _read_csv(tmp_path / "staged" / "00000-t.csv")
-    assert [row[2] for row in staged_rows[1:6]] == ["", "", "", "", "2.0"], "written empty for ExampleGen"
+    assert [row[2] for row in staged_rows[1:22:4]] == ["", "", "", "", "", ""], "every spelling written empty"
     with pytest.raises(data.DataError, match=r"t\.csv, line 2, column income: the missing value is written '#N/A', "
-                                             r"which the cluster's CsvExampleGen reads as text; leave missing values "
-                                             r"empty\.$"):
+                                             r"which the cluster's CsvExampleGen does not read as missing; leave "
+                                             r"missing values empty\.$"):
         data.scan_csv_source(str(tmp_path / "t.csv"))
     _write_rows(tmp_path / "blank.csv", ["income", "label"], [["" if i % 5 == 0 else i, i % 2] for i in range(60)])
     assert [c.missing for c in data.scan_csv_source(str(tmp_path / "blank.csv"))] == [12]
+    signs = [[("+", "-")[i % 2], ("-", "+")[i % 3 == 0], i % 4] for i in range(40)]
+    _write_rows(tmp_path / "crx.csv", ["a16", "strand", "x"], signs)
+    staged = data.stage(str(tmp_path / "crx.csv"), str(tmp_path / "s2"), label_column="a16")
+    assert staged.has_label and [c.describe() for c in staged.columns][0] == (
+        "strand: categorical, 2 categories (one-hot), none missing")
+
+
+def test_numbers_with_a_placeholder_text_are_named_as_such(tmp_path):
+    """A number column with "-" (or "n.a.") for none: 15% of them had been called free text; few values, categories."""
+    rows = [["-" if i % 7 == 0 else str(i * 0.37), "n.a." if i % 9 == 0 else str(i % 5), i % 2] for i in range(80)]
+    _write_rows(tmp_path / "t.csv", ["f1", "grade", "x"], rows)
+    notes = {c.name: (c.kind, c.note) for c in data.stage(str(tmp_path / "t.csv"), str(tmp_path / "s")).columns}
+    assert notes["f1"] == ("dropped", "numbers mixed with the text '-' in 15% of the values; write missing values as "
+                                      "empty fields (or NA) to use the column as numbers")
+    assert notes["grade"] == ("categorical", "6 categories (one-hot), none missing; numbers mixed with the text 'n.a.' "
+                                             "in 11% of the values taken as categories: write missing values as empty "
+                                             "fields (or NA) to use the column as numbers")
 
 
 def test_text_and_missing_values_are_staged_and_reported(tmp_path):

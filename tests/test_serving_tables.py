@@ -30,7 +30,7 @@ SHAPES = ["circle", "square"]
 TEXT_SPEC = {"colour": tf.io.FixedLenFeature([1], tf.string), "count": tf.io.FixedLenFeature([1], tf.int64),
              "shape": tf.io.VarLenFeature(tf.string), "size": tf.io.VarLenFeature(tf.float32)}
 NUMERIC_SPEC = {"count": tf.io.FixedLenFeature([1], tf.int64), "size": tf.io.VarLenFeature(tf.float32)}
-MISSING = [None, "", " ", "NA", "n/a", "NaN", "null", "None", "?", "#N/A", "-", "#DIV/0!", float("nan")]
+MISSING = [None, "", " ", "NA", "n/a", "NaN", "null", "None", "?", "#N/A", "<NA>", "#DIV/0!", float("nan")]
 
 
 def _lookup(keys: list[str]) -> tf.lookup.StaticHashTable:
@@ -385,8 +385,10 @@ def test_request_rows_from_a_spreadsheet_csv(tmp_path, capsys):
     path = tmp_path / "excel.csv"
     path.write_bytes("colour,count\r\nblue,4\r\nred,2\r\n".encode("utf-8-sig"))
     assert sr.read_csv_rows(str(path), 5) == [{"colour": "blue", "count": "4"}, {"colour": "red", "count": "2"}]
-    path.write_bytes('"colour",count\n"dark\nblue",4\nred,2\n'.encode("utf-8-sig"))
-    assert sr.read_csv_rows(str(path), 1) == [{"colour": "dark\nblue", "count": "4"}]
+    path.write_bytes('"colour",count\r\n"dark\r\nblue",4\r\nred,2\r\n'.encode("utf-8-sig"))
+    assert sr.read_csv_rows(str(path), 1) == [{"colour": "dark\r\nblue", "count": "4"}], "as staging reads it"
+    path.write_bytes(b"colour,count\rblue,4\rred,2\r")  # old Mac line ends
+    assert sr.read_csv_rows(str(path), 5) == [{"colour": "blue", "count": "4"}, {"colour": "red", "count": "2"}]
     with pytest.raises(SystemExit) as exit_info:
         sr.main(["--model", str(tmp_path), "--csv", str(path), "--rows", "0"])
     assert exit_info.value.code == 2
