@@ -21,6 +21,8 @@ from model.features import CLUSTER, CLUSTER_PROBABILITIES, ELBO, ID_KEY, LATENT_
 
 SCORES_PREFIX, DEAD_PREFIX, SUMMARY = "scores", "dead_letter", "summary.json"
 COUNTS_FILE = "_counts.json"
+# Rows of a score shard formatted and written at a time.
+WRITE_ROWS = 20_000
 
 
 def shard_name(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
@@ -72,17 +74,19 @@ class WriteScoreShard(DoFn):
         keys = [key for chunk in chunks for key in chunk[0]]
         ids = [row_id for chunk in chunks for row_id in chunk[1]]
         clusters, elbos, probabilities, latents = (np.concatenate([chunk[j] for chunk in chunks]) for j in range(2, 6))
-        order = sorted(range(len(keys)), key=keys.__getitem__)
+        del chunks
+        order = np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
         k, d = probabilities.shape[1], latents.shape[1]
+        values = np.column_stack([elbos, probabilities, latents]).astype(np.float64)
         # one %-format per row rather than a Python call per value: "%.9g" writes what f"{v:.9g}" does (nan, inf too)
         row_format = "%s,%d," + ",".join(["%.9g"] * (1 + k + d)) + "\n"
-        values = np.column_stack([elbos, probabilities, latents]).astype(np.float64)[order].tolist()
-        lines = [",".join(score_header(k, d)) + "\n"]
-        lines += [row_format % (_csv_field(ids[i]), clusters[i], *row)
-                  for i, row in zip(order, values, strict=True)]
         path = FileSystems.join(self._directory, shard_name(SCORES_PREFIX, shard, self._num_shards, ".csv"))
         with FileSystems.create(path) as f:
-            f.write("".join(lines).encode("utf-8"))
+            f.write((",".join(score_header(k, d)) + "\n").encode("utf-8"))
+            for start in range(0, len(order), WRITE_ROWS):  # formatted a slice at a time: memory stays bounded
+                take = order[start:start + WRITE_ROWS]
+                f.write("".join(row_format % (_csv_field(ids[i]), clusters[i], *row)
+                                for i, row in zip(take.tolist(), values[take].tolist(), strict=True)).encode("utf-8"))
         yield SCORED, len(keys)
 
 

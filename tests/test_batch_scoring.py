@@ -508,3 +508,31 @@ def test_throughput_tool_times_the_job_and_the_bare_loop_on_the_same_rows(tmp_pa
     for row in bare:  # the same model on the same rows: the same clusters
         assert int(job[row["id"]][features.CLUSTER]) == int(row[features.CLUSTER])
     assert throughput.main(["--rows", "0"]) == 2
+
+
+def test_score_shard_is_written_in_slices_sorted_by_input_position(tmp_path, monkeypatch) -> None:
+    """A shard larger than one write slice comes out whole, in input order across the slices, as one slice would."""
+    from batch_scoring import write
+
+    rng = np.random.default_rng(0)
+    n, k, d = 23, 3, 2
+    keys = [("b.csv" if i % 2 else "a.csv", i) for i in rng.permutation(n).tolist()]
+    ids = [f'row "{i}", quoted' if i == 5 else f"id{i}" for i in range(n)]
+    arrays = (rng.integers(0, k, n), rng.normal(size=n).astype(np.float32),
+              rng.dirichlet(np.ones(k), n).astype(np.float32), rng.normal(size=(n, d)).astype(np.float32))
+    chunks = [(keys[a:b], ids[a:b], *(x[a:b] for x in arrays)) for a, b in ((0, 9), (9, 23))]
+
+    def written(slice_rows: int) -> list[list[str]]:
+        monkeypatch.setattr(write, "WRITE_ROWS", slice_rows)
+        out = tmp_path / str(slice_rows)
+        out.mkdir()
+        assert list(write.WriteScoreShard(str(out), 1).process((0, chunks))) == [(write.SCORED, n)]
+        with open(out / write.shard_name(write.SCORES_PREFIX, 0, 1, ".csv"), newline="") as f:
+            return list(csv.reader(f))
+
+    rows = written(4)
+    assert rows == written(10_000)
+    assert rows[0] == write.score_header(k, d) and len(rows) == n + 1
+    order = sorted(range(n), key=keys.__getitem__)
+    assert [r[0] for r in rows[1:]] == [ids[i] for i in order]
+    assert [int(r[1]) for r in rows[1:]] == [int(arrays[0][i]) for i in order]
