@@ -12,7 +12,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -46,7 +47,7 @@ from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
 from serving.champion import ChampionInputsError, ChampionModelError, load_failure, resolve_champion
-from serving.feature_spec import read_feature_spec
+from serving.feature_spec import conform_numbers, read_feature_spec, text_number_changes
 from serving.training_statistics import write_statistics
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
@@ -171,12 +172,14 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
     return AlignmentTarget(champion.model_dir if champion else None, known)
 
 
-def check_champion_inputs(target: AlignmentTarget, raw_feature_names: Collection[str]) -> None:
+def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) -> None:
     """`ChampionModelError` when the champion model (``target.model_dir``) does not load (a damaged or half-copied
     version directory, :func:`serving.champion.load_failure`), and `ChampionInputsError` when it requires a feature
-    that this run's data does not have (e.g. a column left out at staging tonight because it was empty or held one text
-    value): either way the champion could not score this run's eval examples, so neither the cluster IDs nor the
-    evaluator's comparison could be carried over, and it is better said before training than after."""
+    that this run's data (``raw_spec``: name -> its parsing spec) does not have (e.g. a column left out at staging
+    tonight because it was empty or held one text value) or holds as text where it reads numbers or the other way round
+    (int64 against float32 is converted, `conform_numbers`): either way the champion could not score this run's eval
+    examples, so neither the cluster IDs nor the evaluator's comparison could be carried over, and it is better said
+    before training than after."""
     if target.model_dir is None:
         return
     failure = load_failure(target.model_dir)
@@ -189,18 +192,27 @@ def check_champion_inputs(target: AlignmentTarget, raw_feature_names: Collection
         raise ChampionModelError(f"{what} at {target.model_dir} does not load ({failure}), so its cluster IDs cannot "
                                  f"be carried over; {advice}")
     spec = read_feature_spec(target.model_dir)
-    missing = [f.name for f in spec.values() if not f.optional and f.name not in raw_feature_names]
+    missing = [f.name for f in spec.values() if not f.optional and f.name not in raw_spec]
     if missing:
         raise ChampionInputsError(
             f"this run's data has no column {', '.join(map(repr, missing))}, which the serving model at "
             f"{target.model_dir} requires, so it can neither hand its cluster IDs on nor be compared with this run's "
             "model; bring the column back (the run's column report says why it was left out) or train a new model "
             "line with its own serving directory.")
+    changed = text_number_changes(spec, {name: tf.as_dtype(f.dtype).name for name, f in raw_spec.items()})
+    if changed:
+        name, now, before = changed[0]
+        raise ChampionInputsError(
+            f"column {name!r} holds {now} in this run's data but {before} for the serving model at "
+            f"{target.model_dir}, so it can neither hand its cluster IDs on nor be compared with this run's model; "
+            f"write the column as {before} again (the run's column report says how it was read) or train a new model "
+            "line with its own serving directory.")
 
 
 def _champion_clusters(model_dir: str, records: list[bytes]) -> tuple[np.ndarray, int]:
     """The champion's cluster IDs of serialized examples and its number of probability columns."""
     serve = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE]
+    records = conform_numbers(records, read_feature_spec(model_dir))  # tonight's int64 column may be float to it
     clusters, columns = [], 0
     for i in range(0, len(records), BATCH_SIZE):
         outputs = serve(**{SERVING_INPUT_KEY: tf.constant(records[i:i + BATCH_SIZE])})

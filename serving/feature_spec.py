@@ -243,6 +243,47 @@ def build_example(values: Mapping[str, Any], spec: FeatureSpec, extra: Mapping[s
 _KINDS = {INT64: "int64_list", FLOAT32: "float_list", STRING: "bytes_list"}
 
 
+def conform_numbers(records: list[bytes], spec: FeatureSpec) -> list[bytes]:
+    """``records`` (serialized tf.Examples) with each number feature in the kind ``spec`` parses: an int64 value where
+    the model parses float32 becomes a float, a float where it parses int64 the nearest whole number (a NaN or
+    infinite one is left out). Records needing no change are returned as they are.
+
+    ExampleGen infers a CSV column's kind from each night's values (whole numbers one night, a decimal the next), so
+    a model trained on another night may parse the other number kind; text where it parses numbers is not converted
+    (`text_number_changes`)."""
+    import tensorflow as tf
+
+    wanted = {name: _KINDS[raw.dtype] for name, raw in spec.items() if raw.dtype != STRING}
+    out = []
+    for record in records:
+        example = tf.train.Example.FromString(record)
+        feats = example.features.feature
+        changed = False
+        for name, want in wanted.items():
+            kind = feats[name].WhichOneof("kind") if name in feats else None
+            if kind is None or kind == want or kind == _KINDS[STRING]:
+                continue
+            values = list(getattr(feats[name], kind).value)
+            if want == _KINDS[FLOAT32]:
+                feats[name].float_list.value[:] = [float(v) for v in values]
+            else:
+                feats[name].int64_list.value[:] = [round(v) for v in values if math.isfinite(v)]
+            changed = True
+        out.append(example.SerializeToString(deterministic=True) if changed else record)
+    return out
+
+
+def text_number_changes(spec: FeatureSpec, dtypes: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """The features that ``spec`` (a model) parses as numbers and ``dtypes`` (another model's or a run's raw features:
+    name -> int64, float32 or string) holds as text, or the other way round: (name, kind in ``dtypes``, kind in
+    ``spec``), each kind "text" or "numbers"."""
+    def kind(dtype: str) -> str:
+        return "text" if dtype == STRING else "numbers"
+
+    return [(name, kind(dtypes[name]), kind(raw.dtype)) for name, raw in spec.items()
+            if name in dtypes and kind(dtypes[name]) != kind(raw.dtype)]
+
+
 def check_example(serialized: bytes, spec: FeatureSpec) -> None:
     """RequestError unless ``serialized`` is a tf.Example the model parses: each required feature with 1 value of the
     right kind (finite for floats), each optional one absent, empty or the same."""

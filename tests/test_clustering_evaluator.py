@@ -404,3 +404,39 @@ def test_an_unusable_champion_record_stops_the_evaluation_before_any_blessing(as
         with pytest.raises(ChampionRecordError, match=f"^champion record {re.escape(str(record))} "):
             _run(assets, tmp_path, baseline=baseline, thresholds="{}", champion_path=str(record))
         assert not os.path.exists(tmp_path / "blessing") and not os.path.exists(tmp_path / "evaluation")
+
+
+def test_a_model_parsing_int64_scores_float_examples_by_their_values_keyed_by_the_examples_given(tmp_path) -> None:
+    """ExampleGen infers each night's number kind; the champion scores tonight's examples in the kind it parses, and
+    the scores stay keyed by the examples as read, so they pair with the candidate's."""
+    import hashlib
+    import io
+
+    from components.clustering_evaluator import scoring
+    from model.config import GMVAEConfig
+    from model.export import export_saved_model
+    from model.training import build_model
+
+    model_dir = str(tmp_path / "champion")
+    export_saved_model(build_model(GMVAEConfig(input_dim=2, n_components=3, latent_dim=2, hidden_units=(8,),
+                                               image_shape=None, input_scale=1.0, likelihood="gaussian")),
+                       model_dir, ["a", "n"], cluster_ids=[0, 1, 2],
+                       feature_spec={"a": tf.io.FixedLenFeature([], tf.float32),
+                                     "n": tf.io.FixedLenFeature([], tf.int64)})
+
+    def example(a: float, n: tf.train.Feature) -> bytes:
+        return tf.train.Example(features=tf.train.Features(feature={
+            "a": tf.train.Feature(float_list=tf.train.FloatList(value=[a])), "n": n})).SerializeToString()
+
+    rng = np.random.default_rng(1)
+    a, n = rng.normal(size=30) * 3, rng.integers(-6, 7, size=30)
+    pairs = list(zip(a.tolist(), n.tolist(), strict=True))
+    ints = [example(x, tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))) for x, v in pairs]
+    floats = [example(x, tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))) for x, v in pairs]
+    scorer = scoring.ScoreBatches(model_dir, "label")
+    scorer.setup()
+    (from_ints,), (from_floats,) = (list(scorer.process(batch)) for batch in (ints, floats))
+    with np.load(io.BytesIO(from_ints)) as one, np.load(io.BytesIO(from_floats)) as other:
+        assert np.array_equal(one["cluster"], other["cluster"])
+        assert np.allclose(one["elbo"], other["elbo"])
+        assert list(other[scoring.RECORD_KEY]) == [hashlib.sha1(r).hexdigest() for r in floats]

@@ -198,6 +198,13 @@ def test_without_a_champion_record_ids_align_to_the_newest_version_in_the_servin
     assert {4, 5, 6} <= set(registry.introduced), "version 3's IDs stay issued (retired)"
 
 
+def _floats(*names: str) -> dict:
+    """A run's raw feature spec: one float32 scalar per name."""
+    import tensorflow as tf
+
+    return {name: tf.io.FixedLenFeature([], tf.float32) for name in names}
+
+
 def test_a_champion_needing_a_column_the_data_lacks_stops_before_training(tmp_path):
     from model.export import export_saved_model
     from serving.champion import ChampionInputsError
@@ -207,11 +214,11 @@ def test_a_champion_needing_a_column_the_data_lacks_stops_before_training(tmp_pa
     champion_dir = str(tmp_path / "champion")
     export_saved_model(champion_model, champion_dir, ["a", "c"], cluster_ids=[0, 1])
     target = trainer.AlignmentTarget(champion_dir, None)
-    trainer.check_champion_inputs(target, {"a", "c", "d"})  # a new column is fine: the champion ignores it
-    trainer.check_champion_inputs(trainer.AlignmentTarget(None, None), set())
+    trainer.check_champion_inputs(target, _floats("a", "c", "d"))  # a new column is fine: the champion ignores it
+    trainer.check_champion_inputs(trainer.AlignmentTarget(None, None), {})
     with pytest.raises(ChampionInputsError, match=r"^this run's data has no column 'c', which the serving "
                        "model at .*champion requires, so it can neither hand its cluster IDs on"):
-        trainer.check_champion_inputs(target, {"a", "d"})
+        trainer.check_champion_inputs(target, _floats("a", "d"))
 
 
 @pytest.mark.parametrize("damage", ["saved_model.pb", "variables", "variables data cut"])
@@ -225,7 +232,7 @@ def test_a_champion_model_that_does_not_load_stops_before_training_with_one_sent
                                              image_shape=None, input_scale=1.0, likelihood="gaussian"))
     champion_dir = str(tmp_path / "serving" / "3")
     export_saved_model(champion_model, champion_dir, ["a", "c"], cluster_ids=[0, 1])
-    trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None), {"a", "c"})  # intact: loads
+    trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None), _floats("a", "c"))  # intact: loads
     if damage == "saved_model.pb":
         with open(f"{champion_dir}/saved_model.pb", "wb") as f:
             f.write(b"\x00\x07half-copied")
@@ -236,11 +243,48 @@ def test_a_champion_model_that_does_not_load_stops_before_training_with_one_sent
         with open(data, "r+b") as f:
             f.truncate(len(f.read()) // 2)
     with pytest.raises(ChampionModelError) as info:
-        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None), {"a", "c"})
+        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None), _floats("a", "c"))
     message = str(info.value)
     assert message.startswith(f"the champion model at {champion_dir} does not load (")
     assert message.endswith("repair that version directory or delete it (the newest version left then stands for "
                             "the champion).") and "\n" not in message
     with pytest.raises(ChampionModelError, match=r"^the Resolver's latest blessed model at .* does not load \(.*"
                        r"run with --no-resolver to align to the serving directory instead\.$"):
-        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None, from_resolver=True), {"a", "c"})
+        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None, from_resolver=True),
+                                      _floats("a", "c"))
+
+
+def test_a_column_whose_number_kind_changed_is_converted_and_text_for_numbers_stops_before_training(tmp_path):
+    """ExampleGen infers each night's kind: a champion parsing int64 scores float examples (and the other way round)
+    as their converted values; text where it parses numbers stops before training in one sentence."""
+    import tensorflow as tf
+
+    from model.export import export_saved_model
+    from serving.champion import ChampionInputsError
+
+    champion_model = build_model(GMVAEConfig(input_dim=2, n_components=2, latent_dim=2, hidden_units=(8,),
+                                             image_shape=None, input_scale=1.0, likelihood="gaussian"))
+    champion_dir = str(tmp_path / "champion")
+    export_saved_model(champion_model, champion_dir, ["a", "n"], cluster_ids=[0, 1],
+                       feature_spec={"a": tf.io.FixedLenFeature([], tf.float32),
+                                     "n": tf.io.FixedLenFeature([], tf.int64)})
+    target = trainer.AlignmentTarget(champion_dir, None)
+    trainer.check_champion_inputs(target, _floats("a", "n"))  # tonight n has decimals: converted, not refused
+    with pytest.raises(ChampionInputsError, match=r"^column 'n' holds text in this run's data but numbers for the "
+                       r"serving model at .*champion, so it can neither hand its cluster IDs on .* write the column as "
+                       r"numbers again .*own serving directory\.$"):
+        trainer.check_champion_inputs(target, {**_floats("a"), "n": tf.io.FixedLenFeature([], tf.string)})
+
+    def example(a: float, n: int | float) -> bytes:
+        kind = ({"int64_list": tf.train.Int64List(value=[n])} if isinstance(n, int) else
+                {"float_list": tf.train.FloatList(value=[n])})
+        return tf.train.Example(features=tf.train.Features(feature={
+            "a": tf.train.Feature(float_list=tf.train.FloatList(value=[a])), "n": tf.train.Feature(**kind)}
+        )).SerializeToString()
+
+    rng = np.random.default_rng(0)
+    a, n = rng.normal(size=40) * 3, rng.integers(-5, 6, size=40)
+    as_ints = [example(x, int(v)) for x, v in zip(a, n, strict=True)]
+    as_floats = [example(x, float(v)) for x, v in zip(a, n, strict=True)]
+    clusters, columns = trainer._champion_clusters(champion_dir, as_ints)
+    assert columns == 2 and np.array_equal(trainer._champion_clusters(champion_dir, as_floats)[0], clusters)

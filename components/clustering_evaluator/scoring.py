@@ -19,6 +19,7 @@ from tfx.dsl.io import fileio
 
 from model import features
 from model.metrics import clustering_report
+from serving.feature_spec import conform_numbers, read_feature_spec
 
 LABEL = "label"
 HAS_LABEL = "has_label"
@@ -118,12 +119,14 @@ class ScoreBatches(beam.DoFn):
         signatures = tf.saved_model.load(self._model_path).signatures
         self._predict = signatures[features.SERVING_SIGNATURE]
         self._transform = signatures.get(features.TRANSFORM_SIGNATURE) if self._model_input else None
+        self._spec = read_feature_spec(self._model_path)
 
     def process(self, batch: list[bytes]) -> Iterator[bytes]:
-        outputs = self._predict(**{features.SERVING_INPUT_KEY: tf.constant(batch)})
+        parsed = conform_numbers(batch, self._spec)  # a champion may parse a number column as the other number kind
+        outputs = self._predict(**{features.SERVING_INPUT_KEY: tf.constant(parsed)})
         arrays = {key: outputs[key].numpy() for key in features.OUTPUT_KEYS}
         if self._transform is not None:
-            transformed = self._transform(**{features.SERVING_INPUT_KEY: tf.constant(batch)})
+            transformed = self._transform(**{features.SERVING_INPUT_KEY: tf.constant(parsed)})
             arrays[MODEL_INPUT] = transformed[features.TRANSFORMED_FEATURES_KEY].numpy()
         arrays[RECORD_KEY] = np.array([hashlib.sha1(record).hexdigest() for record in batch])
         examples = [tf.train.Example.FromString(record).features.feature for record in batch]
