@@ -43,7 +43,16 @@ from batch_scoring.options import (
     parse_options,
 )
 from batch_scoring.read import COUNT_TAG, DEAD_TAG, IDS_TAG, ReadRows, open_tfrecords, source_labels
-from batch_scoring.write import COUNTS_FILE, SUMMARY, WriteCounts, WriteDeadLetters, WriteScoreShard, commit_outputs
+from batch_scoring.write import (
+    COUNTS_FILE,
+    DEAD_PREFIX,
+    SUMMARY,
+    WriteCounts,
+    WriteDeadLetters,
+    WriteScoreShard,
+    commit_outputs,
+    shard_name,
+)
 from model.features import (
     CLUSTER_PROBABILITIES,
     CSV_ENCODING,
@@ -262,9 +271,21 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     return score(parse_options(argv), test_pipeline)
 
 
+def too_many_dead(summary: dict, max_share: float) -> str | None:
+    """Why the job should fail the night (every row read dead-lettered, or more than ``max_share`` of them), or
+    None."""
+    read, dead = summary[READ], summary[DEAD]
+    if read and (summary[SCORED] == 0 or dead / read > max_share):
+        return (f"{dead} of the {read} rows read ({dead / read:.1%}) were dead-lettered"
+                + (", none scored" if summary[SCORED] == 0 else f", more than --max-dead-letter-share {max_share}")
+                + f"; {shard_name(DEAD_PREFIX, 0, 1, '.jsonl')} in the output directory says why for each row.")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m batch_scoring``: exit 0 with a one-line summary on stdout, 2 for unusable input, 1 when the
-    counts do not add up (each error one sentence on stderr)."""
+    counts do not add up, 3 when every row read (or more than ``--max-dead-letter-share`` of them) was dead-lettered
+    (each error one sentence on stderr; the outputs of a 3 are written)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("batch_scoring").setLevel(logging.INFO)
     try:
@@ -286,4 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     "dead letters)")):
         if summary[name]:
             print(f"note: rows with {says}: {summary[name]}", file=sys.stderr)
+    failed = too_many_dead(summary, options.max_dead_share)
+    if failed:
+        print(f"error: {failed}", file=sys.stderr)
+        return 3
     return 0

@@ -57,6 +57,7 @@ class ScoringOptions:
     engine: str = AUTO
     id_column: str | None = None
     beam_args: tuple[str, ...] = ()
+    max_dead_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.input_format not in (AUTO, *FORMATS):
@@ -67,6 +68,8 @@ class ScoringOptions:
             raise ValueError("--num-shards and --batch-size must be at least 1.")
         if self.id_column is not None and not self.id_column.strip():
             raise ValueError("--id-column must name a column, not be empty.")
+        if not 0.0 <= self.max_dead_share <= 1.0:
+            raise ValueError(f"--max-dead-letter-share must be between 0 and 1, not {self.max_dead_share}.")
 
     @property
     def row_key(self) -> str:
@@ -107,6 +110,10 @@ def parser() -> argparse.ArgumentParser:
                           "your rows (e.g. customer_id); every input file must have it. Default: the column or "
                           f"feature named {ID_KEY!r} where there is one. Rows without a value are keyed FILE:LINE "
                           "(CSV) or FILE:INDEX (TFRecord, Parquet).")
+    cli.add_argument("--max-dead-letter-share", type=float, default=ScoringOptions.max_dead_share, metavar="SHARE",
+                     help="exit 3 when more than this share of the rows read was dead-lettered (the outputs are "
+                          "still written), so a scheduler reports the night; a job that scored no row at all always "
+                          "exits 3. Default 1.0: only then.")
     cli.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                      help="Beam pipeline option, repeatable, e.g. --beam-arg=--runner=DataflowRunner "
                           "(default: DirectRunner).")
@@ -118,4 +125,5 @@ def parse_options(argv: Sequence[str] | None = None) -> ScoringOptions:
     args = parser().parse_args(argv)
     return ScoringOptions(model=args.model, inputs=tuple(args.input), output=args.output, input_format=args.format,
                           batch_size=args.batch_size, num_shards=args.num_shards, engine=args.engine,
-                          id_column=args.id_column, beam_args=tuple(args.beam_arg))
+                          id_column=args.id_column, beam_args=tuple(args.beam_arg),
+                          max_dead_share=args.max_dead_letter_share)

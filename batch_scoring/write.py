@@ -74,7 +74,6 @@ class WriteScoreShard(DoFn):
         keys = [key for chunk in chunks for key in chunk[0]]
         ids = [row_id for chunk in chunks for row_id in chunk[1]]
         clusters, elbos, probabilities, latents = (np.concatenate([chunk[j] for chunk in chunks]) for j in range(2, 6))
-        del chunks
         order = np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
         k, d = probabilities.shape[1], latents.shape[1]
         values = np.column_stack([elbos, probabilities, latents]).astype(np.float64)

@@ -35,6 +35,7 @@ EXIT_TRAINING_DIVERGED = 4
 EXIT_CHAMPION_RECORD = 5
 EXIT_NOT_BLESSED = 6
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM (a scheduler, `timeout`, Kubernetes stopping the run)
 
 INTERRUPTED = ("interrupted: re-run the same command to go on (finished components are reused from the cache and "
                "the Trainer resumes after its last finished epoch)")
@@ -53,13 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
         "closing summary (blessed or not and why, metrics, pushed version, report, TensorBoard, ML Metadata); every "
         "log line goes to <output-root>/logs/run-<time>.log. "
         "Exit codes: 0 done; 2 unusable arguments or input (one sentence says why); 3 the data does not match its "
-        "schema (each anomaly listed) or lacks a column the serving model needs (nothing trained or pushed); 4 "
+        "schema (each anomaly listed) or lacks a column the serving model needs, or holds it as another kind or "
+        "with blanks it cannot take (nothing trained or pushed); 4 "
         "training diverged (NaN/inf loss, nothing exported or pushed); 5 the champion record beside the serving "
         "directory is unusable (empty, truncated, not a champion record; nothing blessed or pushed: fix or delete "
         "it), or the serving model that stands for the champion does not load (nothing trained: repair or delete "
         "that version); 6 with --fail-if-not-blessed, the candidate was not blessed (nothing pushed); 130 interrupted "
-        "(Ctrl-C; a second Ctrl-C stops at once when the first is swallowed by compiled code such as UMAP's): re-run "
-        "the same command to go on.",
+        "(Ctrl-C; a second Ctrl-C stops at once when the first is swallowed by compiled code such as UMAP's), 143 "
+        "stopped by SIGTERM (a scheduler or `timeout`; handled as Ctrl-C): re-run the same command to go on.",
     )
     parser.add_argument(
         "--data", default=DEFAULT_SOURCE,
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(failed, KeyboardInterrupt):
             logging.getLogger(__name__).info("run %s", stopped)  # the console gets it once, below
             print(f"\n{stopped}\n(full log: {log_path})", file=sys.stderr)
-            return EXIT_INTERRUPTED
+            return EXIT_TERMINATED if pressed[:1] == [signal.SIGTERM] else EXIT_INTERRUPTED
         outputs = local_runner.latest_run_outputs(paths.metadata, args.pipeline_name)
         logging.getLogger(__name__).info("outputs:\n%s", "\n".join(
             f"  {o.component:<22} {o.kind:<22} {o.state:<9} {o.uri}" for o in outputs))
@@ -267,9 +269,10 @@ def _top_missing_dir(path: str) -> str | None:
 
 @contextlib.contextmanager
 def _second_interrupt_stops_at_once(message: str) -> Iterator[list[int]]:
-    """The first Ctrl-C raises KeyboardInterrupt as usual and is noted in the list yielded; compiled code can
-    swallow it (numba's callbacks during UMAP print "Exception ignored" and go on), so a second one ends the process
-    at once, exit 130, after printing ``message``."""
+    """The first Ctrl-C or SIGTERM raises KeyboardInterrupt, so the run stops as after Ctrl-C (its temporary folder
+    removed, one sentence), and is noted in the list yielded; compiled code can swallow it (numba's callbacks during
+    UMAP print "Exception ignored" and go on), so a second one ends the process at once, exit 128 + the signal's
+    number, after printing ``message``."""
     pressed: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
@@ -277,18 +280,20 @@ def _second_interrupt_stops_at_once(message: str) -> Iterator[list[int]]:
             print(f"\ninterrupted again, stopping at once; {message.split(': ', 1)[1]}", file=sys.stderr)
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(128 + signum)
         pressed.append(signum)
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield pressed
         return
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield pressed
     finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for signum, before in previous.items():
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, before if before is not None else default)
 
 
 def cli(argv: list[str] | None = None) -> int:

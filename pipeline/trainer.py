@@ -172,14 +172,19 @@ def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
     return AlignmentTarget(champion.model_dir if champion else None, known)
 
 
+def raw_dtypes(raw_spec: Mapping[str, Any]) -> dict[str, str]:
+    """Name -> int64, float32 or string of each raw feature in a parsing spec (``FixedLenFeature``s and the like)."""
+    return {name: tf.as_dtype(f.dtype).name for name, f in raw_spec.items()}
+
+
 def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) -> None:
     """`ChampionModelError` when the champion model (``target.model_dir``) does not load (a damaged or half-copied
     version directory, :func:`serving.champion.load_failure`), and `ChampionInputsError` when it requires a feature
     that this run's data (``raw_spec``: name -> its parsing spec) does not have (e.g. a column left out at staging
-    tonight because it was empty or held one text value) or holds as text where it reads numbers or the other way round
-    (int64 against float32 is converted, `conform_numbers`): either way the champion could not score this run's eval
-    examples, so neither the cluster IDs nor the evaluator's comparison could be carried over, and it is better said
-    before training than after."""
+    tonight because it was empty or held one text value), has with blanks, or holds as text where the champion reads
+    numbers or the other way round (int64 against float32 is converted, `conform_numbers`): either way the champion
+    could not score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison could be
+    carried over, and it is better said before training than after."""
     if target.model_dir is None:
         return
     failure = load_failure(target.model_dir)
@@ -199,7 +204,14 @@ def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) 
             f"{target.model_dir} requires, so it can neither hand its cluster IDs on nor be compared with this run's "
             "model; bring the column back (the run's column report says why it was left out) or train a new model "
             "line with its own serving directory.")
-    changed = text_number_changes(spec, {name: tf.as_dtype(f.dtype).name for name, f in raw_spec.items()})
+    gaps = [f.name for f in spec.values() if not f.optional and not (
+        isinstance(raw_spec[f.name], tf.io.FixedLenFeature) and raw_spec[f.name].default_value is None)]
+    if gaps:
+        raise ChampionInputsError(
+            f"column {gaps[0]!r} has blank values in this run's data, but the serving model at {target.model_dir} "
+            "needs a value in every row, so it can neither hand its cluster IDs on nor be compared with this run's "
+            "model; fill the blanks upstream or train a new model line with its own serving directory.")
+    changed = text_number_changes(spec, raw_dtypes(raw_spec))
     if changed:
         name, now, before = changed[0]
         raise ChampionInputsError(
@@ -209,10 +221,11 @@ def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) 
             "line with its own serving directory.")
 
 
-def _champion_clusters(model_dir: str, records: list[bytes]) -> tuple[np.ndarray, int]:
-    """The champion's cluster IDs of serialized examples and its number of probability columns."""
+def _champion_clusters(model_dir: str, records: list[bytes], dtypes: Mapping[str, str]) -> tuple[np.ndarray, int]:
+    """The champion's cluster IDs of serialized examples (raw features ``dtypes``, `raw_dtypes`) and its number of
+    probability columns."""
     serve = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE]
-    records = conform_numbers(records, read_feature_spec(model_dir))  # tonight's int64 column may be float to it
+    records = conform_numbers(records, read_feature_spec(model_dir), dtypes)  # int64 tonight may be float to it
     clusters, columns = [], 0
     for i in range(0, len(records), BATCH_SIZE):
         outputs = serve(**{SERVING_INPUT_KEY: tf.constant(records[i:i + BATCH_SIZE])})
@@ -222,18 +235,21 @@ def _champion_clusters(model_dir: str, records: list[bytes]) -> tuple[np.ndarray
 
 
 def stable_ids(components: np.ndarray, k: int, x_eval: np.ndarray, eval_records: list[bytes],
-               target: AlignmentTarget, model_uri: str) -> cluster_ids.Registry:
+               target: AlignmentTarget, model_uri: str, dtypes: Mapping[str, str] | None = None
+               ) -> cluster_ids.Registry:
     """The registry with the candidate as its newest generation: its components matched to the champion's IDs on
     the same eval examples (Hungarian on the co-assignment counts), unmatched ones with IDs never issued by the
     champion model nor by any version the champion record knows.
 
-    ``components`` is the candidate's component (0..k-1) of each eval example, ``x_eval`` their model inputs."""
+    ``components`` is the candidate's component (0..k-1) of each eval example, ``x_eval`` their model inputs,
+    ``dtypes`` the kinds of their raw features (`raw_dtypes`), which the champion's number kinds are converted from
+    where they differ (None: no conversion)."""
     champion_dir = target.model_dir
     if champion_dir is None:
         ids = cluster_ids.assign_ids(target.known, k, {})
         logging.info("No champion model: cluster IDs %s.", list(ids))
         return cluster_ids.extend(target.known, ids, model_uri, components, x_eval)
-    champion, columns = _champion_clusters(champion_dir, eval_records)
+    champion, columns = _champion_clusters(champion_dir, eval_records, dtypes or {})
     registry = (cluster_ids.read_registry(champion_dir) or cluster_ids.for_unregistered_model(champion_dir, columns)
                 ).remembering(target.known)
     counts = cluster_ids.co_assignment(champion, components, registry.latest.ids, k)
@@ -309,7 +325,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     eval_records = read_records(fn_args.eval_files)
     x_eval = model_inputs(eval_records, transform, raw_spec)
     registry = stable_ids(model.predict_outputs(x_eval)[CLUSTER], model.prior.n_components, x_eval, eval_records,
-                          target, model_dir)
+                          target, model_dir, raw_dtypes(raw_spec))
     feature_names = sorted((name for name in raw_spec if is_feature(name)), key=natural_key)
     with write_dir(fn_args.serving_model_dir, strategy) as export_dir:
         export_saved_model(

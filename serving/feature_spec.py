@@ -243,33 +243,47 @@ def build_example(values: Mapping[str, Any], spec: FeatureSpec, extra: Mapping[s
 _KINDS = {INT64: "int64_list", FLOAT32: "float_list", STRING: "bytes_list"}
 
 
-def conform_numbers(records: list[bytes], spec: FeatureSpec) -> list[bytes]:
-    """``records`` (serialized tf.Examples) with each number feature in the kind ``spec`` parses: an int64 value where
-    the model parses float32 becomes a float, a float where it parses int64 the nearest whole number (a NaN or
-    infinite one is left out). Records needing no change are returned as they are.
+def number_kind_changes(spec: FeatureSpec, dtypes: Mapping[str, str]) -> dict[str, str]:
+    """The features that ``spec`` (a model) parses as one number kind and ``dtypes`` (the data's raw features, name ->
+    int64, float32 or string) holds as the other: name -> the kind the model parses."""
+    numbers = (INT64, FLOAT32)
+    return {name: raw.dtype for name, raw in spec.items()
+            if raw.dtype in numbers and dtypes.get(name) in numbers and dtypes[name] != raw.dtype}
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def conform_numbers(records: list[bytes], spec: FeatureSpec, dtypes: Mapping[str, str]) -> list[bytes]:
+    """``records`` (serialized tf.Examples of data whose raw features are ``dtypes``) with each number feature in the
+    kind the model of ``spec`` parses, where the two differ (`number_kind_changes`): an int64 value becomes a float,
+    a float becomes the nearest whole number (halves to even, as Python's ``round``; beyond the int64 range the
+    range's end; NaN left out). Without a difference the records are returned as they are, unparsed.
 
     ExampleGen infers a CSV column's kind from each night's values (whole numbers one night, a decimal the next), so
-    a model trained on another night may parse the other number kind; text where it parses numbers is not converted
-    (`text_number_changes`)."""
+    the champion, trained on another night, may parse the other number kind; text where it parses numbers is not
+    converted (`text_number_changes`)."""
+    changes = number_kind_changes(spec, dtypes)
+    if not changes:
+        return records
     import tensorflow as tf
 
-    wanted = {name: _KINDS[raw.dtype] for name, raw in spec.items() if raw.dtype != STRING}
     out = []
     for record in records:
         example = tf.train.Example.FromString(record)
         feats = example.features.feature
-        changed = False
-        for name, want in wanted.items():
+        for name, dtype in changes.items():
             kind = feats[name].WhichOneof("kind") if name in feats else None
-            if kind is None or kind == want or kind == _KINDS[STRING]:
+            if kind is None or kind == _KINDS[dtype] or kind == _KINDS[STRING]:
                 continue
             values = list(getattr(feats[name], kind).value)
-            if want == _KINDS[FLOAT32]:
+            if dtype == FLOAT32:
                 feats[name].float_list.value[:] = [float(v) for v in values]
             else:
-                feats[name].int64_list.value[:] = [round(v) for v in values if math.isfinite(v)]
-            changed = True
-        out.append(example.SerializeToString(deterministic=True) if changed else record)
+                feats[name].int64_list.value[:] = [
+                    int(_INT64.max) if v >= 2.0**63 else int(_INT64.min) if v < -(2.0**63) else round(v)
+                    for v in values if not math.isnan(v)]
+        out.append(example.SerializeToString(deterministic=True))
     return out
 
 

@@ -115,6 +115,28 @@ def test_scores_good_rows_and_dead_letters_bad_ones(served, tmp_path, engine, ca
     assert all(d["raw"].startswith(d["id"] + ",") for d in dead)
 
 
+def test_a_night_with_too_many_dead_letters_exits_3_with_its_outputs_written(served, tmp_path, capsys) -> None:
+    """A scheduler sees the night fail: every row dead-lettered always, more than --max-dead-letter-share on request."""
+    from batch_scoring.job import too_many_dead
+    from batch_scoring.options import DEAD, SCORED
+
+    model, images, base = served
+    good, n_bad = _csv_with_bad_rows(images, tmp_path / "in.csv")
+    share = n_bad / len(images)
+    args = ["--model", base, "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out")]
+    assert main([*args, "--max-dead-letter-share", str(share / 2)]) == 3
+    err = capsys.readouterr().err
+    assert (f"error: {n_bad} of the {len(images)} rows read ({share:.1%}) were dead-lettered, more than "
+            f"--max-dead-letter-share {share / 2}; dead_letter-00000-of-00001.jsonl") in err
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["dead_lettered"] == n_bad
+    assert main([*args, "--max-dead-letter-share", str(share)]) == 0, "at the bound is not more"
+    assert too_many_dead({READ: 5, SCORED: 0, DEAD: 5}, 1.0).startswith("5 of the 5 rows read (100.0%) were "
+                                                                        "dead-lettered, none scored;")
+    assert too_many_dead({READ: 0, SCORED: 0, DEAD: 0}, 0.0) is None, "an empty input is not a failure"
+    assert main([*args, "--max-dead-letter-share", "1.5"]) == 2
+    assert capsys.readouterr().err == "error: --max-dead-letter-share must be between 0 and 1, not 1.5.\n"
+
+
 def test_rerun_is_idempotent_and_ids_default_to_file_and_line(served, tmp_path) -> None:
     _, images, base = served
     path = tmp_path / "no_id.csv"
@@ -536,3 +558,5 @@ def test_score_shard_is_written_in_slices_sorted_by_input_position(tmp_path, mon
     order = sorted(range(n), key=keys.__getitem__)
     assert [r[0] for r in rows[1:]] == [ids[i] for i in order]
     assert [int(r[1]) for r in rows[1:]] == [int(arrays[0][i]) for i in order]
+    expected = np.column_stack([arrays[1], arrays[2], arrays[3]])[order]
+    assert np.array_equal(np.array([[float(v) for v in r[2:]] for r in rows[1:]], dtype=np.float32), expected)

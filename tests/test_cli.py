@@ -227,6 +227,30 @@ def test_ctrl_c_in_a_run_is_one_sentence_and_exit_130(tmp_path, capsys, monkeypa
         run.main(["--data", str(tmp_path / "t.csv"), "--output-root", str(tmp_path / "out"), "--clusters", "2"])
 
 
+def test_sigterm_in_a_run_stops_it_as_ctrl_c_does_with_exit_143(tmp_path, capsys, monkeypatch):
+    """A scheduler's SIGTERM: the run stops through the same path as Ctrl-C (the local runner's temporary folder is
+    removed by its own cleanup), one sentence, exit 143; the default SIGTERM handler is back afterwards."""
+    import signal
+
+    from pipeline import local_runner
+
+    reached = []
+
+    def terminated(pipeline):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        finally:
+            reached.append("cleanup")
+
+    monkeypatch.setattr(local_runner, "run", terminated)
+    (tmp_path / "t.csv").write_text("a,b\n" + "\n".join(f"{i % 7},{i % 5}" for i in range(60)) + "\n")
+    before = signal.getsignal(signal.SIGTERM)
+    code = run.main(["--data", str(tmp_path / "t.csv"), "--output-root", str(tmp_path / "out"), "--clusters", "2"])
+    assert code == run.EXIT_TERMINATED == 143 and reached == ["cleanup"]
+    assert capsys.readouterr().err.strip().startswith(run.INTERRUPTED)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_ctrl_c_outside_the_components_says_there_is_nothing_to_resume(tmp_path, capsys, monkeypatch):
     def staging(*args, **kwargs):
         raise KeyboardInterrupt

@@ -286,5 +286,23 @@ def test_a_column_whose_number_kind_changed_is_converted_and_text_for_numbers_st
     a, n = rng.normal(size=40) * 3, rng.integers(-5, 6, size=40)
     as_ints = [example(x, int(v)) for x, v in zip(a, n, strict=True)]
     as_floats = [example(x, float(v)) for x, v in zip(a, n, strict=True)]
-    clusters, columns = trainer._champion_clusters(champion_dir, as_ints)
-    assert columns == 2 and np.array_equal(trainer._champion_clusters(champion_dir, as_floats)[0], clusters)
+    clusters, columns = trainer._champion_clusters(champion_dir, as_ints, {"a": "float32", "n": "int64"})
+    from_floats, _ = trainer._champion_clusters(champion_dir, as_floats, {"a": "float32", "n": "float32"})
+    assert columns == 2 and np.array_equal(from_floats, clusters)
+
+
+def test_a_champion_needing_a_value_in_every_row_stops_before_training_when_the_column_has_blanks(tmp_path):
+    import tensorflow as tf
+
+    from model.export import export_saved_model
+    from serving.champion import ChampionInputsError
+
+    champion_dir = str(tmp_path / "champion")
+    export_saved_model(build_model(GMVAEConfig(input_dim=2, n_components=2, latent_dim=2, hidden_units=(8,),
+                                               image_shape=None, input_scale=1.0, likelihood="gaussian")),
+                       champion_dir, ["a", "c"], cluster_ids=[0, 1])
+    with pytest.raises(ChampionInputsError, match=r"^column 'c' has blank values in this run's data, but the serving "
+                       r"model at .*champion needs a value in every row, .* fill the blanks upstream or train a new "
+                       r"model line with its own serving directory\.$"):
+        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None),
+                                      {**_floats("a"), "c": tf.io.VarLenFeature(tf.float32)})

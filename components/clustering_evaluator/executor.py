@@ -197,7 +197,7 @@ class Executor(evaluator_executor.Executor):
         with self._make_beam_pipeline() as pipeline:
             prefixes = scoring.score(
                 pipeline, split_uri, model_paths, os.path.join(evaluation.uri, SCORES_DIR), label_key, input_names,
-                category_names, model_input=(CANDIDATE,) if summary else (),
+                category_names, model_input=(CANDIDATE,) if summary else (), kinds_from=model_paths[CANDIDATE],
             )
         scores = {name: scoring.read_scores(prefix) for name, prefix in prefixes.items()}
         registries = {name: cluster_ids.read_registry(path) or cluster_ids.for_unregistered_model(

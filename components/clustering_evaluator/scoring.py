@@ -98,7 +98,9 @@ class ScoreBatches(beam.DoFn):
 
     Optionally keeps the raw numeric columns `input_names` (NaN where missing), the categorical columns
     `category_names` (text, "" where missing) and, with `model_input`, the model input of every example from the
-    `transform_features` signature (when the model has it).
+    `transform_features` signature (when the model has it). ``data_kinds`` are the examples' raw feature kinds (name
+    -> int64, float32 or string); a model parsing a number column as the other number kind (a champion trained on a
+    night when ExampleGen inferred the other) is given it converted (`conform_numbers`).
     """
 
     def __init__(
@@ -108,8 +110,10 @@ class ScoreBatches(beam.DoFn):
         input_names: Sequence[str] = (),
         category_names: Sequence[str] = (),
         model_input: bool = False,
+        data_kinds: Mapping[str, str] | None = None,
     ) -> None:
         self._model_path = model_path
+        self._data_kinds = dict(data_kinds or {})
         self._label_key = label_key
         self._input_names = list(input_names)
         self._category_names = list(category_names)
@@ -119,10 +123,10 @@ class ScoreBatches(beam.DoFn):
         signatures = tf.saved_model.load(self._model_path).signatures
         self._predict = signatures[features.SERVING_SIGNATURE]
         self._transform = signatures.get(features.TRANSFORM_SIGNATURE) if self._model_input else None
-        self._spec = read_feature_spec(self._model_path)
+        self._spec = read_feature_spec(self._model_path) if self._data_kinds else {}
 
     def process(self, batch: list[bytes]) -> Iterator[bytes]:
-        parsed = conform_numbers(batch, self._spec)  # a champion may parse a number column as the other number kind
+        parsed = conform_numbers(batch, self._spec, self._data_kinds)  # the same records unless kinds differ
         outputs = self._predict(**{features.SERVING_INPUT_KEY: tf.constant(parsed)})
         arrays = {key: outputs[key].numpy() for key in features.OUTPUT_KEYS}
         if self._transform is not None:
@@ -156,11 +160,14 @@ def score(
     input_names: Mapping[str, Sequence[str]] | None = None,
     category_names: Mapping[str, Sequence[str]] | None = None,
     model_input: Sequence[str] = (),
+    kinds_from: str | None = None,
 ) -> dict[str, str]:
     """Adds to `pipeline` the scoring of one split by every model of `model_paths` ({name: SavedModel dir}).
 
     The examples are read once; `input_names[name]` (numeric) and `category_names[name]` (text) are raw features
-    kept for that model's report, and the models named in `model_input` also keep their model input.
+    kept for that model's report, and the models named in `model_input` also keep their model input. `kinds_from` is
+    the model trained on these examples (the candidate), whose raw feature kinds are theirs: another model parsing a
+    number column as the other number kind is given it converted (`ScoreBatches`).
     Returns {name: file prefix of its scores} (run the pipeline, then `read_scores`).
     """
     batches = (
@@ -168,6 +175,7 @@ def score(
         | "ReadExamples" >> beam.io.ReadFromTFRecord(os.path.join(split_uri, "*"), coder=beam.coders.BytesCoder())
         | "Batch" >> beam.BatchElements(max_batch_size=MAX_BATCH_SIZE)
     )
+    kinds = {name: raw.dtype for name, raw in read_feature_spec(kinds_from).items()} if kinds_from else {}
     prefixes = {}
     for name, path in model_paths.items():
         prefixes[name] = os.path.join(output_dir, name)
@@ -175,7 +183,7 @@ def score(
             batches
             | f"Score[{name}]" >> beam.ParDo(ScoreBatches(
                 path, label_key, (input_names or {}).get(name, ()), (category_names or {}).get(name, ()),
-                name in model_input))
+                name in model_input, kinds if path != kinds_from else None))
             | f"Write[{name}]" >> beam.io.WriteToTFRecord(prefixes[name], file_name_suffix=".tfrecord.gz")
         )
     return prefixes
