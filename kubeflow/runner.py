@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'.yaml' writes the bare pipeline IR (KFP UI upload)")
     parser.add_argument("--image", default=config.IMAGE,
                         help="container image every component runs in (built from kubeflow/Dockerfile)")
-    parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help="pipeline name in KFP and ML Metadata")
+    parser.add_argument("--pipeline-name", type=pipeline_name, default=configs.PIPELINE_NAME,
+                        help="pipeline name in KFP and ML Metadata: lower-case letters, digits and '-'")
     parser.add_argument("--pipeline-root", default=config.PIPELINE_ROOT,
                         help="artifact root all pipeline pods can read and write (gs://, s3:// or a shared mount)")
     parser.add_argument("--data-root", default=config.DATA_ROOT,
@@ -105,7 +107,21 @@ def image_shape(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 28x28, got {text!r}") from err
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected a height and width of at least 1 pixel, got {text!r}")
     return height, width
+
+
+# Kubeflow Pipelines v2 names (TFX's KubeflowV2DagRunner refuses others after building the whole pipeline).
+PIPELINE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def pipeline_name(text: str) -> str:
+    if not PIPELINE_NAME_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected lower-case letters, digits and '-', starting with a letter or digit, at most 63 characters "
+            f"(a Kubeflow pipeline name), got {text!r}")
+    return text
 
 def vertex_training_config(workers: int, image: str, project: str, region: str, machine_type: str) -> dict[str, Any]:
     """Trainer ``custom_config`` entries that run training as a Vertex AI CustomJob with ``workers`` replicas.

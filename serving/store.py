@@ -35,6 +35,9 @@ def resolve_model_dir(path: str) -> str:
     """A SavedModel directory: ``path`` itself, or the highest integer version under a TF Serving base directory."""
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"model {path!r} does not exist.")
+    if not tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"model {path!r} is a file; give the directory that holds {SAVED_MODEL_FILE} (or a "
+                                "serving directory with integer versions).")
     if tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE)):
         return path
     newest = newest_model_dir(path)

@@ -302,6 +302,10 @@ def test_missing_model_or_input_is_one_clear_sentence(served, tmp_path, capsys) 
     _, images, base = served
     assert main(["--model", str(tmp_path / "nope"), "--input", "x.csv", "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    pb = os.path.join(resolve_model_dir(base), "saved_model.pb")  # the file instead of its directory
+    assert main(["--model", pb, "--input", "x.csv", "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"error: model {pb!r} is a file; give the directory that holds saved_model.pb "
+                                       "(or a serving directory with integer versions).\n")
     assert main(["--model", base, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "o")]) == 2
     assert "matches no files" in capsys.readouterr().err
     (tmp_path / "wrong.csv").write_text("id,a,b\n1,2,3\n")
