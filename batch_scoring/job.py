@@ -172,7 +172,9 @@ def check_columns(files: list[str], fmt: str, spec: FeatureSpec, id_column: str 
         if fmt == CSV:
             with FileSystems.open(path) as f:
                 text = io.TextIOWrapper(f, encoding=CSV_ENCODING, errors="replace", newline="")
-                header = next(csv.reader(text, **CSV_READER_OPTIONS), [])
+                header = next(csv.reader(text, **CSV_READER_OPTIONS), None)
+            if header is None:  # an empty file (a partition with no rows tonight): nothing to read or check
+                continue
         elif fmt == PARQUET:
             import pyarrow.parquet as pq
 

@@ -197,7 +197,9 @@ class ReadRows(beam.DoFn):
         with FileSystems.open(path) as binary:
             reader = csv.reader(io.TextIOWrapper(binary, encoding=CSV_ENCODING, errors="replace", newline=""),
                                 **CSV_READER_OPTIONS)
-            header = next(reader, None) or []
+            header = next(reader, None)
+            if header is None:  # an empty file: no rows (check_columns let it through)
+                return
             id_col = header.index(self._id_column) if self._id_column in header else None
             columns = [header.index(feature) for feature in self._spec]
             pending = []  # (line, id, fields) of rows with the header's field count

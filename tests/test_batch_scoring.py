@@ -137,6 +137,21 @@ def test_a_night_with_too_many_dead_letters_exits_3_with_its_outputs_written(ser
     assert capsys.readouterr().err == "error: --max-dead-letter-share must be between 0 and 1, not 1.5.\n"
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_empty_file_among_the_inputs_has_no_rows_and_stops_nothing(served, tmp_path, engine) -> None:
+    """A nightly partition with no rows tonight (a 0-byte file) beside others: the others are scored."""
+    _, images, base = served
+    (tmp_path / "in").mkdir()
+    with open(tmp_path / "in" / "a.csv", "w", newline="") as f:
+        csv.writer(f).writerows([NAMES, *images.reshape(len(images), -1)[:7].tolist()])
+    (tmp_path / "in" / "b.csv").write_text("")
+    out = tmp_path / "out"
+    assert main(["--model", base, "--input", str(tmp_path / "in" / "*.csv"), "--output", str(out),
+                 "--engine", engine]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["read"], summary["scored"], summary["dead_lettered"]) == (7, 7, 0)
+
+
 def test_rerun_is_idempotent_and_ids_default_to_file_and_line(served, tmp_path) -> None:
     _, images, base = served
     path = tmp_path / "no_id.csv"
