@@ -35,6 +35,11 @@ def test_drift_measures_numeric_with_js_and_categorical_with_l_infinity(tmp_path
     assert changed["features"]["colour"] == {"measure": drift.L_INF, "value": 0.45}
     assert set(changed["drifted"]) == {"colour", "px_1"}
     assert "px_0" not in changed["drifted"]
+    assert same["added"] == same["removed"] == changed["added"] == changed["removed"] == []
+    wider = drift.drift(statistics_of(_examples(rng.integers(0, 16, (400, 4)), colours)), statistics)
+    assert (wider["added"], wider["removed"]) == (["px_3"], [])
+    narrower = drift.drift(statistics, statistics_of(_examples(rng.integers(0, 16, (400, 4)), colours)))
+    assert (narrower["added"], narrower["removed"]) == ([], ["px_3"])
 
 
 def test_diagnosis_tells_changed_data_from_an_unstable_model():
@@ -52,6 +57,10 @@ def test_diagnosis_tells_changed_data_from_an_unstable_model():
         "60.0% of eval examples keep their cluster ID, below 80%, accepted as a re-segmentation: the data changed")
     assert "--accept-resegmentation" not in versions.diagnosis(0.6, 0.8, moved, waived=True)
     assert "the cause is unknown" in versions.diagnosis(0.6, 0.8, {"note": "no statistics"})
+    widened = {**calm, "added": ["f5"], "removed": ["f4"]}  # a column added, another gone: no measure covers them
+    assert versions.diagnosis(0.4, 0.8, widened).endswith(
+        "below 80%: the data changed (new input features: f5; input features gone: f4); if the candidate's clusters "
+        "are the ones to keep, re-run with --accept-resegmentation")
 
 
 def test_the_report_lists_only_features_that_moved_as_the_largest_drift():
@@ -65,3 +74,6 @@ def test_the_report_lists_only_features_that_moved_as_the_largest_drift():
     moved = {**calm, "features": {"a": zero, "b": {"measure": drift.L_INF, "value": 0.25}}}
     text = "\n".join(versions.markdown({**section, "drift": moved}, "", False))
     assert "- largest: b 0.250 (l_infinity)\n" in text and "above 0.1: 0 of 2 features" in text
+    text = "\n".join(versions.markdown({**section, "drift": {**moved, "added": ["f5"], "removed": []}}, "", False))
+    assert "- new features: f5 (not in the champion's training data, so not measured)\n" in text
+    assert "features gone" not in text

@@ -22,10 +22,17 @@ _MEASURES = {anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: 
              anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: L_INF}
 
 
+def _feature_names(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> set[str]:
+    """The model features (not id or label) that ``statistics`` describe."""
+    names = {".".join(f.path.step) or f.name for dataset in statistics.datasets for f in dataset.features}
+    return {name for name in names if is_feature(name)}
+
+
 def drift(current: statistics_pb2.DatasetFeatureStatisticsList,
           previous: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, Any]:
     """Per model feature (not id or label) of both statistics, the drift from ``previous`` to ``current``; the
-    largest; and the features above `DRIFT_THRESHOLD`, most drifted first."""
+    largest; the features above `DRIFT_THRESHOLD`, most drifted first; and the features only ``current`` has
+    (``added``) or only ``previous`` (``removed``), which no drift measure covers."""
     schema = tfdv.infer_schema(previous)
     for feature in schema.feature:
         if feature.type == schema_pb2.BYTES:
@@ -47,4 +54,6 @@ def drift(current: statistics_pb2.DatasetFeatureStatisticsList,
         "max": features[ranked[0]]["value"] if ranked else 0.0,
         "max_feature": ranked[0] if ranked else None,
         "drifted": [name for name in ranked if features[name]["value"] > DRIFT_THRESHOLD],
+        "added": sorted(_feature_names(current) - _feature_names(previous)),
+        "removed": sorted(_feature_names(previous) - _feature_names(current)),
     }

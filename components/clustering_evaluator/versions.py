@@ -76,10 +76,13 @@ def diagnosis(agreement: float, threshold: float | None, drift: Mapping[str, Any
     shown = f"{agreement:.1%} of eval examples keep their cluster ID"
     if "drifted" not in drift:
         detail, cause = f"input drift unknown: {drift.get('note', 'no statistics')}", "the cause is unknown"
-    elif drift["drifted"]:
-        detail = (f"{len(drift['drifted'])} input features drifted above {drift['threshold']:g}, largest "
-                  f"{drift['max']:.3f} on {drift['max_feature']}")
-        cause = "the data changed"
+    elif drift["drifted"] or drift.get("added") or drift.get("removed"):
+        details = ([f"new input features: {', '.join(drift['added'])}"] if drift.get("added") else []) + (
+            [f"input features gone: {', '.join(drift['removed'])}"] if drift.get("removed") else [])
+        if drift["drifted"]:
+            details.append(f"{len(drift['drifted'])} input features drifted above {drift['threshold']:g}, largest "
+                           f"{drift['max']:.3f} on {drift['max_feature']}")
+        detail, cause = "; ".join(details), "the data changed"
     else:
         detail = f"no input feature drifted above {drift['threshold']:g}, largest {drift['max']:.3f}"
         cause = "the candidate and the champion segment the same data differently, so one of them is unstable"
@@ -162,7 +165,11 @@ def markdown(section: Mapping[str, Any] | None, note: str, waived: bool) -> list
                      key=lambda item: -item[1]["value"])[:5]  # features that did not move (0.000) are not listed
         lines += ["- largest: " + (", ".join(f"{name} {v['value']:.3f} ({v['measure']})" for name, v in top)
                                    or "every feature 0.000 (no change)"),
-                  f"- above {drift['threshold']:g}: {len(drift['drifted'])} of {len(drift['features'])} features", ""]
+                  f"- above {drift['threshold']:g}: {len(drift['drifted'])} of {len(drift['features'])} features"]
+        lines += [f"- {what}: {', '.join(drift[key])} ({why}, so not measured)"
+                  for key, what, why in (("added", "new features", "not in the champion's training data"),
+                                         ("removed", "features gone", "not in this run's training data"))
+                  if drift.get(key)] + [""]
     else:
         lines += [f"- {drift.get('note')}", ""]
     return lines
