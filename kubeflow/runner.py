@@ -24,7 +24,15 @@ from typing import Any
 from components.clustering_evaluator import bless_rules
 from kubeflow import config
 from pipeline import configs
-from pipeline.cli import Parser, add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
+from pipeline.cli import (
+    DefaultsHelpFormatter,
+    Parser,
+    add_cluster_identity_flags,
+    add_model_flags,
+    model_settings,
+    thresholds,
+    tolerances,
+)
 from pipeline.data import CSV, TFRECORD, Column, DataError, column_report, feature_plan, scan_csv_source
 
 VERTEX, TFJOB = "vertex", "tfjob"
@@ -40,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m kubeflow.runner",
         description="Compile the GMVAE clustering pipeline for Kubeflow Pipelines v2 into a pipeline-spec file "
         "(JSON PipelineJob, or IR YAML when --output ends in .yaml). Defaults come from kubeflow/config.py.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--output", default=config.COMPILED_SPEC,
                         help="file to write; '.json' writes a PipelineJob (Vertex AI Pipelines, kubeflow.schedule), "

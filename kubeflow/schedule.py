@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from kubeflow import config
+from pipeline.cli import DefaultsHelpFormatter
 
 TOKEN_ENV = "KFP_BEARER_TOKEN"
 HOST_ENV = "KFP_HOST"
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m kubeflow.schedule",
         description="Upload the spec compiled by kubeflow.runner as a new pipeline version and create a recurring "
         "run for it (one run at a time, no catch-up of missed runs). Defaults come from kubeflow/config.py.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--spec", default=config.COMPILED_SPEC,
                         help="compiled pipeline: the JSON PipelineJob or IR YAML written by kubeflow.runner")

@@ -24,7 +24,15 @@ from components.clustering_evaluator import bless_rules
 from model.config import MIN_ROWS_PER_CLUSTER
 from model.features import LABEL_KEY
 from pipeline import code_version, configs
-from pipeline.cli import Parser, add_cluster_identity_flags, add_model_flags, model_settings, thresholds, tolerances
+from pipeline.cli import (
+    DefaultsHelpFormatter,
+    Parser,
+    add_cluster_identity_flags,
+    add_model_flags,
+    model_settings,
+    thresholds,
+    tolerances,
+)
 from pipeline.data import DEFAULT_SOURCE, DataError, StagedData, column_report, feature_plan, label_like_columns, stage
 from pipeline.run_output import console_output, is_blessed, log_path_for, summary_lines
 
@@ -49,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.run",
         description="Ingest, validate, transform (and train, evaluate, push) a GMVAE clustering model with TFX "
         "on this machine (LocalDagRunner, Beam DirectRunner, ML Metadata in SQLite).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
         epilog="Prints one line when each component starts and finishes, a progress bar per training stage and a "
         "closing summary (blessed or not and why, metrics, pushed version, report, TensorBoard, ML Metadata); every "
         "log line goes to <output-root>/logs/run-<time>.log. "

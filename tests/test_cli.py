@@ -22,6 +22,18 @@ def test_help_explains_every_option(capsys):
         assert action.help, f"option {action.option_strings} has no help"
 
 
+def test_help_states_each_default_once_and_never_none():
+    """Help that already names its default gets no second "(default: ...)", and a None default is not printed."""
+    from kubeflow import runner, schedule
+
+    for parser in (run.build_parser(), runner.build_parser(), schedule.build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            text = (formatter._get_help_string(action) or "").replace("%(default)s", "X")
+            assert "(default: None)" not in text and "(default: False)" not in text, (parser.prog, text)
+            assert text.lower().count("default") <= 1, (parser.prog, text)
+
+
 def test_missing_data_path_fails_with_one_sentence(tmp_path, capsys):
     missing = tmp_path / "missing.csv"
     assert run.main(["--data", str(missing), "--output-root", str(tmp_path / "out")]) == 2
