@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from components.clustering_evaluator.constants import CANDIDATE, CANDIDATE_METRICS_FILE, METRICS_FILE, REPORT_MD
+from components.versioned_pusher.constants import NOT_PUSHED_REASON
 from model.features import EMPTY, LABELLED_METRICS, MAX_SHARE, MEAN_ELBO, MIN_SHARE, N_CLUSTERS, SILHOUETTE
 from pipeline.configs import TENSORBOARD_DIR, TRAINER_VERBOSE_ENV
 
@@ -294,7 +295,9 @@ def summary_lines(outputs: Sequence[Any], metadata_path: str, log_path: str | No
         rows.append(("pushed", f"version {version}: {destination}"
                      + ("" if copied else " (already serving, nothing copied)")))
     else:
-        rows.append(("pushed", "nothing pushed" + (" (not blessed)" if pushed is not None else "")))
+        reason = pushed.properties.get(NOT_PUSHED_REASON) if pushed is not None else None
+        rows.append(("pushed", "nothing pushed" + (f" ({reason})" if reason else
+                                                   " (not blessed)" if pushed is not None else "")))
         if message and message.startswith("not blessed"):
             rows.append(("if intended", "when a bound does not fit this data (a real small segment, a deliberate "
                                         "re-segmentation), --thresholds, --tolerances or --accept-resegmentation "

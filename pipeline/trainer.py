@@ -159,13 +159,14 @@ class AlignmentTarget:
 
 def alignment_target(fn_args: tfx.components.FnArgs) -> AlignmentTarget:
     """Resolved before training, so a bad champion record stops the run before the expensive part: the Trainer's
-    ``base_model`` (the Resolver's latest blessed model), else the champion record's serving model (the newest
-    version left when its version was rolled back or the record is missing, :func:`serving.champion.resolve_champion`,
-    as the evaluator does), else none; with every cluster ID known as issued (``ServingChampion.registry``)."""
+    ``base_model`` (the Resolver's latest blessed model) unless it was rolled back, else the champion record's serving
+    model (the newest version left when its version was rolled back or the record is missing,
+    :func:`serving.champion.resolve_champion`, as the evaluator does), else none; with every cluster ID known as
+    issued (``ServingChampion.registry``)."""
     record = (fn_args.custom_config or {}).get(configs.CHAMPION_RECORD_KEY)
     champion = resolve_champion(record) if record else None
     known = champion.registry if champion else None
-    if fn_args.base_model:
+    if fn_args.base_model and not (champion is not None and champion.rolled_back(fn_args.base_model)):
         return AlignmentTarget(fn_args.base_model, known, from_resolver=True)
     if champion is not None:
         logging.info("Cluster IDs align to %s", champion.description)

@@ -82,6 +82,14 @@ class ServingChampion:
             return self.record.registry
         return registry_of_versions(os.path.dirname(self.model_dir))
 
+    def rolled_back(self, model_path: str) -> bool:
+        """True when ``model_path`` (a model's URI, or a directory inside it such as its serving model) is the record's
+        model and the record's version directory is gone: that model was rolled back."""
+        if self.record is None or self.model_dir == self.record.serving_path:
+            return False
+        uri, path = os.path.normpath(self.record.model_uri), os.path.normpath(model_path)
+        return path == uri or path.startswith(uri + os.sep)
+
     @property
     def description(self) -> str:
         if self.record is None:

@@ -359,6 +359,12 @@ def test_a_rolled_back_champion_version_is_replaced_by_the_newest_version_left(a
     baseline, why = ce_executor.find_baseline([], str(record))
     assert baseline.model_path == str(serving / "4") and baseline.model_id is None and baseline.source == "champion"
     assert why.startswith(f"{serving / '4'}, the newest version left (champion version 5 at {serving / '5'} is gone")
+    rolled_back, kept = standard_artifacts.Model(), standard_artifacts.Model()
+    rolled_back.uri, rolled_back.id, kept.uri, kept.id = "m5", 5, "m7", 7
+    baseline, why = ce_executor.find_baseline([rolled_back], str(record))  # the Resolver's latest blessed model
+    assert baseline.model_path == str(serving / "4") and baseline.source == "champion"
+    assert why.endswith("not the Resolver's latest blessed model m5 (id 5), which was rolled back")
+    assert ce_executor.find_baseline([kept], str(record))[0].source == "resolver", "a model not rolled back"
 
 
 def test_without_a_champion_record_the_newest_version_in_the_serving_directory_is_the_baseline(assets, tmp_path):

@@ -100,6 +100,17 @@ def test_summary_of_a_rejected_run_says_why_and_that_nothing_was_pushed(tmp_path
     assert "full log" not in text
 
 
+def test_a_blessed_model_the_pusher_kept_out_says_why(tmp_path):
+    from components.versioned_pusher.constants import NOT_PUSHED_REASON
+
+    outputs, _, _ = _outputs(tmp_path, blessed=True)
+    reason = "this model was version 2, which was rolled back (its directory is gone), so it is not pushed again"
+    outputs[-1] = RunOutput("Pusher", "PushedModel", "COMPLETE", outputs[-1].uri,
+                            {"pushed": 0, NOT_PUSHED_REASON: reason})
+    text = "\n".join(run_output.summary_lines(outputs, "/out/metadata.sqlite"))
+    assert f"pushed:      nothing pushed ({reason})" in text and "(not blessed)" not in text
+
+
 def test_summary_falls_back_to_the_evaluation_files_and_says_when_nothing_was_evaluated(tmp_path):
     outputs, _, _ = _outputs(tmp_path, blessed=False)
     without_properties = [RunOutput(o.component, o.kind, o.state, o.uri) for o in outputs]

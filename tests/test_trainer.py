@@ -154,6 +154,13 @@ def test_a_rolled_back_champion_aligns_to_the_newest_version_left_and_never_reis
     # version 2's directory was deleted (rollback): the champion model is version 1, the record still knows ID 3
     target = trainer.alignment_target(FnArgs(custom_config={configs.CHAMPION_RECORD_KEY: record}))
     assert target.model_dir == version_1 and target.known.next_id == 4
+    # the Resolver still names the rolled-back model (its latest blessed one): the serving directory's word wins
+    resolved = trainer.alignment_target(FnArgs(base_model="m2/Format-Serving",
+                                               custom_config={configs.CHAMPION_RECORD_KEY: record}))
+    assert resolved.model_dir == version_1 and not resolved.from_resolver
+    other = trainer.alignment_target(FnArgs(base_model="m7/Format-Serving",
+                                            custom_config={configs.CHAMPION_RECORD_KEY: record}))
+    assert other.model_dir == "m7/Format-Serving" and other.from_resolver
     candidate = np.where(np.arange(len(x)) % 5 == 0, 3, components)  # a fourth component that matches nothing
     registry = trainer.stable_ids(candidate, 4, x, _serialized(x, names), target, "m3")
     assert 3 not in registry.latest.ids and 4 in registry.latest.ids and registry.next_id >= 5

@@ -90,6 +90,27 @@ def test_the_serving_model_is_not_copied_again(tmp_path):
     assert again.get_string_custom_property("pushed_version") == "1"
 
 
+def test_a_rolled_back_model_is_not_pushed_again_and_its_version_number_is_not_reused(tmp_path):
+    """An operator removes version 2 (a rollback): the same model, blessed again by a cached night, stays out; the
+    next new model becomes version 3, not a second version 2."""
+    import shutil
+
+    from components.versioned_pusher.constants import NOT_PUSHED_REASON
+
+    serving = str(tmp_path / "serving")
+    _push(tmp_path, _model(tmp_path, 3, "one"), _blessing(tmp_path, 1, {}), serving)
+    bad = _model(tmp_path, 9, "two")
+    _push(tmp_path, bad, _blessing(tmp_path, 1, {}), serving)
+    shutil.rmtree(os.path.join(serving, "2"))
+    again = _push(tmp_path, bad, _blessing(tmp_path, 1, {}), serving)
+    assert again.get_int_custom_property("pushed") == 0 and versions(serving) == [1]
+    assert again.get_string_custom_property(NOT_PUSHED_REASON) == (
+        "this model was version 2, which was rolled back (its directory is gone), so it is not pushed again")
+    fresh = _push(tmp_path, _model(tmp_path, 12, "three"), _blessing(tmp_path, 1, {}), serving)
+    assert fresh.get_string_custom_property("pushed_version") == "3" and versions(serving) == [1, 3]
+    assert _read(os.path.join(serving, "3", "saved_model.pb")) == "three"
+
+
 def test_interrupted_push_leaves_only_complete_versions(tmp_path, monkeypatch):
     serving = str(tmp_path / "serving")
     _push(tmp_path, _model(tmp_path, 1, "good"), _blessing(tmp_path, 1, {}), serving)

@@ -93,8 +93,8 @@ def _champion_baseline(champion: ServingChampion | None, champion_path: str) -> 
 
 
 def find_baseline(baseline_models: list[types.Artifact], champion_path: str | None) -> tuple[Baseline | None, str]:
-    """The Resolver's baseline model if given, else the champion record's model (or the newest version in the serving
-    directory when the record's version or the record is gone), else none (first run).
+    """The Resolver's baseline model if given and not rolled back, else the champion record's model (or the newest
+    version in the serving directory when the record's version or the record is gone), else none (first run).
 
     Returns (baseline or None, a sentence saying which baseline is used or why there is none). The champion record
     is read even when the Resolver decides, so that an unusable record (``ChampionRecordError``) stops the run here,
@@ -103,6 +103,10 @@ def find_baseline(baseline_models: list[types.Artifact], champion_path: str | No
     champion = resolve_champion(champion_path) if champion_path else None
     if baseline_models:
         artifact = artifact_utils.get_single_instance(baseline_models)
+        if champion is not None and champion.rolled_back(artifact.uri):  # the serving directory's word wins
+            baseline, description = _champion_baseline(champion, champion_path)
+            return baseline, (f"{description}, not the Resolver's latest blessed model {artifact.uri} (id "
+                              f"{artifact.id}), which was rolled back")
         baseline = Baseline(
             source="resolver",
             model_path=path_utils.serving_model_path(artifact.uri),

@@ -24,6 +24,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE, METRICS_FILE
+from components.versioned_pusher.constants import NOT_PUSHED_REASON
 from serving.champion import (
     Champion,
     champion_path,
@@ -36,8 +37,10 @@ from serving.cluster_ids import read_registry
 from serving.store import TMP_PREFIX, versions
 
 
-def push_version(model_path: str, serving_dir: str) -> tuple[int, str]:
-    """Copy ``model_path`` to the next integer version under ``serving_dir``; returns (version, path).
+def push_version(model_path: str, serving_dir: str, issued: int = 0) -> tuple[int, str]:
+    """Copy ``model_path`` to the next integer version under ``serving_dir``, above every version there and above
+    ``issued`` (the highest version the champion record knows was pushed, so a rolled-back number is never given to
+    another model); returns (version, path).
 
     Leftovers of interrupted pushes (hidden staging directories) are removed first: pushes of one serving
     directory are serialised by the pipeline (one run at a time).
@@ -51,7 +54,7 @@ def push_version(model_path: str, serving_dir: str) -> tuple[int, str]:
             fileio.remove(leftover)
     staging = os.path.join(serving_dir, f"{TMP_PREFIX}{uuid.uuid4().hex}")
     io_utils.copy_dir(model_path, staging)
-    version = (versions(serving_dir) or [0])[-1] + 1
+    version = max([issued, *versions(serving_dir)]) + 1
     target = os.path.join(serving_dir, str(version))
     fileio.rename(staging, target, overwrite=False)
     return version, target
@@ -78,6 +81,13 @@ def registry_summary(serving_path: str, version: int, previous: Champion | None)
     return {**registry.to_json(), "versions": by_generation}
 
 
+def issued_version(champion: Champion | None) -> int:
+    """The highest serving version the champion record knows was pushed (0 without a record)."""
+    if champion is None:
+        return 0
+    return max([champion.version, *(int(v) for v in (champion.cluster_registry.get("versions") or {}).values())])
+
+
 class Executor(pusher_executor.Executor):
     """Stock Pusher semantics (blessing check, ``pushed`` properties) with atomic integer versions."""
 
@@ -101,7 +111,14 @@ class Executor(pusher_executor.Executor):
             self._MarkPushed(model_push, pushed_destination=champion.serving_path,
                              pushed_version=str(champion.version))
             return
-        version, serving_path = push_version(self.GetModelPath(input_dict), serving_dir)
+        if champion is not None and champion.model_id == model.id:  # its version directory is gone: rolled back
+            reason = (f"this model was version {champion.version}, which was rolled back (its directory is gone), "
+                      "so it is not pushed again")
+            logging.warning("Model %d: %s.", model.id, reason)
+            model_push.set_string_custom_property(NOT_PUSHED_REASON, reason)
+            self._MarkNotPushed(model_push)
+            return
+        version, serving_path = push_version(self.GetModelPath(input_dict), serving_dir, issued_version(champion))
         logging.info("Model pushed as version %d: %s", version, serving_path)
 
         write_champion(record, Champion(
