@@ -88,6 +88,12 @@ def load_spec(path: str) -> tuple[dict[str, Any], str | None]:
     raise ScheduleError(f"{path!r} is not a Kubeflow pipeline spec (no pipelineSpec, root or pipelineInfo).")
 
 
+def cached_steps(ir: dict[str, Any]) -> list[str]:
+    """The steps of a pipeline IR compiled with caching on (``kubeflow.runner`` without ``--no-cache``)."""
+    tasks = ir.get("root", {}).get("dag", {}).get("tasks", {})
+    return sorted(name for name, task in tasks.items() if (task.get("cachingOptions") or {}).get("enableCache"))
+
+
 def build_plan(args: argparse.Namespace) -> dict[str, Any]:
     """Everything that will be submitted, as plain JSON-able data: the dry run prints it, submit() sends it."""
     ir, compiled_root = load_spec(args.spec)
@@ -102,6 +108,7 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline": {"name": name, "version": f"{name}-{digest[:12]}", "spec": os.path.abspath(args.spec),
                      "sha256": digest},
         "replace_existing": args.replace,
+        "cached_steps": cached_steps(ir),
         "recurring_run": {
             "job_name": args.job_name,
             "cron_expression": check_cron(args.cron),
@@ -176,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         plan = build_plan(args)
+        if plan["cached_steps"]:
+            print(f"warning: {len(plan['cached_steps'])} steps of {args.spec} reuse cached results (compiled without "
+                  "--no-cache), so a night whose inputs did not change keeps the last run's model and its cluster-ID "
+                  "alignment; compile nightly specs with 'python -m kubeflow.runner --no-cache'.", file=sys.stderr)
         if args.dry_run:
             print(json.dumps(plan, indent=2, sort_keys=True))
             return 0

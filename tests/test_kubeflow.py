@@ -217,6 +217,24 @@ def test_schedule_dry_run_prints_the_submission_and_contacts_nothing(spec_file: 
     assert re.fullmatch(r"gmvae-clustering-[0-9a-f]{12}", plan["pipeline"]["version"])
 
 
+def test_schedule_warns_when_the_spec_reuses_cached_results(compiled: tuple[dict, argparse.Namespace], tmp_path,
+                                                             capsys) -> None:
+    """The README's nightly advice (--no-cache) is checked where the schedule is made, not left to memory."""
+    job = compiled[0]
+    cached = tmp_path / "cached.json"
+    cached.write_text(json.dumps(job))
+    assert schedule.main(["--spec", str(cached), "--dry-run"]) == 0
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {len(tasks)} steps of {cached} reuse cached results (compiled without --no-cache)")
+    assert err.rstrip().endswith("compile nightly specs with 'python -m kubeflow.runner --no-cache'.")
+    fresh = tmp_path / "fresh.json"  # what --no-cache compiles: no caching options
+    fresh.write_text(json.dumps({**job, "pipelineSpec": {**job["pipelineSpec"], "root": {"dag": {"tasks": {
+        name: {k: v for k, v in task.items() if k != "cachingOptions"} for name, task in tasks.items()}}}}}))
+    assert schedule.main(["--spec", str(fresh), "--dry-run"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_schedule_rejects_unix_five_field_cron(spec_file: str, capsys) -> None:
     assert schedule.main(["--spec", spec_file, "--dry-run", "--cron", "0 2 * * *"]) == 2
     assert "KFP needs 6 with seconds first, e.g. '0 0 2 * * *'." in capsys.readouterr().err
