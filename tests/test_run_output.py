@@ -104,7 +104,8 @@ def test_a_blessed_model_the_pusher_kept_out_says_why(tmp_path):
     from components.versioned_pusher.constants import NOT_PUSHED_REASON
 
     outputs, _, _ = _outputs(tmp_path, blessed=True)
-    reason = "this model was version 2, which was rolled back (its directory is gone), so it is not pushed again"
+    reason = ("this model has the weights of version 2, which was rolled back (its directory is gone), so it is not "
+              "pushed again")
     outputs[-1] = RunOutput("Pusher", "PushedModel", "COMPLETE", outputs[-1].uri,
                             {"pushed": 0, NOT_PUSHED_REASON: reason})
     text = "\n".join(run_output.summary_lines(outputs, "/out/metadata.sqlite"))

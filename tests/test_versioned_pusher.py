@@ -104,8 +104,11 @@ def test_a_rolled_back_model_is_not_pushed_again_and_its_version_number_is_not_r
     shutil.rmtree(os.path.join(serving, "2"))
     again = _push(tmp_path, bad, _blessing(tmp_path, 1, {}), serving)
     assert again.get_int_custom_property("pushed") == 0 and versions(serving) == [1]
-    assert again.get_string_custom_property(NOT_PUSHED_REASON) == (
-        "this model was version 2, which was rolled back (its directory is gone), so it is not pushed again")
+    assert again.get_string_custom_property(NOT_PUSHED_REASON) == ("this model has the weights of version 2, which "
+                                                                   "was rolled back (its directory is gone), so it is "
+                                                                   "not pushed again")
+    twin = _push(tmp_path, _model(tmp_path, 11, "two"), _blessing(tmp_path, 1, {}), serving)  # a retrain: same weights
+    assert twin.get_int_custom_property("pushed") == 0 and versions(serving) == [1]
     fresh = _push(tmp_path, _model(tmp_path, 12, "three"), _blessing(tmp_path, 1, {}), serving)
     assert fresh.get_string_custom_property("pushed_version") == "3" and versions(serving) == [1, 3]
     assert _read(os.path.join(serving, "3", "saved_model.pb")) == "three"

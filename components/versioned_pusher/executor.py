@@ -10,6 +10,7 @@ runner, without an ML Metadata Resolver.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -21,7 +22,7 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import io_utils, proto_utils
+from tfx.utils import io_utils, path_utils, proto_utils
 
 from components.clustering_evaluator.constants import CANDIDATE_METRICS_FILE, METRICS_FILE
 from components.versioned_pusher.constants import NOT_PUSHED_REASON
@@ -81,6 +82,30 @@ def registry_summary(serving_path: str, version: int, previous: Champion | None)
     return {**registry.to_json(), "versions": by_generation}
 
 
+def _variables(model_path: str) -> dict[str, str]:
+    """File name -> SHA-256 of each file of a SavedModel's ``variables/`` (its weights); empty when there is none."""
+    folder = os.path.join(model_path, "variables")
+    if not fileio.isdir(folder):
+        return {}
+    digests = {}
+    for name in fileio.listdir(folder):
+        path = os.path.join(folder, name.rstrip("/"))
+        if not fileio.isdir(path):
+            digest = hashlib.sha256()
+            with fileio.open(path, "rb") as f:
+                for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    digest.update(block)
+            digests[name] = digest.hexdigest()
+    return digests
+
+
+def same_weights(model_path: str, other_path: str) -> bool:
+    """True when both SavedModels exist and their weights are byte for byte the same (a deterministic retrain on the
+    same data and seed reproduces a model exactly)."""
+    mine = _variables(model_path)
+    return bool(mine) and mine == _variables(other_path)
+
+
 def issued_version(champion: Champion | None) -> int:
     """The highest serving version the champion record knows was pushed (0 without a record)."""
     if champion is None:
@@ -111,14 +136,17 @@ class Executor(pusher_executor.Executor):
             self._MarkPushed(model_push, pushed_destination=champion.serving_path,
                              pushed_version=str(champion.version))
             return
-        if champion is not None and champion.model_id == model.id:  # its version directory is gone: rolled back
-            reason = (f"this model was version {champion.version}, which was rolled back (its directory is gone), "
-                      "so it is not pushed again")
+        model_path = self.GetModelPath(input_dict)
+        if (champion is not None and not fileio.exists(champion.serving_path)  # the record's version: rolled back
+                and same_weights(model_path, path_utils.serving_model_path(champion.model_uri))):
+            # this is the rolled-back model, or a retrain on the same data and seed that reproduced it
+            reason = (f"this model has the weights of version {champion.version}, which was rolled back (its "
+                      "directory is gone), so it is not pushed again")
             logging.warning("Model %d: %s.", model.id, reason)
             model_push.set_string_custom_property(NOT_PUSHED_REASON, reason)
             self._MarkNotPushed(model_push)
             return
-        version, serving_path = push_version(self.GetModelPath(input_dict), serving_dir, issued_version(champion))
+        version, serving_path = push_version(model_path, serving_dir, issued_version(champion))
         logging.info("Model pushed as version %d: %s", version, serving_path)
 
         write_champion(record, Champion(
