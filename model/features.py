@@ -23,6 +23,9 @@ OUTPUT_KEYS = (CLUSTER, CLUSTER_PROBABILITIES, LATENT_MEAN, ELBO)
 
 # The metric names: keys of model.metrics.clustering_report, of the evaluation's metrics.json and of the bless rules.
 ACC, NMI, ARI, SILHOUETTE = "acc", "nmi", "ari", "silhouette"
+# The silhouette of a model's clusters averaged over its own and the champion's latent spaces, on the same eval
+# examples: comparable between the two models, as each one's own-space SILHOUETTE is not (evaluator, with a champion).
+SILHOUETTE_BOTH = "silhouette_both_spaces"
 MIN_SHARE, MIN_SHARE_VS_EQUAL, MAX_SHARE, EMPTY = "min_share", "min_share_vs_equal", "max_share", "empty"
 MEAN_ELBO = "mean_elbo"  # added by the evaluator, which scores the ELBO
 N_EXAMPLES, N_CLUSTERS = "n_examples", "n_clusters"  # beside the metrics in the evaluation: what they are over

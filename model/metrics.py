@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
@@ -65,6 +67,12 @@ def silhouette(latent: np.ndarray, clusters: np.ndarray, sample_size: int = 2000
         return float("nan")
     size = min(sample_size, len(clusters))
     return float(silhouette_score(latent, clusters, sample_size=size, random_state=seed))
+
+
+def silhouette_in_spaces(latents: Sequence[np.ndarray], clusters: np.ndarray) -> float:
+    """The mean silhouette of the clusters [N] over several representations [N, d_i] of the same examples (the same
+    sample of rows in each), so that two partitions can be compared in the same spaces; NaN if < 2 clusters."""
+    return float(np.mean([silhouette(latent, clusters) for latent in latents]))
 
 
 def occupancy(clusters: np.ndarray, n_clusters: int) -> dict[str, float]:

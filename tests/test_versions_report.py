@@ -3,8 +3,12 @@
 import numpy as np
 import tensorflow as tf
 
-from components.clustering_evaluator import drift, versions
+from components.clustering_evaluator import drift, scoring, versions
+from components.clustering_evaluator.decision import DEFAULT_TOLERANCES, decide
+from model import features
+from model.metrics import silhouette_in_spaces
 from pipeline.trainer import statistics_of
+from serving.cluster_ids import for_unregistered_model
 from serving.training_statistics import read_statistics, write_statistics
 
 
@@ -66,7 +70,8 @@ def test_diagnosis_tells_changed_data_from_an_unstable_model():
 def test_the_report_lists_only_features_that_moved_as_the_largest_drift():
     section = {"diagnosis": "d", "agreement": 1.0, "n_examples": 10, "agreement_before_alignment": 1.0,
                "best_agreement": 1.0, "new_ids": [], "retired_ids": [], "shares": {},
-               "transitions": {"candidate_ids": [0], "champion_ids": [0], "counts": [[10]]}}
+               "transitions": {"candidate_ids": [0], "champion_ids": [0], "counts": [[10]]},
+               "silhouette_both_spaces": {"candidate": 0.5, "champion": 0.5}}
     zero = {"measure": drift.JS, "value": 0.0}
     calm = {"threshold": 0.1, "drifted": [], "features": {"a": zero, "b": zero}}
     text = "\n".join(versions.markdown({**section, "drift": calm}, "", False))
@@ -77,3 +82,33 @@ def test_the_report_lists_only_features_that_moved_as_the_largest_drift():
     text = "\n".join(versions.markdown({**section, "drift": {**moved, "added": ["f5"], "removed": []}}, "", False))
     assert "- new features: f5 (not in the champion's training data, so not measured)\n" in text
     assert "features gone" not in text
+
+
+def test_the_same_clusters_in_two_latent_spaces_get_the_same_silhouette_and_are_not_a_regression():
+    """Each model's own-space silhouette rates the same clusters differently (a retrain that kept every cluster ID
+    had been rejected so); the default tolerance compares them in both models' spaces."""
+    rng = np.random.default_rng(0)
+    clusters = np.repeat(np.arange(3), 100)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    tight = centres[clusters] + rng.normal(0, 0.5, (300, 2))
+    loose = centres[clusters] + rng.normal(0, 1.5, (300, 2))
+    order = rng.permutation(300)  # the two models' scores come in different example orders
+
+    def scores(latent: np.ndarray, rows: np.ndarray) -> dict:
+        return {scoring.RECORD_KEY: np.arange(300)[rows], features.CLUSTER: clusters[rows],
+                features.LATENT_MEAN: latent[rows]}
+
+    section = versions.compare(scores(loose, order), scores(tight, np.arange(300)), for_unregistered_model("c", 3),
+                               for_unregistered_model("b", 3), {"note": "none"}, 0.8)
+    both = section[features.SILHOUETTE_BOTH]
+    assert section["agreement"] == 1.0 and both["candidate"] == both["champion"]
+    assert "- silhouette of each model's clusters in both latent spaces: candidate " in "\n".join(
+        versions.markdown(section, "", False))
+    own = {"candidate": silhouette_in_spaces((loose,), clusters), "champion": silhouette_in_spaces((tight,), clusters)}
+    assert own["champion"] - own["candidate"] > 0.05, "in their own spaces the same clusters differ"
+    metrics = {who: {features.SILHOUETTE: own[who], features.SILHOUETTE_BOTH: both[who]} for who in own}
+    assert decide(metrics["candidate"], {}, DEFAULT_TOLERANCES, metrics["champion"]).blessed
+    assert not decide(metrics["candidate"], {}, {features.SILHOUETTE: 0.05}, metrics["champion"]).blessed
+    worse = {"candidate": np.roll(clusters, 50), "champion": clusters}  # a partition that cuts through the groups
+    worse_both = {who: silhouette_in_spaces((loose, tight), c) for who, c in worse.items()}
+    assert worse_both["champion"] - worse_both["candidate"] > 0.05

@@ -219,6 +219,8 @@ class Executor(evaluator_executor.Executor):
                 input_drift(model_paths[CANDIDATE], model_paths[BASELINE]),
                 thresholds.get(bless_rules.MIN_AGREEMENT), accept_resegmentation)
             metrics[CANDIDATE][bless_rules.AGREEMENT_METRIC] = versions_section["agreement"]
+            for name, who in ((CANDIDATE, "candidate"), (BASELINE, "champion")):
+                metrics[name][features.SILHOUETTE_BOTH] = versions_section[features.SILHOUETTE_BOTH][who]
         verdict = decide(metrics[CANDIDATE], thresholds, tolerances, metrics.get(BASELINE), accept_resegmentation)
         logging.info("ClusteringEvaluator decision for %s: %s", model.uri, verdict.summary)
         candidate = scores[CANDIDATE]

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from components.clustering_evaluator import report, scoring
 from model import features
-from model.metrics import cluster_accuracy
+from model.metrics import cluster_accuracy, silhouette_in_spaces
 from serving.cluster_ids import Registry, co_assignment
 
 TRANSITIONS_PNG = "transitions.png"
@@ -65,6 +65,11 @@ def compare(candidate: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarr
         "new_ids": [i for i in new_ids if i not in old_ids],
         "retired_ids": [i for i in old_ids if i not in new_ids],
         "drift": dict(drift),
+        # each model's own-space silhouette rates it where it was trained to separate its clusters: two models with the
+        # same clusters differed by 0.08 that way; in both spaces the same clusters score the same
+        features.SILHOUETTE_BOTH: {who: silhouette_in_spaces(
+            (candidate[features.LATENT_MEAN][a], champion[features.LATENT_MEAN][b]), clusters)
+            for who, clusters in (("candidate", new), ("champion", old))},
     }
     section["diagnosis"] = diagnosis(agreement, agreement_threshold, drift, waived)
     return section
@@ -145,6 +150,8 @@ def markdown(section: Mapping[str, Any] | None, note: str, waived: bool) -> list
         f"(before alignment {_pct(section['agreement_before_alignment'])}; best any relabelling reaches "
         f"{_pct(section['best_agreement'])})",
         f"- new IDs: {section['new_ids'] or 'none'}; retired IDs: {section['retired_ids'] or 'none'}",
+        "- silhouette of each model's clusters in both latent spaces: candidate {candidate:.3f}, champion "
+        "{champion:.3f}".format(**section[features.SILHOUETTE_BOTH]),
         "",
         "| cluster ID | champion share | candidate share | change |",
         "|---|---|---|---|",
