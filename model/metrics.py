@@ -62,11 +62,14 @@ def ari(labels: np.ndarray, clusters: np.ndarray) -> float:
 
 
 def silhouette(latent: np.ndarray, clusters: np.ndarray, sample_size: int = 2000, seed: int = 0) -> float:
-    """Silhouette of the clusters in latent space, on a random sample for speed; NaN if < 2 clusters."""
-    if len(np.unique(clusters)) < 2:
+    """Silhouette of the clusters in latent space, on a random sample of at most ``sample_size`` rows for speed (the
+    rows scikit-learn's ``sample_size`` would take, so the same rows for any latent space of the same examples); NaN
+    if the sample holds < 2 clusters."""
+    rows = np.random.RandomState(seed).permutation(len(clusters))[:sample_size]
+    sampled = np.asarray(clusters)[rows]
+    if len(np.unique(sampled)) < 2:
         return float("nan")
-    size = min(sample_size, len(clusters))
-    return float(silhouette_score(latent, clusters, sample_size=size, random_state=seed))
+    return float(silhouette_score(np.asarray(latent)[rows], sampled))
 
 
 def silhouette_in_spaces(latents: Sequence[np.ndarray], clusters: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.metrics import silhouette_score
 
 from model import metrics
 
@@ -48,3 +49,17 @@ def test_occupancy_and_report() -> None:
     assert report["silhouette"] > 0.9
     assert set(report) == {"min_share", "min_share_vs_equal", "max_share", "empty", "acc", "nmi", "ari", "silhouette"}
     assert np.isnan(metrics.silhouette(latent, np.zeros(10, dtype=int)))
+
+
+def test_silhouette_of_a_sample_with_one_cluster_is_nan_and_matches_scikit_learn_otherwise() -> None:
+    """5,000 examples with a 2-example cluster: the 2,000-row sample often misses it (scikit-learn then raised)."""
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(5000, 3))
+    clusters = np.zeros(5000, dtype=int)
+    clusters[[0, 2]] = 1
+    sampled = np.random.RandomState(0).permutation(5000)[:2000]
+    assert not np.isin([0, 2], sampled).any(), "the sample of seed 0 misses the small cluster"
+    assert np.isnan(metrics.silhouette(latent, clusters))
+    clusters = rng.integers(0, 3, 5000)
+    expected = silhouette_score(latent, clusters, sample_size=2000, random_state=0)
+    assert metrics.silhouette(latent, clusters) == pytest.approx(expected, abs=1e-9)

@@ -132,6 +132,10 @@ def write_plots(output_dir: str, section: Mapping[str, Any], candidate: Mapping[
     return [*plots, ("Prototypes by version", PROTOTYPES_PNG)]
 
 
+def _score(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.1%}"
 
@@ -150,8 +154,8 @@ def markdown(section: Mapping[str, Any] | None, note: str, waived: bool) -> list
         f"(before alignment {_pct(section['agreement_before_alignment'])}; best any relabelling reaches "
         f"{_pct(section['best_agreement'])})",
         f"- new IDs: {section['new_ids'] or 'none'}; retired IDs: {section['retired_ids'] or 'none'}",
-        "- silhouette of each model's clusters in both latent spaces: candidate {candidate:.3f}, champion "
-        "{champion:.3f}".format(**section[features.SILHOUETTE_BOTH]),
+        "- silhouette of each model's clusters in both latent spaces: candidate {candidate}, champion {champion}"
+        .format(**{who: _score(value) for who, value in section[features.SILHOUETTE_BOTH].items()}),
         "",
         "| cluster ID | champion share | candidate share | change |",
         "|---|---|---|---|",
