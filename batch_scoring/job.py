@@ -30,6 +30,7 @@ from batch_scoring.options import (
     CSV,
     DEAD,
     DOFN,
+    ID_ROWS,
     PARQUET,
     READ,
     RUNINFERENCE,
@@ -210,6 +211,15 @@ def resolve_engine(engine: str, fmt: str, dense: bool = True) -> str:
     return engine
 
 
+def id_column_used(options: ScoringOptions, counts: dict) -> str | None:
+    """The column or feature whose values keyed the rows (summary.json's ``id_column``): ``--id-column``, else the
+    default ``id`` when some input had it (``counts[ID_ROWS]``); None when no row's input had it, so every row was
+    keyed ``<file>:<position>``."""
+    if options.id_column is not None:
+        return options.id_column
+    return options.row_key if counts[ID_ROWS] else None
+
+
 def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run the scoring job; returns the summary (also written to ``<output>/summary.json``)."""
     started = time.monotonic()
@@ -251,7 +261,7 @@ def score(options: ScoringOptions, test_pipeline: beam.Pipeline | None = None) -
         "inputs": files,
         "format": fmt,
         "engine": engine,
-        "id_column": options.id_column,  # None: the default, ``id`` where there is one
+        "id_column": id_column_used(options, counts),  # None: no input had one, rows keyed <file>:<position>
         READ: counts[READ],
         SCORED: counts[SCORED],
         DEAD: counts[DEAD],

@@ -21,6 +21,7 @@ READ, SCORED, DEAD = "read", "scored", "dead_lettered"  # the counts the job che
 # Counts about the ids, reported beside them: rows keyed ``<file>:<position>`` because their id was blank (or, with
 # --id-column, a TFRecord record lacked the feature), and rows whose id another row also has.
 BLANK_IDS, SHARED_IDS = "blank_ids", "shared_ids"
+ID_ROWS = "id_rows"  # rows whose file (for TFRecord: record) has the id column, blank or not: was the column used?
 
 
 class InputError(ValueError):

@@ -29,12 +29,12 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from batch_scoring.options import BLANK_IDS, CSV, PARQUET, READ, TFRECORD
+from batch_scoring.options import BLANK_IDS, CSV, ID_ROWS, PARQUET, READ, TFRECORD
 from model.features import CSV_ENCODING, CSV_READER_OPTIONS, ID_KEY
 from serving.feature_spec import INT64, FeatureSpec, RawFeature, RequestError, build_example, to_value
 
 DEAD_TAG = "dead"  # tagged output: ((source, position), dead-letter record)
-COUNT_TAG = "count"  # tagged output: (READ or BLANK_IDS, rows of one file)
+COUNT_TAG = "count"  # tagged output: (READ, BLANK_IDS or ID_ROWS, rows of one file)
 IDS_TAG = "ids"  # tagged output: the ids a batch of rows gave themselves (not the position ones), for SHARED_IDS
 Batch = tuple[list, list, Any]  # (keys, ids, float32 [n, F] array or serialized tf.Examples)
 _crc32c = crcmod.predefined.mkPredefinedCrcFun("crc-32c")
@@ -131,18 +131,19 @@ def source_labels(files: list[str]) -> dict[str, str]:
 
 
 class _Rows:
-    """What one file's reader counts (READ, BLANK_IDS) and the ids its rows gave themselves, yielded in lists
+    """What one file's reader counts (READ, BLANK_IDS, ID_ROWS) and the ids its rows gave themselves, yielded in lists
     (IDS_TAG) for the job's count of shared ids."""
 
     def __init__(self, chunk: int, id_required: bool) -> None:
-        self.counts = {READ: 0, BLANK_IDS: 0}
+        self.counts = {READ: 0, BLANK_IDS: 0, ID_ROWS: 0}
         self._chunk = chunk
         self._id_required = id_required
         self._given: list[str] = []
 
     def row_id(self, given: str | None, fallback: str, has_column: bool) -> str:
         """``given``, else ``fallback``, counted as a blank id where the input ``has_column`` (the id column) or the
-        user named the column (``id_required``)."""
+        user named the column (``id_required``); rows where the input ``has_column`` count as ID_ROWS either way."""
+        self.counts[ID_ROWS] += has_column
         if given:
             self._given.append(given)
             return given

@@ -16,7 +16,7 @@ import numpy as np
 from apache_beam import DoFn
 from apache_beam.io.filesystems import FileSystems
 
-from batch_scoring.options import BLANK_IDS, DEAD, READ, SCORED, SHARED_IDS
+from batch_scoring.options import BLANK_IDS, DEAD, ID_ROWS, READ, SCORED, SHARED_IDS
 from model.features import CLUSTER, CLUSTER_PROBABILITIES, ELBO, ID_KEY, LATENT_MEAN
 
 SCORES_PREFIX, DEAD_PREFIX, SUMMARY = "scores", "dead_letter", "summary.json"
@@ -112,7 +112,7 @@ class WriteCounts(DoFn):
         self._directory = directory
 
     def process(self, counts: list) -> Iterable:
-        totals = {READ: 0, SCORED: 0, DEAD: 0, BLANK_IDS: 0, SHARED_IDS: 0}
+        totals = {READ: 0, SCORED: 0, DEAD: 0, BLANK_IDS: 0, SHARED_IDS: 0, ID_ROWS: 0}
         for name, n in counts:
             totals[name] += n
         with FileSystems.create(FileSystems.join(self._directory, COUNTS_FILE)) as f:

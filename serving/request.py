@@ -289,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", required=True, help="SavedModel directory or TF Serving base dir (highest version).")
     parser.add_argument("--csv", required=True, help="CSV file with a header row naming the model's feature columns.")
-    parser.add_argument("--rows", type=_positive, default=1, help="how many data rows to put in the body (default 1).")
+    parser.add_argument("--rows", type=_positive, default=1,
+                        help="how many data rows to put in the body (default 1); a CSV with fewer gives all of its "
+                             "rows and a note on stderr.")
     parser.add_argument("--signature", choices=sorted(_INPUT_KEYS), default=SERVING_SIGNATURE,
                         help="serving_default (base64 tf.Examples, default) or predict_features (dense floats, NaN "
                              "for a missing optional value); a model with text (categorical) columns has no "
@@ -317,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if len(rows) < args.rows:  # on stderr: stdout stays exactly the body, for a pipe
+        held = "it" if len(rows) == 1 else f"all {len(rows)}"
+        print(f"note: {args.csv} has only {len(rows)} data row{'s' * (len(rows) != 1)}; the body holds {held} "
+              f"(--rows {args.rows}).", file=sys.stderr)
     print(json.dumps(body, indent=args.indent))
     if args.predict:
         import tensorflow as tf

@@ -235,6 +235,18 @@ def test_request_bodies_and_cli_for_a_model_with_text(text_model, tmp_path, caps
         capsys.readouterr().out.split())
 
 
+def test_more_rows_than_the_csv_has_give_all_of_them_and_a_note_on_stderr(text_model, tmp_path, capsys) -> None:
+    """--rows beyond the CSV's data rows: the body holds every row, stderr says so in one line, stdout is the body."""
+    path = tmp_path / "in.csv"
+    path.write_text("id,colour,count,shape,size\n1,blue,4,,NA\n2,red,2,circle,1.25\n")
+    assert sr.main(["--model", text_model, "--csv", str(path), "--rows", "1000"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["instances"]) == 2 and out.count("\n") == 1
+    assert err == f"note: {path} has only 2 data rows; the body holds all 2 (--rows 1000).\n"
+    assert sr.main(["--model", text_model, "--csv", str(path), "--rows", "2"]) == 0
+    assert capsys.readouterr().err == "", "no note when the CSV has the rows asked for"
+
+
 def test_dense_requests_carry_nan_for_missing_optional_values(numeric_model) -> None:
     spec = fs.read_feature_spec(numeric_model)
     body = sr.features_body([{"count": 3, "size": ""}, {"count": "5", "size": "0.5"}], spec)
