@@ -47,8 +47,8 @@ from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
 from serving.champion import ChampionInputsError, ChampionModelError, load_failure, resolve_champion
-from serving.feature_spec import conform_numbers, read_feature_spec, text_number_changes
-from serving.training_statistics import write_statistics
+from serving.feature_spec import conform_records, read_feature_spec, text_number_changes
+from serving.training_statistics import blank_fills, write_statistics
 
 PRESETS = {"digits": GMVAEConfig.for_digits, "mnist": GMVAEConfig.for_mnist, "default": GMVAEConfig}
 _TUPLE_FIELDS = ("hidden_units", "auto_components", "image_shape", "binary_features", "missing_groups")
@@ -178,16 +178,19 @@ def raw_dtypes(raw_spec: Mapping[str, Any]) -> dict[str, str]:
     return {name: tf.as_dtype(f.dtype).name for name, f in raw_spec.items()}
 
 
-def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) -> None:
+def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) -> dict[str, int | float | bytes]:
     """`ChampionModelError` when the champion model (``target.model_dir``) does not load (a damaged or half-copied
     version directory, :func:`serving.champion.load_failure`), and `ChampionInputsError` when it requires a feature
     that this run's data (``raw_spec``: name -> its parsing spec) does not have (e.g. a column left out at staging
-    tonight because it was empty or held one text value), has with blanks, or holds as text where the champion reads
-    numbers or the other way round (int64 against float32 is converted, `conform_numbers`): either way the champion
-    could not score this run's eval examples, so neither the cluster IDs nor the evaluator's comparison could be
-    carried over, and it is better said before training than after."""
+    tonight because it was empty or held one text value), has with blanks that it has no stand-in value for, or holds
+    as text where the champion reads numbers or the other way round (int64 against float32 is converted,
+    `conform_records`): either way the champion could not score this run's eval examples, so neither the cluster IDs
+    nor the evaluator's comparison could be carried over, and it is better said before training than after.
+
+    Returns the stand-ins for blanks (`serving.training_statistics.blank_fills`: name -> the champion's training mean
+    or most frequent text) in the columns it needs in every row and this run's data has blanks in."""
     if target.model_dir is None:
-        return
+        return {}
     failure = load_failure(target.model_dir)
     if failure is not None:
         what, advice = (("the Resolver's latest blessed model",
@@ -205,13 +208,17 @@ def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) 
             f"{target.model_dir} requires, so it can neither hand its cluster IDs on nor be compared with this run's "
             "model; bring the column back (the run's column report says why it was left out) or train a new model "
             "line with its own serving directory.")
-    gaps = [f.name for f in spec.values() if not f.optional and not (
-        isinstance(raw_spec[f.name], tf.io.FixedLenFeature) and raw_spec[f.name].default_value is None)]
+    fills, gaps = blank_fills(target.model_dir, [name for name, f in raw_spec.items() if not (
+        isinstance(f, tf.io.FixedLenFeature) and f.default_value is None)])
     if gaps:
         raise ChampionInputsError(
             f"column {gaps[0]!r} has blank values in this run's data, but the serving model at {target.model_dir} "
-            "needs a value in every row, so it can neither hand its cluster IDs on nor be compared with this run's "
-            "model; fill the blanks upstream or train a new model line with its own serving directory.")
+            "needs a value in every row and carries no training statistics to stand in for a blank, so it can neither "
+            "hand its cluster IDs on nor be compared with this run's model; fill the blanks upstream or train a new "
+            "model line with its own serving directory.")
+    if fills:
+        logging.info("The champion %s needs a value in every row of %s, blank in some of this run's rows: it scores "
+                     "them with its training values %s", target.model_dir, sorted(fills), fills)
     changed = text_number_changes(spec, raw_dtypes(raw_spec))
     if changed:
         name, now, before = changed[0]
@@ -220,13 +227,15 @@ def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) 
             f"{target.model_dir}, so it can neither hand its cluster IDs on nor be compared with this run's model; "
             f"write the column as {before} again (the run's column report says how it was read) or train a new model "
             "line with its own serving directory.")
+    return fills
 
 
-def _champion_clusters(model_dir: str, records: list[bytes], dtypes: Mapping[str, str]) -> tuple[np.ndarray, int]:
-    """The champion's cluster IDs of serialized examples (raw features ``dtypes``, `raw_dtypes`) and its number of
-    probability columns."""
+def _champion_clusters(model_dir: str, records: list[bytes], dtypes: Mapping[str, str],
+                       fills: Mapping[str, int | float | bytes]) -> tuple[np.ndarray, int]:
+    """The champion's cluster IDs of serialized examples (raw features ``dtypes``, `raw_dtypes`; blanks where it needs
+    a value given ``fills``, `check_champion_inputs`) and its number of probability columns."""
     serve = tf.saved_model.load(model_dir).signatures[SERVING_SIGNATURE]
-    records = conform_numbers(records, read_feature_spec(model_dir), dtypes)  # int64 tonight may be float to it
+    records = conform_records(records, read_feature_spec(model_dir), dtypes, fills)  # int64 tonight may be float
     clusters, columns = [], 0
     for i in range(0, len(records), BATCH_SIZE):
         outputs = serve(**{SERVING_INPUT_KEY: tf.constant(records[i:i + BATCH_SIZE])})
@@ -236,21 +245,21 @@ def _champion_clusters(model_dir: str, records: list[bytes], dtypes: Mapping[str
 
 
 def stable_ids(components: np.ndarray, k: int, x_eval: np.ndarray, eval_records: list[bytes],
-               target: AlignmentTarget, model_uri: str, dtypes: Mapping[str, str] | None = None
-               ) -> cluster_ids.Registry:
+               target: AlignmentTarget, model_uri: str, dtypes: Mapping[str, str] | None = None,
+               fills: Mapping[str, int | float | bytes] | None = None) -> cluster_ids.Registry:
     """The registry with the candidate as its newest generation: its components matched to the champion's IDs on
     the same eval examples (Hungarian on the co-assignment counts), unmatched ones with IDs never issued by the
     champion model nor by any version the champion record knows.
 
     ``components`` is the candidate's component (0..k-1) of each eval example, ``x_eval`` their model inputs,
     ``dtypes`` the kinds of their raw features (`raw_dtypes`), which the champion's number kinds are converted from
-    where they differ (None: no conversion)."""
+    where they differ (None: no conversion), ``fills`` the champion's stand-ins for blanks (`check_champion_inputs`)."""
     champion_dir = target.model_dir
     if champion_dir is None:
         ids = cluster_ids.assign_ids(target.known, k, {})
         logging.info("No champion model: cluster IDs %s.", list(ids))
         return cluster_ids.extend(target.known, ids, model_uri, components, x_eval)
-    champion, columns = _champion_clusters(champion_dir, eval_records, dtypes or {})
+    champion, columns = _champion_clusters(champion_dir, eval_records, dtypes or {}, fills or {})
     registry = (cluster_ids.read_registry(champion_dir) or cluster_ids.for_unregistered_model(champion_dir, columns)
                 ).remembering(target.known)
     counts = cluster_ids.co_assignment(champion, components, registry.latest.ids, k)
@@ -288,7 +297,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     transform = _TransformedInput(tf_transform_output)
     raw_spec = tf_transform_output.raw_feature_spec()
-    check_champion_inputs(target, raw_spec)  # before training too: the champion must read tonight's examples
+    fills = check_champion_inputs(target, raw_spec)  # before training too: the champion must read tonight's examples
     records = training_data(fn_args.train_files, transform, raw_spec)
     in_memory = n_workers(strategy) == 1 and records.n_rows * records.input_dim <= IN_MEMORY_VALUES
     data = records.in_memory() if in_memory else records
@@ -326,7 +335,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     eval_records = read_records(fn_args.eval_files)
     x_eval = model_inputs(eval_records, transform, raw_spec)
     registry = stable_ids(model.predict_outputs(x_eval)[CLUSTER], model.prior.n_components, x_eval, eval_records,
-                          target, model_dir, raw_dtypes(raw_spec))
+                          target, model_dir, raw_dtypes(raw_spec), fills)
     feature_names = sorted((name for name in raw_spec if is_feature(name)), key=natural_key)
     with write_dir(fn_args.serving_model_dir, strategy) as export_dir:
         export_saved_model(

@@ -254,17 +254,20 @@ def number_kind_changes(spec: FeatureSpec, dtypes: Mapping[str, str]) -> dict[st
 _INT64 = np.iinfo(np.int64)
 
 
-def conform_numbers(records: list[bytes], spec: FeatureSpec, dtypes: Mapping[str, str]) -> list[bytes]:
-    """``records`` (serialized tf.Examples of data whose raw features are ``dtypes``) with each number feature in the
-    kind the model of ``spec`` parses, where the two differ (`number_kind_changes`): an int64 value becomes a float,
-    a float becomes the nearest whole number (halves to even, as Python's ``round``; beyond the int64 range the
-    range's end; NaN left out). Without a difference the records are returned as they are, unparsed.
+def conform_records(records: list[bytes], spec: FeatureSpec, dtypes: Mapping[str, str],
+                    fills: Mapping[str, int | float | bytes] | None = None) -> list[bytes]:
+    """``records`` (serialized tf.Examples of data whose raw features are ``dtypes``) as the model of ``spec`` parses
+    them: each number feature in the kind the model parses, where the two differ (`number_kind_changes`: an int64
+    value becomes a float, a float the nearest whole number, halves to even as Python's ``round``; beyond the int64
+    range the range's end; NaN left out), and each feature of ``fills`` (name -> a value of the model's kind) that a
+    record leaves blank set to that value. With nothing to change the records are returned as they are, unparsed.
 
     ExampleGen infers a CSV column's kind from each night's values (whole numbers one night, a decimal the next), so
-    the champion, trained on another night, may parse the other number kind; text where it parses numbers is not
-    converted (`text_number_changes`)."""
+    the champion, trained on another night, may parse the other number kind; it may also need a value in every row
+    of a column that has blanks tonight (`serving.training_statistics.blank_fills`). Text where it parses numbers is
+    not converted (`text_number_changes`)."""
     changes = number_kind_changes(spec, dtypes)
-    if not changes:
+    if not changes and not fills:
         return records
     import tensorflow as tf
 
@@ -283,6 +286,10 @@ def conform_numbers(records: list[bytes], spec: FeatureSpec, dtypes: Mapping[str
                 feats[name].int64_list.value[:] = [
                     int(_INT64.max) if v >= 2.0**63 else int(_INT64.min) if v < -(2.0**63) else round(v)
                     for v in values if not math.isnan(v)]
+        for name, value in (fills or {}).items():
+            kind = feats[name].WhichOneof("kind") if name in feats else None
+            if kind is None or not getattr(feats[name], kind).value:
+                feats[name].CopyFrom(_feature(value, spec[name].dtype))
         out.append(example.SerializeToString(deterministic=True))
     return out
 

@@ -7,11 +7,13 @@ champion's are at hand on every runner without the ML Metadata store.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from serving.cluster_ids import ASSETS_EXTRA
+from serving.feature_spec import INT64, STRING, read_feature_spec
 
 TRAINING_STATISTICS_FILE = "training_statistics.pb"  # a binary DatasetFeatureStatisticsList
 
@@ -36,3 +38,35 @@ def read_statistics(saved_model_dir: str) -> statistics_pb2.DatasetFeatureStatis
         return None
     with tf.io.gfile.GFile(path, "rb") as f:
         return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
+
+
+def typical_values(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, float | bytes]:
+    """Name -> the mean of each numeric feature and the most frequent value of each text feature in ``statistics``
+    (its first dataset)."""
+    out: dict[str, float | bytes] = {}
+    for feature in statistics.datasets[0].features if statistics.datasets else ():
+        name = feature.path.step[0] if feature.path.step else feature.name
+        if feature.HasField("num_stats") and feature.num_stats.common_stats.num_non_missing:
+            out[name] = float(feature.num_stats.mean)
+        elif feature.HasField("string_stats") and feature.string_stats.top_values:
+            out[name] = feature.string_stats.top_values[0].value.encode("utf-8")
+    return out
+
+
+def blank_fills(model_dir: str, optional: Iterable[str]) -> tuple[dict[str, int | float | bytes], list[str]]:
+    """What stands in for a blank where the model at ``model_dir`` (a champion) needs a value in every row of a
+    feature that the data may leave blank (``optional``: such features' names): name -> the model's training mean
+    (rounded for an int64 feature) or most frequent text, from the training statistics it carries; and the names
+    without such a value (a model exported before models carried statistics), which it cannot score."""
+    spec = read_feature_spec(model_dir)
+    gaps = [name for name in optional if name in spec and not spec[name].optional]
+    statistics = read_statistics(model_dir) if gaps else None
+    typical = typical_values(statistics) if statistics is not None else {}
+    fills: dict[str, int | float | bytes] = {}
+    for name in gaps:
+        value = typical.get(name)
+        if isinstance(value, float) and spec[name].dtype != STRING:
+            fills[name] = round(value) if spec[name].dtype == INT64 else value
+        elif isinstance(value, bytes) and spec[name].dtype == STRING:
+            fills[name] = value
+    return fills, [name for name in gaps if name not in fills]

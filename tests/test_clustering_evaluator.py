@@ -439,7 +439,10 @@ def test_a_model_parsing_int64_scores_float_examples_by_their_values_keyed_by_th
     pairs = list(zip(a.tolist(), n.tolist(), strict=True))
     ints = [example(x, tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))) for x, v in pairs]
     floats = [example(x, tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))) for x, v in pairs]
-    scorer = scoring.ScoreBatches(model_dir, "label", data_kinds={"a": "float32", "n": "float32"})
+    from serving.feature_spec import RawFeature
+
+    scorer = scoring.ScoreBatches(model_dir, "label", data_spec={"a": RawFeature("a", "float32", (1,)),
+                                                                 "n": RawFeature("n", "float32", (1,))})
     scorer.setup()
     (from_ints,), (from_floats,) = (list(scorer.process(batch)) for batch in (ints, floats))
     with np.load(io.BytesIO(from_ints)) as one, np.load(io.BytesIO(from_floats)) as other:

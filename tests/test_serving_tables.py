@@ -407,10 +407,11 @@ def test_request_rows_from_a_spreadsheet_csv(tmp_path, capsys):
     assert "argument --rows: must be a positive integer, got 0" in capsys.readouterr().err
 
 
-def test_conform_numbers_gives_a_model_the_number_kind_it_parses_and_leaves_other_records_alone() -> None:
+def test_conform_records_gives_a_model_the_number_kind_it_parses_and_leaves_other_records_alone() -> None:
     """int64 tonight -> float32 for the model and back (nearest whole number, halves to even, clipped to int64; NaN
-    left out); text, absent features and features the model parses as the data holds them are untouched."""
-    from serving.feature_spec import FLOAT32, INT64, STRING, RawFeature, conform_numbers
+    left out); text, absent features and features the model parses as the data holds them are untouched; blanks of
+    the features given stand-in values get them."""
+    from serving.feature_spec import FLOAT32, INT64, STRING, RawFeature, conform_records
 
     def example(**features: tf.train.Feature) -> bytes:
         return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
@@ -427,9 +428,15 @@ def test_conform_numbers_gives_a_model_the_number_kind_it_parses_and_leaves_othe
     records = [example(i=floats(2.5), f=ints(7), t=text), example(i=floats(-2.7)), example(i=floats(3.5, 1e19)),
                example(i=floats(-1e30)), example(i=floats(float("nan"))), example(t=text)]
     same_kinds = {"i": INT64, "f": FLOAT32, "t": STRING}
-    assert conform_numbers(records, spec, same_kinds) is records  # nothing to convert: not even parsed
+    assert conform_records(records, spec, same_kinds) is records  # nothing to convert: not even parsed
     out = [tf.train.Example.FromString(r).features.feature for r in
-           conform_numbers(records, spec, {"i": FLOAT32, "f": INT64, "t": STRING})]
+           conform_records(records, spec, {"i": FLOAT32, "f": INT64, "t": STRING})]
     assert [list(o["i"].int64_list.value) for o in out[:5]] == [[2], [-3], [4, 2**63 - 1], [-(2**63)], []]
     assert out[0]["f"].WhichOneof("kind") == "float_list" and list(out[0]["f"].float_list.value) == [7.0]
     assert out[0]["t"] == text and "i" not in out[5] and "f" not in out[5]
+    empty = tf.train.Feature(float_list=tf.train.FloatList(value=[]))  # a blank as ExampleGen may write it
+    filled = [tf.train.Example.FromString(r).features.feature for r in
+              conform_records([example(t=text), example(i=ints(4)), example(i=empty)], spec, same_kinds,
+                              {"i": 3, "t": b"y"})]
+    assert [list(o["i"].int64_list.value) for o in filled] == [[3], [4], [3]]
+    assert [list(o["t"].bytes_list.value) for o in filled] == [[b"x"], [b"y"], [b"y"]]

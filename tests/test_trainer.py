@@ -293,23 +293,47 @@ def test_a_column_whose_number_kind_changed_is_converted_and_text_for_numbers_st
     a, n = rng.normal(size=40) * 3, rng.integers(-5, 6, size=40)
     as_ints = [example(x, int(v)) for x, v in zip(a, n, strict=True)]
     as_floats = [example(x, float(v)) for x, v in zip(a, n, strict=True)]
-    clusters, columns = trainer._champion_clusters(champion_dir, as_ints, {"a": "float32", "n": "int64"})
-    from_floats, _ = trainer._champion_clusters(champion_dir, as_floats, {"a": "float32", "n": "float32"})
+    clusters, columns = trainer._champion_clusters(champion_dir, as_ints, {"a": "float32", "n": "int64"}, {})
+    from_floats, _ = trainer._champion_clusters(champion_dir, as_floats, {"a": "float32", "n": "float32"}, {})
     assert columns == 2 and np.array_equal(from_floats, clusters)
 
 
-def test_a_champion_needing_a_value_in_every_row_stops_before_training_when_the_column_has_blanks(tmp_path):
+def test_blanks_where_the_champion_needs_a_value_are_scored_as_its_training_mean_or_stop_without_statistics(tmp_path):
+    """A column without blanks when the champion was trained has blanks tonight: the champion scores them as its
+    training mean (from the statistics it carries), so the night goes on; a champion without statistics stops the run
+    before training in one sentence."""
     import tensorflow as tf
 
     from model.export import export_saved_model
     from serving.champion import ChampionInputsError
+    from serving.training_statistics import write_statistics
 
     champion_dir = str(tmp_path / "champion")
     export_saved_model(build_model(GMVAEConfig(input_dim=2, n_components=2, latent_dim=2, hidden_units=(8,),
                                                image_shape=None, input_scale=1.0, likelihood="gaussian")),
                        champion_dir, ["a", "c"], cluster_ids=[0, 1])
+    target = trainer.AlignmentTarget(champion_dir, None)
+    tonight = {**_floats("a"), "c": tf.io.VarLenFeature(tf.float32)}
     with pytest.raises(ChampionInputsError, match=r"^column 'c' has blank values in this run's data, but the serving "
-                       r"model at .*champion needs a value in every row, .* fill the blanks upstream or train a new "
-                       r"model line with its own serving directory\.$"):
-        trainer.check_champion_inputs(trainer.AlignmentTarget(champion_dir, None),
-                                      {**_floats("a"), "c": tf.io.VarLenFeature(tf.float32)})
+                       r"model at .*champion needs a value in every row and carries no training statistics to stand "
+                       r"in for a blank, .* fill the blanks upstream or train a new model line with its own serving "
+                       r"directory\.$"):
+        trainer.check_champion_inputs(target, tonight)
+    assert trainer.check_champion_inputs(target, _floats("a", "c")) == {}, "no blanks tonight: nothing to fill"
+
+    def example(a: float, c: float | None) -> bytes:
+        feature = {"a": tf.train.Feature(float_list=tf.train.FloatList(value=[a]))}
+        if c is not None:
+            feature["c"] = tf.train.Feature(float_list=tf.train.FloatList(value=[c]))
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    rng = np.random.default_rng(0)
+    a, c = rng.normal(size=40) * 3, rng.normal(size=40) * 2 + 5
+    write_statistics(champion_dir, trainer.statistics_of([example(x, y) for x, y in zip(a, c, strict=True)]))
+    fills = trainer.check_champion_inputs(target, tonight)
+    assert list(fills) == ["c"] and fills["c"] == pytest.approx(c.mean(), rel=1e-5)
+    blanks = [example(x, None) for x in a]
+    with_mean = [example(x, float(np.float32(fills["c"]))) for x in a]
+    filled, _ = trainer._champion_clusters(champion_dir, blanks, {"a": "float32", "c": "float32"}, fills)
+    expected, _ = trainer._champion_clusters(champion_dir, with_mean, {"a": "float32", "c": "float32"}, {})
+    assert np.array_equal(filled, expected)

@@ -23,7 +23,8 @@ from components.clustering_evaluator.decision import decide, parse_thresholds, p
 from model import features
 from serving import cluster_ids
 from serving.champion import ServingChampion, load_failure, resolve_champion
-from serving.training_statistics import read_statistics
+from serving.feature_spec import read_feature_spec
+from serving.training_statistics import blank_fills, read_statistics
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 MODEL_KEY = standard_component_specs.MODEL_KEY
@@ -177,9 +178,16 @@ class Executor(evaluator_executor.Executor):
         )
         logging.info("ClusteringEvaluator baseline: %s", baseline_description)
         model_paths = {CANDIDATE: path_utils.serving_model_path(model.uri)}
+        notes: list[str] = []
         if baseline is not None:
             model_paths[BASELINE] = baseline.model_path
-        notes: list[str] = []
+            optional = [name for name, raw in read_feature_spec(model_paths[CANDIDATE]).items() if raw.optional]
+            fills = blank_fills(baseline.model_path, optional)[0]
+            if fills:  # the Trainer refused a run whose blanks the champion has no stand-in for
+                notes.append("the baseline needs a value in every row of " + ", ".join(
+                    f"{name} (blank in some eval examples: scored as its training value "
+                    f"{value.decode() if isinstance(value, bytes) else format(value, '.4g')})"
+                    for name, value in sorted(fills.items())))
         input_names: dict[str, list[str]] = {}
         category_names: dict[str, list[str]] = {}
         if image_shape is not None:

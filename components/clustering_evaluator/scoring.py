@@ -19,7 +19,8 @@ from tfx.dsl.io import fileio
 
 from model import features
 from model.metrics import clustering_report
-from serving.feature_spec import conform_numbers, read_feature_spec
+from serving.feature_spec import FeatureSpec, conform_records, read_feature_spec
+from serving.training_statistics import blank_fills
 
 LABEL = "label"
 HAS_LABEL = "has_label"
@@ -98,9 +99,10 @@ class ScoreBatches(beam.DoFn):
 
     Optionally keeps the raw numeric columns `input_names` (NaN where missing), the categorical columns
     `category_names` (text, "" where missing) and, with `model_input`, the model input of every example from the
-    `transform_features` signature (when the model has it). ``data_kinds`` are the examples' raw feature kinds (name
-    -> int64, float32 or string); a model parsing a number column as the other number kind (a champion trained on a
-    night when ExampleGen inferred the other) is given it converted (`conform_numbers`).
+    `transform_features` signature (when the model has it). ``data_spec`` is how the model trained on the examples
+    parses them (`read_feature_spec`); a model parsing a number column as the other number kind (a champion trained
+    on a night when ExampleGen inferred the other) is given it converted, and one needing a value in every row of a
+    column the examples may leave blank is given its training value there (`conform_records`, `blank_fills`).
     """
 
     def __init__(
@@ -110,10 +112,11 @@ class ScoreBatches(beam.DoFn):
         input_names: Sequence[str] = (),
         category_names: Sequence[str] = (),
         model_input: bool = False,
-        data_kinds: Mapping[str, str] | None = None,
+        data_spec: FeatureSpec | None = None,
     ) -> None:
         self._model_path = model_path
-        self._data_kinds = dict(data_kinds or {})
+        self._data_kinds = {name: raw.dtype for name, raw in (data_spec or {}).items()}
+        self._data_optional = [name for name, raw in (data_spec or {}).items() if raw.optional]
         self._label_key = label_key
         self._input_names = list(input_names)
         self._category_names = list(category_names)
@@ -124,9 +127,10 @@ class ScoreBatches(beam.DoFn):
         self._predict = signatures[features.SERVING_SIGNATURE]
         self._transform = signatures.get(features.TRANSFORM_SIGNATURE) if self._model_input else None
         self._spec = read_feature_spec(self._model_path) if self._data_kinds else {}
+        self._fills = blank_fills(self._model_path, self._data_optional)[0] if self._data_optional else {}
 
     def process(self, batch: list[bytes]) -> Iterator[bytes]:
-        parsed = conform_numbers(batch, self._spec, self._data_kinds)  # the same records unless kinds differ
+        parsed = conform_records(batch, self._spec, self._data_kinds, self._fills)  # the same records unless needed
         outputs = self._predict(**{features.SERVING_INPUT_KEY: tf.constant(parsed)})
         arrays = {key: outputs[key].numpy() for key in features.OUTPUT_KEYS}
         if self._transform is not None:
@@ -166,8 +170,9 @@ def score(
 
     The examples are read once; `input_names[name]` (numeric) and `category_names[name]` (text) are raw features
     kept for that model's report, and the models named in `model_input` also keep their model input. `kinds_from` is
-    the model trained on these examples (the candidate), whose raw feature kinds are theirs: another model parsing a
-    number column as the other number kind is given it converted (`ScoreBatches`).
+    the model trained on these examples (the candidate), whose raw features are theirs: another model parsing a
+    number column as the other number kind is given it converted, and one needing a value in every row of a column
+    with blanks its training value there (`ScoreBatches`).
     Returns {name: file prefix of its scores} (run the pipeline, then `read_scores`).
     """
     batches = (
@@ -175,7 +180,7 @@ def score(
         | "ReadExamples" >> beam.io.ReadFromTFRecord(os.path.join(split_uri, "*"), coder=beam.coders.BytesCoder())
         | "Batch" >> beam.BatchElements(max_batch_size=MAX_BATCH_SIZE)
     )
-    kinds = {name: raw.dtype for name, raw in read_feature_spec(kinds_from).items()} if kinds_from else {}
+    data_spec = read_feature_spec(kinds_from) if kinds_from else {}
     prefixes = {}
     for name, path in model_paths.items():
         prefixes[name] = os.path.join(output_dir, name)
@@ -183,7 +188,7 @@ def score(
             batches
             | f"Score[{name}]" >> beam.ParDo(ScoreBatches(
                 path, label_key, (input_names or {}).get(name, ()), (category_names or {}).get(name, ()),
-                name in model_input, kinds if path != kinds_from else None))
+                name in model_input, data_spec if path != kinds_from else None))
             | f"Write[{name}]" >> beam.io.WriteToTFRecord(prefixes[name], file_name_suffix=".tfrecord.gz")
         )
     return prefixes
