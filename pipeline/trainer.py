@@ -46,7 +46,13 @@ from model.training_record import write_summary
 from pipeline import configs, training_summary
 from pipeline.preprocessing import missing_groups
 from serving import cluster_ids
-from serving.champion import ChampionInputsError, ChampionModelError, load_failure, resolve_champion
+from serving.champion import (
+    ChampionInputsError,
+    ChampionModelError,
+    blanks_without_stand_in,
+    load_failure,
+    resolve_champion,
+)
 from serving.feature_spec import conform_records, read_feature_spec, text_number_changes
 from serving.training_statistics import blank_fills, write_statistics
 
@@ -208,17 +214,6 @@ def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) 
             f"{target.model_dir} requires, so it can neither hand its cluster IDs on nor be compared with this run's "
             "model; bring the column back (the run's column report says why it was left out) or train a new model "
             "line with its own serving directory.")
-    fills, gaps = blank_fills(target.model_dir, [name for name, f in raw_spec.items() if not (
-        isinstance(f, tf.io.FixedLenFeature) and f.default_value is None)])
-    if gaps:
-        raise ChampionInputsError(
-            f"column {gaps[0]!r} has blank values in this run's data, but the serving model at {target.model_dir} "
-            "needs a value in every row and carries no training statistics to stand in for a blank, so it can neither "
-            "hand its cluster IDs on nor be compared with this run's model; fill the blanks upstream or train a new "
-            "model line with its own serving directory.")
-    if fills:
-        logging.info("The champion %s needs a value in every row of %s, blank in some of this run's rows: it scores "
-                     "them with its training values %s", target.model_dir, sorted(fills), fills)
     changed = text_number_changes(spec, raw_dtypes(raw_spec))
     if changed:
         name, now, before = changed[0]
@@ -227,6 +222,13 @@ def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) 
             f"{target.model_dir}, so it can neither hand its cluster IDs on nor be compared with this run's model; "
             f"write the column as {before} again (the run's column report says how it was read) or train a new model "
             "line with its own serving directory.")
+    fills, gaps = blank_fills(target.model_dir, [name for name, f in raw_spec.items() if not (
+        isinstance(f, tf.io.FixedLenFeature) and f.default_value is None)])
+    if gaps:
+        raise ChampionInputsError(blanks_without_stand_in(gaps[0], target.model_dir))
+    if fills:
+        logging.info("The champion %s needs a value in every row of %s, blank in some of this run's rows: it scores "
+                     "them with its training values %s", target.model_dir, sorted(fills), fills)
     return fills
 
 

@@ -38,6 +38,17 @@ class ChampionInputsError(ValueError):
     """This run's data lacks a column the champion model requires; the message says which."""
 
 
+def blanks_without_stand_in(column: str, model_dir: str) -> str:
+    """`ChampionInputsError`'s sentence for a ``column`` that may be blank in this run's data where the champion at
+    ``model_dir`` needs a value and its training statistics offer none to stand in
+    (`serving.training_statistics.blank_fills`)."""
+    return (f"column {column!r} may be blank in this run's data, but the serving model at {model_dir} needs a value in "
+            "every row and its training statistics hold none to stand in for a blank (a model exported before models "
+            "carried them, or a column of long or binary text), so it can neither hand its cluster IDs on nor be "
+            "compared with this run's model; fill the blanks upstream or train a new model line with its own serving "
+            "directory.")
+
+
 class ChampionModelError(ValueError):
     """The SavedModel that stands for the champion does not load; the message names it and what to do."""
 

@@ -40,16 +40,22 @@ def read_statistics(saved_model_dir: str) -> statistics_pb2.DatasetFeatureStatis
         return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
 
 
+# What TFDV's top values show instead of a text too long or not UTF-8: never a value to stand in for a blank.
+_TFDV_PLACEHOLDERS = frozenset({"__LARGE_BYTES__", "__BYTES_VALUE__"})
+
+
 def typical_values(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, float | bytes]:
     """Name -> the mean of each numeric feature and the most frequent value of each text feature in ``statistics``
-    (its first dataset)."""
+    (its first dataset; TFDV's placeholders for long or binary text skipped)."""
     out: dict[str, float | bytes] = {}
     for feature in statistics.datasets[0].features if statistics.datasets else ():
         name = feature.path.step[0] if feature.path.step else feature.name
         if feature.HasField("num_stats") and feature.num_stats.common_stats.num_non_missing:
             out[name] = float(feature.num_stats.mean)
-        elif feature.HasField("string_stats") and feature.string_stats.top_values:
-            out[name] = feature.string_stats.top_values[0].value.encode("utf-8")
+        elif feature.HasField("string_stats"):
+            top = [v.value for v in feature.string_stats.top_values if v.value not in _TFDV_PLACEHOLDERS]
+            if top:
+                out[name] = top[0].encode("utf-8")
     return out
 
 
@@ -57,7 +63,8 @@ def blank_fills(model_dir: str, optional: Iterable[str]) -> tuple[dict[str, int 
     """What stands in for a blank where the model at ``model_dir`` (a champion) needs a value in every row of a
     feature that the data may leave blank (``optional``: such features' names): name -> the model's training mean
     (rounded for an int64 feature) or most frequent text, from the training statistics it carries; and the names
-    without such a value (a model exported before models carried statistics), which it cannot score."""
+    without such a value (a model exported before models carried statistics, or whose statistics hold no value of
+    the feature's kind), which it cannot score."""
     spec = read_feature_spec(model_dir)
     gaps = [name for name in optional if name in spec and not spec[name].optional]
     statistics = read_statistics(model_dir) if gaps else None
@@ -66,7 +73,7 @@ def blank_fills(model_dir: str, optional: Iterable[str]) -> tuple[dict[str, int 
     for name in gaps:
         value = typical.get(name)
         if isinstance(value, float) and spec[name].dtype != STRING:
-            fills[name] = round(value) if spec[name].dtype == INT64 else value
+            fills[name] = min(max(round(value), -(2**63)), 2**63 - 1) if spec[name].dtype == INT64 else value
         elif isinstance(value, bytes) and spec[name].dtype == STRING:
             fills[name] = value
     return fills, [name for name in gaps if name not in fills]

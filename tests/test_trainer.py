@@ -314,10 +314,10 @@ def test_blanks_where_the_champion_needs_a_value_are_scored_as_its_training_mean
                        champion_dir, ["a", "c"], cluster_ids=[0, 1])
     target = trainer.AlignmentTarget(champion_dir, None)
     tonight = {**_floats("a"), "c": tf.io.VarLenFeature(tf.float32)}
-    with pytest.raises(ChampionInputsError, match=r"^column 'c' has blank values in this run's data, but the serving "
-                       r"model at .*champion needs a value in every row and carries no training statistics to stand "
-                       r"in for a blank, .* fill the blanks upstream or train a new model line with its own serving "
-                       r"directory\.$"):
+    with pytest.raises(ChampionInputsError, match=r"^column 'c' may be blank in this run's data, but the serving "
+                       r"model at .*champion needs a value in every row and its training statistics hold none to "
+                       r"stand in for a blank .* fill the blanks upstream or train a new model line with its own "
+                       r"serving directory\.$"):
         trainer.check_champion_inputs(target, tonight)
     assert trainer.check_champion_inputs(target, _floats("a", "c")) == {}, "no blanks tonight: nothing to fill"
 

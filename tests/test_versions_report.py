@@ -112,3 +112,29 @@ def test_the_same_clusters_in_two_latent_spaces_get_the_same_silhouette_and_are_
     worse = {"candidate": np.roll(clusters, 50), "champion": clusters}  # a partition that cuts through the groups
     worse_both = {who: silhouette_in_spaces((loose, tight), c) for who, c in worse.items()}
     assert worse_both["champion"] - worse_both["candidate"] > 0.05
+
+
+def test_typical_values_skip_tfdv_placeholders_for_long_or_binary_text():
+    """The stand-in for a blank text value is the most frequent real text, never TFDV's placeholder for a long or
+    non-UTF-8 value (which the champion would be sent as if it were one)."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    from serving.training_statistics import typical_values
+
+    statistics = statistics_pb2.DatasetFeatureStatisticsList()
+    dataset = statistics.datasets.add()
+    number = dataset.features.add()
+    number.path.step.append("n")
+    number.num_stats.mean = 4.5
+    number.num_stats.common_stats.num_non_missing = 3
+    text = dataset.features.add()
+    text.path.step.append("t")
+    for value in ("__LARGE_BYTES__", "red", "blue"):
+        text.string_stats.top_values.add(value=value)
+    binary = dataset.features.add()
+    binary.path.step.append("b")
+    binary.string_stats.top_values.add(value="__BYTES_VALUE__")
+    empty = dataset.features.add()
+    empty.path.step.append("e")
+    empty.num_stats.mean = 0.0  # every value missing: no mean to stand in
+    assert typical_values(statistics) == {"n": 4.5, "t": b"red"}

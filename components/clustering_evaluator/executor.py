@@ -22,7 +22,13 @@ from components.clustering_evaluator.constants import CANDIDATE, CANDIDATE_METRI
 from components.clustering_evaluator.decision import decide, parse_thresholds, parse_tolerances
 from model import features
 from serving import cluster_ids
-from serving.champion import ServingChampion, load_failure, resolve_champion
+from serving.champion import (
+    ChampionInputsError,
+    ServingChampion,
+    blanks_without_stand_in,
+    load_failure,
+    resolve_champion,
+)
 from serving.feature_spec import read_feature_spec
 from serving.training_statistics import blank_fills, read_statistics
 
@@ -182,11 +188,13 @@ class Executor(evaluator_executor.Executor):
         if baseline is not None:
             model_paths[BASELINE] = baseline.model_path
             optional = [name for name, raw in read_feature_spec(model_paths[CANDIDATE]).items() if raw.optional]
-            fills = blank_fills(baseline.model_path, optional)[0]
-            if fills:  # the Trainer refused a run whose blanks the champion has no stand-in for
+            fills, gaps = blank_fills(baseline.model_path, optional)
+            if gaps:  # the Trainer refuses such a run, unless it checked another champion (a cached Trainer)
+                raise ChampionInputsError(blanks_without_stand_in(gaps[0], baseline.model_path))
+            if fills:
                 notes.append("the baseline needs a value in every row of " + ", ".join(
-                    f"{name} (blank in some eval examples: scored as its training value "
-                    f"{value.decode() if isinstance(value, bytes) else format(value, '.4g')})"
+                    f"{name} (may be blank in these examples: a blank scored as its training value "
+                    f"{value.decode() if isinstance(value, bytes) else value})"
                     for name, value in sorted(fills.items())))
         input_names: dict[str, list[str]] = {}
         category_names: dict[str, list[str]] = {}
