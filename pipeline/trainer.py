@@ -222,7 +222,7 @@ def check_champion_inputs(target: AlignmentTarget, raw_spec: Mapping[str, Any]) 
             f"{target.model_dir}, so it can neither hand its cluster IDs on nor be compared with this run's model; "
             f"write the column as {before} again (the run's column report says how it was read) or train a new model "
             "line with its own serving directory.")
-    fills, gaps = blank_fills(target.model_dir, [name for name, f in raw_spec.items() if not (
+    fills, gaps = blank_fills(target.model_dir, spec, [name for name, f in raw_spec.items() if not (
         isinstance(f, tf.io.FixedLenFeature) and f.default_value is None)])
     if gaps:
         raise ChampionInputsError(blanks_without_stand_in(gaps[0], target.model_dir))

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from serving.cluster_ids import ASSETS_EXTRA
-from serving.feature_spec import INT64, STRING, read_feature_spec
+from serving.feature_spec import INT64, STRING, FeatureSpec
 
 TRAINING_STATISTICS_FILE = "training_statistics.pb"  # a binary DatasetFeatureStatisticsList
 
@@ -59,13 +59,14 @@ def typical_values(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> d
     return out
 
 
-def blank_fills(model_dir: str, optional: Iterable[str]) -> tuple[dict[str, int | float | bytes], list[str]]:
-    """What stands in for a blank where the model at ``model_dir`` (a champion) needs a value in every row of a
-    feature that the data may leave blank (``optional``: such features' names): name -> the model's training mean
+def blank_fills(model_dir: str, spec: FeatureSpec, optional: Iterable[str]
+                ) -> tuple[dict[str, int | float | bytes], list[str]]:
+    """What stands in for a blank where the model at ``model_dir`` (a champion, parsing ``spec``: its
+    `read_feature_spec`) needs a value in every row of a feature that the data may leave blank (``optional``: such
+    features' names): name -> the model's training mean
     (rounded for an int64 feature) or most frequent text, from the training statistics it carries; and the names
     without such a value (a model exported before models carried statistics, or whose statistics hold no value of
     the feature's kind), which it cannot score."""
-    spec = read_feature_spec(model_dir)
     gaps = [name for name in optional if name in spec and not spec[name].optional]
     statistics = read_statistics(model_dir) if gaps else None
     typical = typical_values(statistics) if statistics is not None else {}

@@ -188,7 +188,7 @@ class Executor(evaluator_executor.Executor):
         if baseline is not None:
             model_paths[BASELINE] = baseline.model_path
             optional = [name for name, raw in read_feature_spec(model_paths[CANDIDATE]).items() if raw.optional]
-            fills, gaps = blank_fills(baseline.model_path, optional)
+            fills, gaps = blank_fills(baseline.model_path, read_feature_spec(baseline.model_path), optional)
             if gaps:  # the Trainer refuses such a run, unless it checked another champion (a cached Trainer)
                 raise ChampionInputsError(blanks_without_stand_in(gaps[0], baseline.model_path))
             if fills:

@@ -127,7 +127,7 @@ class ScoreBatches(beam.DoFn):
         self._predict = signatures[features.SERVING_SIGNATURE]
         self._transform = signatures.get(features.TRANSFORM_SIGNATURE) if self._model_input else None
         self._spec = read_feature_spec(self._model_path) if self._data_kinds else {}
-        self._fills = blank_fills(self._model_path, self._data_optional)[0] if self._data_optional else {}
+        self._fills = blank_fills(self._model_path, self._spec, self._data_optional)[0] if self._data_optional else {}
 
     def process(self, batch: list[bytes]) -> Iterator[bytes]:
         parsed = conform_records(batch, self._spec, self._data_kinds, self._fills)  # the same records unless needed

@@ -132,12 +132,12 @@ def write_plots(output_dir: str, section: Mapping[str, Any], candidate: Mapping[
     return [*plots, ("Prototypes by version", PROTOTYPES_PNG)]
 
 
-def _score(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+def _shown(value: float | None, form: str) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else format(value, form)
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.1%}"
+    return _shown(value, ".1%")
 
 
 def markdown(section: Mapping[str, Any] | None, note: str, waived: bool) -> list[str]:
@@ -155,7 +155,7 @@ def markdown(section: Mapping[str, Any] | None, note: str, waived: bool) -> list
         f"{_pct(section['best_agreement'])})",
         f"- new IDs: {section['new_ids'] or 'none'}; retired IDs: {section['retired_ids'] or 'none'}",
         "- silhouette of each model's clusters in both latent spaces: candidate {candidate}, champion {champion}"
-        .format(**{who: _score(value) for who, value in section[features.SILHOUETTE_BOTH].items()}),
+        .format(**{who: _shown(value, ".3f") for who, value in section[features.SILHOUETTE_BOTH].items()}),
         "",
         "| cluster ID | champion share | candidate share | change |",
         "|---|---|---|---|",
